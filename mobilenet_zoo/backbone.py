@@ -1,0 +1,343 @@
+"""MobileNet v1 feature extractor (Howard et al. 2017, arXiv 1704.04861).
+
+One builder covers the paper's whole family: the width multiplier ``alpha``
+(Section 3.3), the resolution multiplier ``rho`` (Section 3.4), the ablation
+variants of Tables 4 and 5, TF-slim's ``min_depth`` floor and atrous
+``output_stride`` (TF-slim ``mobilenet_v1.py``). Layer and weight names are those
+of ``keras.applications.MobileNet`` so weights move between the two by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+# Table 1 of the paper: (stride, pointwise filters at alpha = 1) for the 13
+# depthwise separable blocks that follow the first full convolution.
+# The paper prints stride 2 for block 13; TF-slim and Keras use 1 (7x7 output).
+BLOCK_SPECS: tuple[tuple[int, int], ...] = (
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
+)
+STEM_FILTERS = 32  # Table 1: conv 3x3x3x32, stride 2.
+# Table 5 "Shallow MobileNet": the five 14x14x512 blocks removed.
+SHALLOW_REMOVED_BLOCKS = (7, 8, 9, 10, 11)
+VARIANTS = ("separable", "full", "shallow")
+OUTPUT_STRIDES = (8, 16, 32)
+MIN_INPUT_SIDE = 32
+# BatchNorm epsilon of TF-slim and keras.applications; momentum is Keras's default.
+BN_EPSILON = 1e-3
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
+
+
+def resolve_input_shape(
+    rho: float | None, input_shape: tuple | None, base_side: int = 224
+) -> tuple:
+    """Returns the (H, W, C) input shape implied by ``rho`` or ``input_shape``.
+
+    Args:
+        rho: resolution multiplier in (0, 1]; the side is ``round(base_side * rho)``.
+        input_shape: explicit ``(H, W, C)``; ``None`` sides mean a dynamic size.
+        base_side: the side at ``rho = 1`` (224 in the paper).
+
+    Raises:
+        ValueError: for a ``rho`` outside (0, 1], a side below 32, or both
+            arguments given and disagreeing.
+    """
+    if rho is not None:
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
+            raise ValueError(
+                f"`rho` (resolution multiplier) must be in (0, 1], got {rho!r}. "
+                "The paper uses 1, 0.857, 0.714 and 0.571 (224, 192, 160, 128)."
+            )
+        side = int(round(base_side * rho))
+        if side < MIN_INPUT_SIDE:
+            raise ValueError(
+                f"`rho`={rho} gives an input side of {side}, below the minimum of "
+                f"{MIN_INPUT_SIDE}; use rho >= {MIN_INPUT_SIDE / base_side:.3f}."
+            )
+        if input_shape is not None and tuple(input_shape[:2]) != (side, side):
+            raise ValueError(
+                f"`rho`={rho} implies a {side}x{side} input but `input_shape`="
+                f"{tuple(input_shape)}; pass only one of them."
+            )
+        if input_shape is None:
+            return (side, side, 3)
+    if input_shape is None:
+        return (base_side, base_side, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels), got {input_shape!r}."
+        )
+    for axis, side in zip(("height", "width"), input_shape[:2]):
+        if side is not None and (not isinstance(side, int) or side < MIN_INPUT_SIDE):
+            raise ValueError(
+                f"`input_shape` {axis} must be an int >= {MIN_INPUT_SIDE} or None "
+                f"(dynamic), got {side!r} in {input_shape!r}."
+            )
+    if not isinstance(input_shape[2], int) or input_shape[2] < 1:
+        raise ValueError(
+            f"`input_shape` channels must be a positive int, got {input_shape[2]!r}."
+        )
+    return input_shape
+
+
+def scaled_depth(filters: int, alpha: float, min_depth: int) -> int:
+    """TF-slim's channel rule: ``max(int(filters * alpha), min_depth)``."""
+    return max(int(filters * alpha), min_depth)
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class MobileNetBackbone(keras.Model):
+    """MobileNet v1 feature extractor: image in, feature maps out (no logits).
+
+    Args:
+        alpha: width multiplier (paper Section 3.3), any value > 0. Every layer
+            has ``max(int(filters * alpha), min_depth)`` channels.
+        rho: resolution multiplier (paper Section 3.4) in (0, 1]: the input side
+            is ``round(224 * rho)``. Mutually exclusive with a different
+            ``input_shape``.
+        input_shape: ``(H, W, C)``; ``(None, None, 3)`` accepts any size
+            (detection, segmentation). Sides must be >= 32. Default (224, 224, 3).
+        depth_multiplier: the *depthwise channel multiplier*: each depthwise conv
+            produces ``depth_multiplier`` output channels per input channel
+            (``keras.layers.DepthwiseConv2D(depth_multiplier=...)``). It is not the
+            resolution multiplier, whatever keras.applications' docs say.
+        min_depth: TF-slim's floor on every layer's channels (default 8). Set 1
+            to follow keras.applications' ``int(filters * alpha)`` exactly.
+        output_stride: 32 (classification), 16 or 8. Below 32 the stride-2
+            layers past that stride become stride 1 and later depthwise convs are
+            dilated (TF-slim ``mobilenet_v1_base``), keeping the receptive field.
+        variant: ``"separable"`` (the paper's MobileNet), ``"full"`` (standard 3x3
+            convs instead of depthwise separable ones, Table 4) or ``"shallow"``
+            (without the five 14x14x512 blocks, Table 5).
+        bn_momentum: BatchNorm momentum (Keras default 0.99; TF-slim trains
+            with 0.9997).
+        weights: ``None`` (random init), a preset name (see
+            ``mobilenet_zoo.presets.list_presets()``) or a path to a weights file.
+            Loads at any input size; a different alpha fails clearly.
+        **kwargs: ``name``, ``dtype``, ``trainable`` for ``keras.Model``.
+
+    Attributes:
+        pyramid_outputs: ``{"P1": ..., "P5": ...}``, the last feature map at each
+            stride level 2, 4, 8, 16, 32 (for alpha 1 at 224: conv_pw_1,
+            conv_pw_3, conv_pw_5, conv_pw_11, conv_pw_13).
+        endpoints: every layer of Table 1 by its Keras name (``"conv1"``,
+            ``"conv_dw_1"``, ``"conv_pw_1"``, ...), the output after ReLU6.
+
+    Example:
+
+    ```python
+    backbone = MobileNetBackbone(alpha=0.5, input_shape=(None, None, 3))
+    features = keras.Model(backbone.inputs, backbone.pyramid_outputs)
+    maps = features(np.zeros((1, 300, 300, 3)))  # P4: 19x19, P5: 10x10
+    ```
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        rho: float | None = None,
+        input_shape: tuple | None = None,
+        depth_multiplier: int = 1,
+        min_depth: int = 8,
+        output_stride: int = 32,
+        variant: str = "separable",
+        bn_momentum: float = 0.99,
+        weights: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _check_positive("alpha", alpha)
+        if (
+            isinstance(depth_multiplier, bool)
+            or not isinstance(depth_multiplier, int)
+            or depth_multiplier < 1
+        ):
+            raise ValueError(
+                f"`depth_multiplier` (depthwise channel multiplier) must be an int "
+                f">= 1, got {depth_multiplier!r}."
+            )
+        if isinstance(min_depth, bool) or not isinstance(min_depth, int) or min_depth < 1:
+            raise ValueError(f"`min_depth` must be an int >= 1, got {min_depth!r}.")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(
+                f"`output_stride` must be one of {OUTPUT_STRIDES}, got {output_stride!r}."
+            )
+        if variant not in VARIANTS:
+            raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
+        shape = resolve_input_shape(rho, input_shape)
+
+        def bn_relu(x, name):
+            x = layers.BatchNormalization(
+                epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_bn"
+            )(x)
+            return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+        inputs = keras.Input(shape=shape, name="images")
+        endpoints: dict[str, Any] = {}
+        pyramid: dict[str, Any] = {}
+        # TF 'SAME' padding everywhere: identical to keras.applications'
+        # ZeroPadding2D((0, 1), (0, 1)) + 'valid' at even sizes, and to TF-slim
+        # at every size (odd sides pad (1, 1)).
+        x = layers.Conv2D(
+            scaled_depth(STEM_FILTERS, alpha, min_depth),
+            3,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            name="conv1",
+        )(inputs)
+        x = endpoints["conv1"] = bn_relu(x, "conv1")
+        current_stride, rate = 2, 1
+        level = 1
+        for block_id, (stride, filters) in enumerate(BLOCK_SPECS, start=1):
+            if variant == "shallow" and block_id in SHALLOW_REMOVED_BLOCKS:
+                continue
+            if stride > 1:
+                pyramid[f"P{level}"] = x
+                level += 1
+            # Atrous rule of TF-slim (mobilenet_v1_base): once the target stride
+            # is reached, strides become 1 and the dilation rate grows instead.
+            if current_stride == output_stride:
+                layer_stride, layer_rate = 1, rate
+                rate *= stride
+            else:
+                layer_stride, layer_rate = stride, 1
+                current_stride *= stride
+            out_depth = scaled_depth(filters, alpha, min_depth)
+            if variant == "full":
+                name = f"conv_full_{block_id}"
+                x = layers.Conv2D(
+                    out_depth,
+                    3,
+                    strides=layer_stride,
+                    dilation_rate=layer_rate,
+                    padding="same",
+                    use_bias=False,
+                    name=name,
+                )(x)
+                x = endpoints[name] = bn_relu(x, name)
+                continue
+            name = f"conv_dw_{block_id}"
+            x = layers.DepthwiseConv2D(
+                3,
+                strides=layer_stride,
+                dilation_rate=layer_rate,
+                depth_multiplier=depth_multiplier,
+                padding="same",
+                use_bias=False,
+                name=name,
+            )(x)
+            x = endpoints[name] = bn_relu(x, name)
+            name = f"conv_pw_{block_id}"
+            x = layers.Conv2D(out_depth, 1, use_bias=False, name=name)(x)
+            x = endpoints[name] = bn_relu(x, name)
+        pyramid[f"P{level}"] = x
+
+        kwargs.setdefault("name", f"mobilenet_v1_{alpha:g}")
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        self.alpha = alpha
+        self.rho = rho
+        self.depth_multiplier = depth_multiplier
+        self.min_depth = min_depth
+        self.output_stride = output_stride
+        self.variant = variant
+        self.bn_momentum = bn_momentum
+        self._input_shape_arg = None if input_shape is None else tuple(input_shape)
+        self.pyramid_outputs = pyramid
+        self.endpoints = endpoints
+        if weights is not None:
+            if shape[-1] != 3:
+                raise ValueError(
+                    f"`weights`={weights!r} are for RGB input; `input_shape` has "
+                    f"{shape[-1]} channels. Use weights=None for other inputs."
+                )
+            from mobilenet_zoo import presets
+
+            presets.load_into(self, weights)
+
+    @classmethod
+    def from_preset(
+        cls, preset: str, input_shape: tuple | None = None, **kwargs: Any
+    ) -> MobileNetBackbone:
+        """Builds the preset's architecture and loads its weights.
+
+        Args:
+            preset: a name from ``mobilenet_zoo.presets.list_presets()``.
+            input_shape: any ``(H, W, 3)`` (default: the preset's training size);
+                the network is fully convolutional.
+            **kwargs: other constructor arguments (``output_stride``, ``name``).
+
+        Example:
+
+        ```python
+        backbone = MobileNetBackbone.from_preset(
+            "mobilenet_v1_1.0_224_imagenet", input_shape=(None, None, 3))
+        ```
+        """
+        from mobilenet_zoo import presets
+
+        meta = presets.get_preset(preset)
+        size = meta["input_size"]
+        return cls(
+            alpha=meta["alpha"],
+            input_shape=input_shape or (size, size, 3),
+            depth_multiplier=meta.get("depth_multiplier", 1),
+            min_depth=meta.get("min_depth", 8),
+            variant=meta.get("variant", "separable"),
+            weights=preset,
+            **kwargs,
+        )
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the last feature map."""
+        return int(self.outputs[0].shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "alpha": self.alpha,
+            "rho": self.rho,
+            "input_shape": self._input_shape_arg,
+            "depth_multiplier": self.depth_multiplier,
+            "min_depth": self.min_depth,
+            "output_stride": self.output_stride,
+            "variant": self.variant,
+            "bn_momentum": self.bn_momentum,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MobileNetBackbone:
+        config = dict(config)
+        if config.get("input_shape") is not None:
+            config["input_shape"] = tuple(config["input_shape"])
+        return cls(**config)
+
+    def load_weights(self, filepath: str, *args: Any, **kwargs: Any) -> None:
+        """Loads weights; our by-layer-name files go through ``load_by_name``."""
+        from mobilenet_zoo import weights_io
+
+        if weights_io.is_by_name_file(filepath):
+            weights_io.load_by_name(self, filepath)
+        else:
+            super().load_weights(filepath, *args, **kwargs)

@@ -1,0 +1,276 @@
+"""Converters from published MobileNet v1 weights to our by-layer-name files.
+
+Sources:
+
+* TF-slim checkpoints (``tf.train.load_checkpoint``) and TF-slim frozen graphs
+  (``.pb`` GraphDef), with ``MobilenetV1/...`` variable names (REFERENCE.md s.2);
+* keras.applications MobileNet ``.h5`` files (weights-only or whole model, as
+  cached in ``~/.keras/models``) and Keras 3 ``.keras`` files.
+
+``python -m mobilenet_zoo.convert SRC --out weights/NAME.weights.h5``
+
+Every tensor is checked by name and shape against the Keras model of the alpha
+the file holds; any mismatch or missing tensor fails naming it, and nothing is
+written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilenet_zoo import weights_io
+from mobilenet_zoo.backbone import BLOCK_SPECS
+
+SLIM_SCOPE = "MobilenetV1"
+SLIM_LOGITS = "Logits/Conv2d_1c_1x1"
+BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Constants of a frozen GraphDef by name, and facts read from the graph."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(path).read_bytes())
+    tensors, info = {}, {}
+    for node in graph_def.node:
+        if node.op == "Const" and node.attr["value"].tensor.tensor_shape.dim:
+            tensors[node.name] = tf.make_ndarray(node.attr["value"].tensor)
+        elif node.op == "Placeholder" and "shape" in node.attr:
+            dims = [d.size for d in node.attr["shape"].shape.dim]
+            if len(dims) == 4 and dims[1] > 0:
+                info["input_size"] = dims[1]
+    return tensors, info
+
+
+def read_slim_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every variable of a TF checkpoint (prefix or directory) by name."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.fspath(path))
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.endswith(("/ExponentialMovingAverage", "RMSProp", "RMSProp_1"))
+    }
+
+
+def slim_layer_map(prefix: str = SLIM_SCOPE) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Keras layer name -> (slim scope, variable names in get_weights() order)."""
+    mapping = {
+        "conv1": (f"{prefix}/Conv2d_0", ("weights",)),
+        "conv1_bn": (f"{prefix}/Conv2d_0/BatchNorm", BN_VARS),
+    }
+    for i in range(1, len(BLOCK_SPECS) + 1):
+        dw, pw = f"{prefix}/Conv2d_{i}_depthwise", f"{prefix}/Conv2d_{i}_pointwise"
+        mapping[f"conv_dw_{i}"] = (dw, ("depthwise_weights",))
+        mapping[f"conv_dw_{i}_bn"] = (f"{dw}/BatchNorm", BN_VARS)
+        mapping[f"conv_pw_{i}"] = (pw, ("weights",))
+        mapping[f"conv_pw_{i}_bn"] = (f"{pw}/BatchNorm", BN_VARS)
+    return mapping
+
+
+def slim_to_keras(
+    tensors: dict[str, np.ndarray],
+    prefix: str = SLIM_SCOPE,
+    keep_background: bool = False,
+    include_logits: bool = True,
+) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
+    """Maps TF-slim MobileNet v1 tensors to ``{keras_layer_name: [arrays]}``.
+
+    Args:
+        tensors: variable name -> array (checkpoint or frozen-graph constants).
+        prefix: the MobileNet scope (``MobilenetV1``; ``FeatureExtractor/MobilenetV1``
+            in TF Object Detection API checkpoints).
+        keep_background: keep the 1001st (background, index 0) logit.
+        include_logits: map ``Logits/Conv2d_1c_1x1`` when present.
+
+    Returns:
+        The weights and metadata inferred from them (``alpha``, ``num_classes``).
+
+    Raises:
+        ValueError: naming the first missing tensor (and close names found).
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    for layer, (scope, names) in slim_layer_map(prefix).items():
+        arrays = []
+        for name in names:
+            key = f"{scope}/{name}"
+            if key not in tensors:
+                if name == "gamma":  # slim batch_norm(scale=False) has no gamma
+                    beta = tensors.get(f"{scope}/beta")
+                    if beta is not None:
+                        arrays.append(np.ones_like(beta))
+                        continue
+                near = sorted(k for k in tensors if k.startswith(scope.rsplit("/", 1)[0]))[:5]
+                raise ValueError(
+                    f"Tensor `{key}` (for Keras layer `{layer}`) is not in the source. "
+                    f"Names found under that scope: {near or 'none'}; is `prefix`="
+                    f"{prefix!r} right?"
+                )
+            arrays.append(np.asarray(tensors[key]))
+        out[layer] = arrays
+    last = out[f"conv_pw_{len(BLOCK_SPECS)}"][0]
+    meta: dict[str, Any] = {"alpha": float(last.shape[-1]) / BLOCK_SPECS[-1][1]}
+    depth_multiplier = out["conv_dw_1"][0].shape[-1]
+    meta["depth_multiplier"] = int(depth_multiplier)
+    w_key, b_key = f"{prefix}/{SLIM_LOGITS}/weights", f"{prefix}/{SLIM_LOGITS}/biases"
+    if include_logits and w_key in tensors:
+        kernel, bias = np.asarray(tensors[w_key]), np.asarray(tensors[b_key])
+        if not keep_background:
+            if kernel.shape[-1] != 1001:
+                raise ValueError(
+                    f"`{w_key}` has {kernel.shape[-1]} classes; dropping the background "
+                    "class needs the 1001-class ImageNet head. Pass keep_background=True "
+                    "(--keep-background) to keep the logits as they are."
+                )
+            kernel, bias = kernel[..., 1:], bias[1:]
+        out["conv_preds"] = [kernel, bias]
+        meta["num_classes"] = int(kernel.shape[-1])
+    return out, meta
+
+
+def alpha_from_name(path: str | os.PathLike) -> tuple[float | None, int | None]:
+    """``mobilenet_v1_0.25_128`` -> (0.25, 128); (None, None) when absent."""
+    m = re.search(r"mobilenet_v1_(\d+(?:\.\d+)?)_(\d+)", Path(path).name)
+    return (float(m.group(1)), int(m.group(2))) if m else (None, None)
+
+
+def read_keras_file(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """keras.applications ``.h5`` (by layer name) or a Keras 3 ``.keras`` model."""
+    path = os.fspath(path)
+    if weights_io.is_by_name_file(path):
+        return weights_io.read_by_name(path)
+    if path.endswith(".keras"):
+        import keras
+
+        model = keras.saving.load_model(path, compile=False)
+        return {la.name: la.get_weights() for la in weights_io.iter_weighted_layers(model)}
+    raise ValueError(
+        f"{path}: not a keras.applications .h5 (layer_names layout) nor a .keras file."
+    )
+
+
+def _keras_meta(weights: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    if "conv_pw_13" not in weights:
+        raise ValueError(
+            "The Keras file has no `conv_pw_13` layer: not a keras.applications "
+            f"MobileNet. Layers found: {sorted(weights)[:8]}..."
+        )
+    meta: dict[str, Any] = {"alpha": weights["conv_pw_13"][0].shape[-1] / BLOCK_SPECS[-1][1]}
+    meta["depth_multiplier"] = int(weights["conv_dw_1"][0].shape[-1])
+    if "conv_preds" in weights:
+        meta["num_classes"] = int(weights["conv_preds"][0].shape[-1])
+    return meta
+
+
+def build_for(meta: dict[str, Any], input_size: int = 224):
+    """The Keras model (classifier if there are logits) that the weights fit."""
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
+
+    backbone = MobileNetBackbone(
+        alpha=meta["alpha"],
+        input_shape=(input_size, input_size, 3),
+        depth_multiplier=meta.get("depth_multiplier", 1),
+    )
+    if "num_classes" in meta:
+        return MobileNetClassifier(backbone, num_classes=meta["num_classes"])
+    return backbone
+
+
+def convert(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    keep_background: bool = False,
+    input_size: int | None = None,
+    prefix: str = SLIM_SCOPE,
+    extra_metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Converts ``src`` to a by-layer-name weights file at ``out``.
+
+    ``src`` is a TF-slim checkpoint (prefix, ``.index`` or directory), a frozen
+    ``.pb``, a keras.applications ``.h5`` or a ``.keras`` file. The weights are
+    loaded into the matching Keras model (all shapes checked) before writing.
+    Returns the metadata written into the file.
+    """
+    from mobilenet_zoo.presets import sha256_of
+
+    src = os.fspath(src)
+    name_alpha, name_size = alpha_from_name(src)
+    info: dict[str, Any] = {}
+    if src.endswith(".pb"):
+        tensors, info = read_slim_graphdef(src)
+        weights, meta = slim_to_keras(tensors, prefix, keep_background)
+        source_kind = "tf-slim frozen graph"
+    elif src.endswith((".h5", ".hdf5", ".keras")):
+        weights = read_keras_file(src)
+        meta = _keras_meta(weights)
+        source_kind = "keras"
+    else:
+        ckpt = src[: -len(".index")] if src.endswith(".index") else src
+        weights, meta = slim_to_keras(read_slim_checkpoint(ckpt), prefix, keep_background)
+        source_kind = "tf-slim checkpoint"
+    if name_alpha is not None and abs(name_alpha - meta["alpha"]) > 1e-6:
+        raise ValueError(
+            f"{src}: the file name says alpha {name_alpha} but its tensors have alpha "
+            f"{meta['alpha']} (conv_pw_13 has {int(meta['alpha'] * 1024)} channels)."
+        )
+    size = input_size or info.get("input_size") or name_size or 224
+    model = build_for(meta, size)
+    report = weights_io.assign_by_name(model, weights, source=src)
+    meta.update(
+        input_size=int(size),
+        variant="separable",
+        min_depth=8,
+        source=os.path.basename(src),
+        source_kind=source_kind,
+        source_sha256=sha256_of(src) if os.path.isfile(src) else None,
+        background_class_kept=bool(keep_background),
+    )
+    meta.update(extra_metadata or {})
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    weights_io.save_by_name(model, out, metadata=meta)
+    meta["params"] = int(model.count_params())
+    meta["layers_loaded"] = len(report.loaded)
+    meta["unused"] = report.unused
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mobilenet_zoo.convert",
+        description="Convert TF-slim / keras.applications MobileNet v1 weights.",
+    )
+    parser.add_argument("src", help="checkpoint prefix or dir, frozen .pb, keras .h5 or .keras")
+    parser.add_argument("--out", required=True, help="output file, e.g. weights/NAME.weights.h5")
+    parser.add_argument(
+        "--keep-background",
+        action="store_true",
+        help="keep the 1001st (background) logit of TF-slim heads instead of dropping it",
+    )
+    parser.add_argument("--input-size", type=int, default=None, help="training resolution")
+    parser.add_argument("--prefix", default=SLIM_SCOPE, help="scope of the MobileNet variables")
+    args = parser.parse_args(argv)
+    try:
+        meta = convert(args.src, args.out, args.keep_background, args.input_size, args.prefix)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"error: {err}\n")
+    print(
+        f"wrote {args.out}: alpha {meta['alpha']}, input {meta['input_size']}, "
+        f"classes {meta.get('num_classes', 'none (backbone only)')}, "
+        f"{meta['params']:,} params, {meta['layers_loaded']} layers; "
+        f"sha256 {__import__('mobilenet_zoo.presets').presets.sha256_of(args.out)}"
+    )
+    if meta["unused"]:
+        print(f"not used: {meta['unused']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

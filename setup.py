@@ -1,0 +1,33 @@
+"""mobilenet_zoo: MobileNet v1 for Keras 3 with a detection/segmentation zoo."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mobilenet_zoo",
+    version="0.1.0",
+    description="MobileNet v1 (Howard et al. 2017) backbone, task heads and recipes for Keras 3",
+    long_description=open("README.md", encoding="utf8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mobilenet_zoo", "mobilenet_zoo.*"]),
+    package_data={"mobilenet_zoo": ["data/*.txt", "data/*.json"]},
+    install_requires=[
+        "keras>=3.5,<4",
+        "tensorflow>=2.16",
+        "keras-cv>=0.9",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",  # tensorflow-datasets needs it at run time, undeclared
+        "pycocotools>=2.0",
+        "h5py",
+        "numpy",
+        "pillow",
+        "scikit-image",  # real photos shipped in its wheel: embedded default data
+        "scikit-learn",  # digits and sample photos: embedded default data
+        "matplotlib",  # PNGs of detections / overlays written by the recipes
+        "ai-edge-litert",  # LiteRT interpreter to run exported .tflite files
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist", "ruff"],
+    },
+)
