@@ -1,0 +1,130 @@
+"""Transfer learning: frozen pretrained backbone + new head, then fine-tune top blocks.
+
+The recipe of the Keras transfer-learning guide, on MobileNet: train the head
+with the backbone frozen (BatchNorm in inference mode), then unfreeze the
+convolutions of the top ``N`` blocks at a lower learning rate. BatchNorm layers
+stay frozen: their statistics come from ImageNet and a small dataset would
+wreck them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo.backbone import BLOCK_SPECS, MobileNetBackbone
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+
+IMAGENET_PRESET = "mobilenet_v1_1.0_224_imagenet"
+
+
+def build_transfer_classifier(
+    num_classes: int,
+    input_size: int = 128,
+    weights: str | None = IMAGENET_PRESET,
+    alpha: float = 1.0,
+    dropout: float = 0.2,
+) -> MobileNetClassifier:
+    """A classifier taking uint8 pixels, with a (pretrained) backbone and a new head.
+
+    Args:
+        num_classes: classes of the new task.
+        input_size: square input side (ImageNet weights load at any size).
+        weights: preset name / weights file for the backbone, or None (scratch).
+        alpha: width multiplier (must match ``weights``).
+        dropout: dropout before the new logits.
+    """
+    backbone = MobileNetBackbone(
+        alpha=alpha, input_shape=(input_size, input_size, 3), weights=weights
+    )
+    return MobileNetClassifier(
+        backbone, num_classes=num_classes, dropout=dropout, include_preprocessing=True
+    )
+
+
+def set_trainable_blocks(backbone: MobileNetBackbone, num_blocks: int) -> list[str]:
+    """Freezes the backbone except the convolutions of its top ``num_blocks`` blocks.
+
+    ``num_blocks=0`` freezes everything; ``13`` unfreezes every block (the stem
+    conv stays frozen). BatchNorm layers always stay frozen. Returns the names
+    of the trainable layers.
+    """
+    if not 0 <= num_blocks <= len(BLOCK_SPECS):
+        raise ValueError(
+            f"`num_blocks` must be in [0, {len(BLOCK_SPECS)}], got {num_blocks}."
+        )
+    first = len(BLOCK_SPECS) - num_blocks + 1
+    backbone.trainable = num_blocks > 0
+    trainable = []
+    for layer in backbone.layers:
+        parts = layer.name.split("_")
+        is_conv = isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+        in_top = len(parts) == 3 and parts[0] == "conv" and parts[2].isdigit() and int(parts[2]) >= first
+        layer.trainable = bool(num_blocks and is_conv and in_top)
+        if layer.trainable:
+            trainable.append(layer.name)
+    return trainable
+
+
+def array_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, size: int, training: bool, seed: int = 0
+) -> tf.data.Dataset:
+    """A tf.data pipeline over in-memory uint8 images: resize, flip (train), batch."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(image, label):
+        image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+        if training:
+            image = tf.image.random_flip_left_right(image, seed=seed)
+        return image, label
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+@dataclass
+class TransferResult:
+    head_val_accuracy: float
+    final_val_accuracy: float
+    trainable_layers: list[str] = field(default_factory=list)
+    history: dict[str, Any] = field(default_factory=dict)
+
+
+def fine_tune(
+    model: MobileNetClassifier,
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    head_epochs: int = 5,
+    fine_tune_epochs: int = 5,
+    unfreeze_blocks: int = 2,
+    learning_rate: float = 1e-3,
+    fine_tune_learning_rate: float = 1e-4,
+    callbacks: list | None = None,
+    verbose: int | str = "auto",
+) -> TransferResult:
+    """Two-stage transfer learning; returns validation accuracy after each stage."""
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    set_trainable_blocks(model.backbone, 0)
+    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
+    history: dict[str, Any] = {}
+    if head_epochs:
+        h = model.fit(train, validation_data=val, epochs=head_epochs, callbacks=callbacks, verbose=verbose)
+        history["head"] = h.history
+    head_acc = float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
+    names = set_trainable_blocks(model.backbone, unfreeze_blocks)
+    final_acc = head_acc
+    if fine_tune_epochs and unfreeze_blocks:
+        model.compile(keras.optimizers.Adam(fine_tune_learning_rate), loss, metrics=["accuracy"])
+        h = model.fit(
+            train, validation_data=val, epochs=fine_tune_epochs, callbacks=callbacks, verbose=verbose
+        )
+        history["fine_tune"] = h.history
+        final_acc = float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
+    return TransferResult(head_acc, final_acc, names, history)

@@ -1,0 +1,125 @@
+"""Fine-tune a pretrained MobileNet on your images: frozen backbone, then top blocks.
+
+    python recipes/transfer.py                                  # embedded faces vs non-faces
+    python recipes/transfer.py --data path/to/folder            # one sub-folder per class
+    python recipes/transfer.py --tfds oxford_flowers102 --data-dir ~/tensorflow_datasets
+
+Writes ``<out>/model.keras`` and ``<out>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mobilenet_zoo.classification import transfer  # noqa: E402
+from mobilenet_zoo.data import embedded  # noqa: E402
+from mobilenet_zoo.data.tfds_utils import load_split  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="image folder with one sub-folder per class")
+    src.add_argument("--tfds", help="a TFDS image classification dataset name (on disk)")
+    src.add_argument(
+        "--embedded", choices=["lfw_faces", "digits"], default=None,
+        help="embedded real data (default lfw_faces: scikit-image faces vs non-faces)",
+    )
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (with --tfds)")
+    p.add_argument("--weights", default=transfer.IMAGENET_PRESET,
+                   help="backbone preset or weights file; 'scratch' for random init")
+    p.add_argument("--alpha", type=float, default=1.0, help="width multiplier (must match weights)")
+    p.add_argument("--input-size", type=int, default=128, help="square input side")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--head-epochs", type=int, default=5, help="epochs with the backbone frozen")
+    p.add_argument("--fine-tune-epochs", type=int, default=3, help="epochs with top blocks unfrozen")
+    p.add_argument("--unfreeze-blocks", type=int, default=2, help="top blocks to fine-tune (0-13)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head stage")
+    p.add_argument("--fine-tune-lr", type=float, default=1e-4, help="learning rate of stage 2")
+    p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (folders, embedded)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/transfer", help="output directory")
+    return p.parse_args(argv)
+
+
+def load_data(args):
+    """Returns (train, val, class_names, description) as batched uint8-pixel datasets."""
+    size, bs = args.input_size, args.batch_size
+    if args.data:
+        if not os.path.isdir(args.data):
+            raise SystemExit(f"error: --data {args.data!r} is not a directory")
+        common = dict(
+            validation_split=args.val_fraction, seed=args.seed, image_size=(size, size),
+            batch_size=bs, label_mode="int",
+        )
+        train = keras.utils.image_dataset_from_directory(args.data, subset="training", **common)
+        val = keras.utils.image_dataset_from_directory(args.data, subset="validation", **common)
+        names = train.class_names
+        return train.prefetch(2), val.prefetch(2), names, f"image folder {args.data}"
+    if args.tfds:
+        import tensorflow_datasets as tfds
+
+        (train, val), info = load_split(
+            args.tfds, ["train[:80%]", "train[80%:]"], args.data_dir, as_supervised=True,
+            with_info=True,
+        )
+        names = info.features["label"].names
+
+        def prep(image, label):
+            return tf.image.resize(tf.cast(image, tf.float32), (size, size)), label
+
+        train = train.shuffle(1000, seed=args.seed).map(prep, tf.data.AUTOTUNE).batch(bs)
+        val = val.map(prep, tf.data.AUTOTUNE).batch(bs)
+        del tfds
+        return train.prefetch(2), val.prefetch(2), names, f"TFDS {args.tfds}"
+    which = args.embedded or "lfw_faces"
+    data = getattr(embedded, which)(args.val_fraction, args.seed)
+    train = transfer.array_dataset(data.x_train, data.y_train, bs, size, True, args.seed)
+    val = transfer.array_dataset(data.x_val, data.y_val, bs, size, False)
+    why = "" if args.embedded else " (no --data or --tfds given)"
+    return train, val, data.class_names, f"embedded {data.name}{why}"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    train, val, names, description = load_data(args)
+    print(f"data: {description}, {len(names)} classes", flush=True)
+    weights = None if args.weights == "scratch" else args.weights
+    model = transfer.build_transfer_classifier(len(names), args.input_size, weights, args.alpha)
+    result = transfer.fine_tune(
+        model, train, val, args.head_epochs, args.fine_tune_epochs, args.unfreeze_blocks,
+        args.lr, args.fine_tune_lr, verbose=2,
+    )
+    os.makedirs(args.out, exist_ok=True)
+    model.save(os.path.join(args.out, "model.keras"))
+    results = {
+        "data": description,
+        "classes": list(names),
+        "weights": args.weights,
+        "head_val_accuracy": result.head_val_accuracy,
+        "final_val_accuracy": result.final_val_accuracy,
+        "trainable_layers_stage2": result.trainable_layers,
+        "args": vars(args),
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    print(
+        f"val accuracy: {result.head_val_accuracy:.3f} after the head stage, "
+        f"{result.final_val_accuracy:.3f} after fine-tuning; saved {args.out}/model.keras"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
