@@ -1,0 +1,23 @@
+"""SSD object detection on MobileNetBackbone (paper Table 13)."""
+
+from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
+from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.losses import FocalLoss, SSDLoss
+from mobilenet_zoo.detection.matcher import ArgMaxMatcher
+from mobilenet_zoo.detection.postprocess import DetectionDecoder
+from mobilenet_zoo.detection.ssd import SSD
+
+__all__ = [
+    "SSD",
+    "SSDAnchorGenerator",
+    "feature_map_sizes",
+    "FasterRCNNBoxCoder",
+    "ArgMaxMatcher",
+    "SSDLoss",
+    "FocalLoss",
+    "DetectionDecoder",
+]
+
+from mobilenet_zoo.detection.coco_eval import evaluate_coco  # noqa: E402
+
+__all__ += ["evaluate_coco"]

@@ -1,0 +1,278 @@
+"""Detection input pipelines: TFDS coco/2017 and voc/2007, COCO-format folders.
+
+Every source yields the same example dict: ``image`` (uint8 HxWx3), ``boxes``
+(normalised yxyx), ``classes`` (0-based int32), ``is_crowd``, ``image_id`` and
+``original_size``. ``detection_pipeline`` turns it into batches of
+``(images, {"boxes", "classes", ...})`` for ``SSD.fit``: TF OD API augmentation
+(random horizontal flip, SSD random crop), resize, boxes padded with -1. All of
+it runs in tf.data graph ops: no per-example Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo.data.tfds_utils import load_split
+
+# The 80 COCO 2017 categories: contiguous label (TFDS coco/2017 order) -> COCO id.
+COCO_CATEGORY_IDS = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77,
+    78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+]  # fmt: skip
+COCO_CLASS_NAMES = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
+    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+    "toothbrush",
+]  # fmt: skip
+VOC_CLASS_NAMES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]  # fmt: skip
+MAX_BOXES = 100
+
+
+class DetectionSource:
+    """A dataset of example dicts plus what evaluation needs to know about it."""
+
+    def __init__(self, dataset, class_names, category_ids, description, num_examples=None):
+        self.dataset = dataset
+        self.class_names = list(class_names)
+        self.category_ids = list(category_ids)
+        self.description = description
+        self.num_examples = num_examples
+
+
+# ----------------------------------------------------------------- sources
+def _from_tfds(example, labels_key="label"):
+    image = example["image"]
+    objects = example["objects"]
+    size = tf.shape(image)[:2]
+    return {
+        "image": image,
+        "boxes": tf.reshape(tf.cast(objects["bbox"], tf.float32), (-1, 4)),
+        "classes": tf.cast(objects[labels_key], tf.int32),
+        "is_crowd": tf.cast(objects.get("is_crowd", tf.zeros_like(objects[labels_key])), tf.int32),
+        "image_id": tf.cast(example.get("image/id", tf.constant(-1, tf.int64)), tf.int64),
+        "original_size": tf.cast(size, tf.int32),
+    }
+
+
+def tfds_coco(split: str = "train", data_dir: str | None = None, check: bool = True) -> DetectionSource:
+    """TFDS ``coco/2017`` (labels 0..79; evaluation maps them back to COCO ids)."""
+    ds = load_split("coco/2017", split, data_dir, check=check, shuffle_files=split == "train")
+    return DetectionSource(
+        ds.map(_from_tfds, num_parallel_calls=tf.data.AUTOTUNE),
+        COCO_CLASS_NAMES, COCO_CATEGORY_IDS, f"TFDS coco/2017 {split}",
+    )
+
+
+def tfds_voc(split: str = "train", data_dir: str | None = None, check: bool = True) -> DetectionSource:
+    """TFDS ``voc/2007`` (20 classes; ``is_difficult`` objects marked crowd for eval)."""
+    ds = load_split("voc/2007", split, data_dir, check=check, shuffle_files=split == "train")
+
+    def convert(example):
+        out = _from_tfds(example)
+        difficult = example["objects"].get("is_difficult")
+        if difficult is not None:
+            out["is_crowd"] = tf.cast(difficult, tf.int32)
+        return out
+
+    return DetectionSource(
+        ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE),
+        VOC_CLASS_NAMES, list(range(1, 21)), f"TFDS voc/2007 {split}",
+    )
+
+
+def coco_json(annotation_file: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> DetectionSource:
+    """A COCO-format folder (``annotations.json`` + images) as a detection source.
+
+    Boxes are clipped to the image, degenerate ones (zero width or height after
+    clipping) dropped; the counts are in ``source.stats``.
+    """
+    annotation_file = Path(annotation_file)
+    image_dir = Path(image_dir) if image_dir else annotation_file.parent / "images"
+    coco = json.loads(annotation_file.read_text())
+    categories = sorted(c["id"] for c in coco["categories"])
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    label_of = {cid: i for i, cid in enumerate(categories)}
+    per_image = {img["id"]: [] for img in coco["images"]}
+    clipped = dropped = 0
+    sizes = {img["id"]: (img["height"], img["width"]) for img in coco["images"]}
+    for ann in coco["annotations"]:
+        if ann["category_id"] not in label_of:
+            raise ValueError(
+                f"Annotation {ann.get('id')} has category_id {ann['category_id']}, not among "
+                f"the categories {categories} of {annotation_file}."
+            )
+        h, w = sizes[ann["image_id"]]
+        x, y, bw, bh = ann["bbox"]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)
+        if (x0, y0, x1, y1) != (x, y, x + bw, y + bh):
+            clipped += 1
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            dropped += 1
+            continue
+        per_image[ann["image_id"]].append(
+            ([y0 / h, x0 / w, y1 / h, x1 / w], label_of[ann["category_id"]], ann.get("iscrowd", 0))
+        )
+    images = coco["images"]
+    n = max([len(v) for v in per_image.values()] + [1])
+    boxes = np.full((len(images), n, 4), -1, np.float32)
+    classes = np.full((len(images), n), -1, np.int32)
+    crowd = np.zeros((len(images), n), np.int32)
+    for i, img in enumerate(images):
+        for j, (b, c, iscrowd) in enumerate(per_image[img["id"]]):
+            boxes[i, j], classes[i, j], crowd[i, j] = b, c, iscrowd
+    table = {
+        "path": [str(image_dir / img["file_name"]) for img in images],
+        "boxes": boxes, "classes": classes, "is_crowd": crowd,
+        "image_id": np.array([img["id"] for img in images], np.int64),
+    }
+
+    def load(row):
+        image = tf.io.decode_image(tf.io.read_file(row["path"]), channels=3, expand_animations=False)
+        keep = row["classes"] >= 0
+        return {
+            "image": image,
+            "boxes": tf.boolean_mask(row["boxes"], keep),
+            "classes": tf.boolean_mask(row["classes"], keep),
+            "is_crowd": tf.boolean_mask(row["is_crowd"], keep),
+            "image_id": row["image_id"],
+            "original_size": tf.shape(image)[:2],
+        }
+
+    ds = tf.data.Dataset.from_tensor_slices(table).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    source = DetectionSource(
+        ds, [names[c] for c in categories], categories, f"COCO-format {annotation_file}",
+        num_examples=len(images),
+    )
+    source.stats = {"boxes_clipped": clipped, "boxes_dropped": dropped}
+    return source
+
+
+# ----------------------------------------------------------------- augmentation
+def random_horizontal_flip(image, boxes, seed=None):
+    """Flips image and normalised yxyx boxes together with probability 1/2."""
+    flip = tf.random.uniform([], seed=seed) < 0.5
+    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    flipped = tf.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], axis=1)
+    return image, tf.where(flip, flipped, boxes)
+
+
+# TF OD API ssd_random_crop: min_object_covered (and overlap threshold) per
+# operation, aspect ratio [0.5, 2], area [0.1, 1], and one "keep the image" option.
+SSD_CROP_MIN_COVERED = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+def ssd_random_crop(image, boxes, classes, is_crowd, seed=None):
+    """SSD random crop: a patch covering at least one of the listed fractions of a
+    box, boxes kept when their centre falls inside (SSD paper s.2.2), then clipped."""
+    choice = tf.random.uniform([], 0, len(SSD_CROP_MIN_COVERED) + 1, tf.int32, seed=seed)
+
+    def crop():
+        min_covered = tf.gather(tf.constant(SSD_CROP_MIN_COVERED), tf.minimum(choice, 6))
+        begin, size, window = tf.image.sample_distorted_bounding_box(
+            tf.shape(image), bounding_boxes=tf.clip_by_value(boxes, 0, 1)[None],
+            min_object_covered=min_covered, aspect_ratio_range=(0.5, 2.0),
+            area_range=(0.1, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True,
+        )
+        win = window[0, 0]
+        cropped = tf.slice(image, begin, size)
+        cy = (boxes[:, 0] + boxes[:, 2]) / 2
+        cx = (boxes[:, 1] + boxes[:, 3]) / 2
+        keep = (cy > win[0]) & (cy < win[2]) & (cx > win[1]) & (cx < win[3])
+        scale = tf.stack([win[2] - win[0], win[3] - win[1]] * 2)
+        offset = tf.stack([win[0], win[1]] * 2)
+        new = tf.clip_by_value((boxes - offset) / scale, 0.0, 1.0)
+        return (cropped, tf.boolean_mask(new, keep), tf.boolean_mask(classes, keep),
+                tf.boolean_mask(is_crowd, keep))
+
+    def keep():
+        return image, boxes, classes, is_crowd
+
+    return tf.cond(choice < len(SSD_CROP_MIN_COVERED), crop, keep)
+
+
+def sanitize_boxes(boxes, classes, is_crowd, min_size=1e-3):
+    """Clips normalised boxes to [0, 1] and drops degenerate ones (never NaN)."""
+    boxes = tf.clip_by_value(tf.where(tf.math.is_finite(boxes), boxes, 0.0), 0.0, 1.0)
+    ok = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
+    return tf.boolean_mask(boxes, ok), tf.boolean_mask(classes, ok), tf.boolean_mask(is_crowd, ok)
+
+
+def _pad(x, n, value):
+    x = x[:n]
+    pad = [[0, n - tf.shape(x)[0]]] + [[0, 0]] * (len(x.shape) - 1)
+    return tf.pad(x, pad, constant_values=value)
+
+
+def detection_pipeline(
+    source: DetectionSource | tf.data.Dataset,
+    image_size: int | tuple[int, int] = 300,
+    batch_size: int = 24,
+    training: bool = False,
+    bounding_box_format: str = "rel_yxyx",
+    max_boxes: int = MAX_BOXES,
+    shuffle_buffer: int = 1000,
+    drop_crowd_in_training: bool = True,
+    seed: int | None = None,
+    cache: bool = False,
+) -> tf.data.Dataset:
+    """Batches of ``(images float32 [0, 255], y)`` for ``SSD.fit`` / ``evaluate_coco``.
+
+    ``y`` has ``boxes (B, max_boxes, 4)`` in ``bounding_box_format`` (pixels of the
+    resized image for absolute formats) and ``classes (B, max_boxes)``, padded
+    with -1, plus ``is_crowd``, ``image_id`` and ``original_size`` for evaluation.
+    Training adds random horizontal flip and SSD random crop (TF OD API
+    ``ssd_mobilenet_v1_coco`` data_augmentation_options) and drops crowd boxes.
+    """
+    ds = source.dataset if isinstance(source, DetectionSource) else source
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(ex):
+        image, boxes, classes, crowd = ex["image"], ex["boxes"], ex["classes"], ex["is_crowd"]
+        boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
+        if training:
+            if drop_crowd_in_training:
+                keep = crowd == 0
+                boxes, classes, crowd = (tf.boolean_mask(t, keep) for t in (boxes, classes, crowd))
+            image, boxes = random_horizontal_flip(image, boxes, seed)
+            image, boxes, classes, crowd = ssd_random_crop(image, boxes, classes, crowd, seed)
+            boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
+        image = tf.image.resize(tf.cast(image, tf.float32), (h, w))
+        image = tf.ensure_shape(image, (h, w, 3))
+        out_boxes = keras.utils.bounding_boxes.convert_format(
+            boxes, source="rel_yxyx", target=bounding_box_format, height=h, width=w
+        )
+        y = {
+            "boxes": tf.ensure_shape(_pad(out_boxes, max_boxes, -1.0), (max_boxes, 4)),
+            "classes": tf.ensure_shape(_pad(classes, max_boxes, -1), (max_boxes,)),
+            "is_crowd": tf.ensure_shape(_pad(crowd, max_boxes, 0), (max_boxes,)),
+            "image_id": ex["image_id"],
+            "original_size": ex["original_size"],
+        }
+        return image, y
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,154 @@
+"""SSD losses: targets from matches, sigmoid + smooth L1 with hard negative mining.
+
+TF OD API ``ssd_mobilenet_v1_coco.config``: ``weighted_sigmoid`` classification
+over ``num_classes + 1`` outputs (background at 0), ``weighted_smooth_l1``
+localisation, ``hard_example_miner`` (classification loss, at most 3 negatives
+per positive), both weights 1, normalised by the number of matches.
+
+One simplification, stated: the TF OD API miner runs NMS at IoU 0.99 over the
+3000 hardest boxes before picking negatives, which only removes near-duplicate
+decoded boxes; we rank negatives by loss directly (top 3 x positives per image).
+``FocalLoss`` is the swap-in alternative (RetinaNet, no mining).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from mobilenet_zoo.detection.matcher import NEGATIVE
+
+
+def build_targets(matches, gt_boxes, gt_classes, anchors, box_coder, num_classes):
+    """Box codes, one-hot class targets and anchor masks from ``matches``.
+
+    Returns ``box_targets (B, N, 4)``, ``class_targets (B, N, C + 1)`` (background
+    one-hot for negatives), ``positive (B, N)`` and ``negative (B, N)`` bool.
+    """
+    positive = matches >= 0
+    negative = tf.equal(matches, NEGATIVE)
+    safe = tf.maximum(matches, 0)
+    matched_boxes = tf.gather(gt_boxes, safe, batch_dims=1)
+    box_targets = box_coder.encode(matched_boxes, anchors)
+    box_targets = tf.where(positive[..., None], box_targets, 0.0)
+    labels = tf.gather(tf.cast(gt_classes, tf.int32), safe, batch_dims=1) + 1
+    labels = tf.where(positive, labels, 0)
+    class_targets = tf.one_hot(labels, num_classes + 1)
+    return box_targets, class_targets, positive, negative
+
+
+def smooth_l1(pred, target, delta: float = 1.0):
+    """Huber / smooth L1 summed over the 4 box codes (TF OD API ``weighted_smooth_l1``)."""
+    diff = tf.abs(pred - target)
+    per_coord = tf.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
+    return tf.reduce_sum(per_coord, axis=-1)
+
+
+def hard_negative_mask(cls_loss, positive, negative, neg_pos_ratio: float, min_negatives: int = 0):
+    """Per image, the ``neg_pos_ratio * num_positives`` negatives of highest loss."""
+    num_pos = tf.reduce_sum(tf.cast(positive, tf.int32), axis=1, keepdims=True)
+    k = tf.maximum(tf.cast(tf.cast(num_pos, tf.float32) * neg_pos_ratio, tf.int32), min_negatives)
+    neg_loss = tf.where(negative, cls_loss, -1.0)
+    order = tf.argsort(neg_loss, axis=1, direction="DESCENDING")
+    rank = tf.argsort(order, axis=1)
+    return negative & (rank < k)
+
+
+class SSDLoss:
+    """Sigmoid classification + smooth L1 with hard negative mining.
+
+    Args:
+        neg_pos_ratio: negatives kept per positive (config: 3).
+        min_negatives_per_image: negatives kept in images without positives
+            (config: 0).
+        classification_weight / localization_weight: config: 1 and 1.
+
+    ``__call__(box_pred, cls_pred, box_targets, class_targets, positive,
+    negative)`` returns ``(total, {"cls_loss", "box_loss", "num_matches"})``,
+    every term summed over the batch and divided by the number of matches.
+    """
+
+    def __init__(
+        self,
+        neg_pos_ratio: float = 3.0,
+        min_negatives_per_image: int = 0,
+        classification_weight: float = 1.0,
+        localization_weight: float = 1.0,
+    ) -> None:
+        if neg_pos_ratio <= 0:
+            raise ValueError(f"`neg_pos_ratio` must be > 0, got {neg_pos_ratio}.")
+        self.neg_pos_ratio = neg_pos_ratio
+        self.min_negatives_per_image = min_negatives_per_image
+        self.classification_weight = classification_weight
+        self.localization_weight = localization_weight
+
+    def classification_loss(self, cls_pred, class_targets):
+        per_class = tf.nn.sigmoid_cross_entropy_with_logits(labels=class_targets, logits=cls_pred)
+        return tf.reduce_sum(per_class, axis=-1)
+
+    def __call__(self, box_pred, cls_pred, box_targets, class_targets, positive, negative):
+        cls_pred = tf.cast(cls_pred, tf.float32)
+        box_pred = tf.cast(box_pred, tf.float32)
+        cls_loss = self.classification_loss(cls_pred, class_targets)
+        selected = positive | hard_negative_mask(
+            tf.stop_gradient(cls_loss), positive, negative, self.neg_pos_ratio,
+            self.min_negatives_per_image,
+        )
+        box_loss = smooth_l1(box_pred, box_targets)
+        num_matches = tf.reduce_sum(tf.cast(positive, tf.float32))
+        norm = tf.maximum(num_matches, 1.0)
+        cls_total = tf.reduce_sum(tf.where(selected, cls_loss, 0.0)) / norm
+        box_total = tf.reduce_sum(tf.where(positive, box_loss, 0.0)) / norm
+        total = self.classification_weight * cls_total + self.localization_weight * box_total
+        return total, {"cls_loss": cls_total, "box_loss": box_total, "num_matches": num_matches}
+
+    def get_config(self) -> dict:
+        return {
+            "type": "hard_mining",
+            "neg_pos_ratio": self.neg_pos_ratio,
+            "min_negatives_per_image": self.min_negatives_per_image,
+            "classification_weight": self.classification_weight,
+            "localization_weight": self.localization_weight,
+        }
+
+
+class FocalLoss(SSDLoss):
+    """Sigmoid focal loss over every anchor (RetinaNet: alpha 0.25, gamma 2), no mining."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, localization_weight: float = 1.0):
+        super().__init__(localization_weight=localization_weight)
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def classification_loss(self, cls_pred, class_targets):
+        ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=class_targets, logits=cls_pred)
+        p = tf.sigmoid(cls_pred)
+        p_t = class_targets * p + (1 - class_targets) * (1 - p)
+        alpha_t = class_targets * self.alpha + (1 - class_targets) * (1 - self.alpha)
+        return tf.reduce_sum(alpha_t * tf.pow(1 - p_t, self.gamma) * ce, axis=-1)
+
+    def __call__(self, box_pred, cls_pred, box_targets, class_targets, positive, negative):
+        cls_pred = tf.cast(cls_pred, tf.float32)
+        cls_loss = self.classification_loss(cls_pred, class_targets)
+        num_matches = tf.reduce_sum(tf.cast(positive, tf.float32))
+        norm = tf.maximum(num_matches, 1.0)
+        cls_total = tf.reduce_sum(tf.where(positive | negative, cls_loss, 0.0)) / norm
+        box_loss = smooth_l1(tf.cast(box_pred, tf.float32), box_targets)
+        box_total = tf.reduce_sum(tf.where(positive, box_loss, 0.0)) / norm
+        total = cls_total + self.localization_weight * box_total
+        return total, {"cls_loss": cls_total, "box_loss": box_total, "num_matches": num_matches}
+
+    def get_config(self) -> dict:
+        return {"type": "focal", "alpha": self.alpha, "gamma": self.gamma,
+                "localization_weight": self.localization_weight}
+
+
+def loss_from_config(config: dict | None) -> SSDLoss:
+    if not config:
+        return SSDLoss()
+    config = dict(config)
+    kind = config.pop("type", "hard_mining")
+    if kind == "focal":
+        return FocalLoss(**config)
+    if kind == "hard_mining":
+        return SSDLoss(**config)
+    raise ValueError(f"Unknown loss type {kind!r}; expected 'hard_mining' or 'focal'.")

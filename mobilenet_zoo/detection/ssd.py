@@ -1,0 +1,300 @@
+"""SSD with a MobileNet backbone, as the TF Object Detection API builds it.
+
+The paper's Table 13 detector (``ssd_mobilenet_v1_coco``, REFERENCE.md section 4):
+features from conv_pw_11 (stride 16) and conv_pw_13 (stride 32), four extra
+layers (1x1 conv to d/2, then 3x3 stride-2 conv to d, d = 512, 256, 256, 128,
+BN + ReLU6, depth ``max(int(d * alpha), 16)``), one 1x1 box and one 1x1 class
+predictor per map, anchors of ``ssd_anchor_generator``, the (10, 10, 5, 5) box
+coder, the argmax matcher, sigmoid + smooth L1 with hard negative mining, and
+per-class NMS. Each piece is a small object passed to the constructor, so a user
+can swap it (for example ``loss=FocalLoss()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
+from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.losses import SSDLoss, build_targets, loss_from_config
+from mobilenet_zoo.detection.matcher import ArgMaxMatcher
+from mobilenet_zoo.detection.postprocess import DetectionDecoder
+
+# ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
+EXTRA_LAYER_DEPTHS = (512, 256, 256, 128)
+# ssd_mobilenet_v1_coco.config: feature_extractor { min_depth: 16 }.
+MIN_DEPTH = 16
+# ssd_mobilenet_v1_coco.config: l2_regularizer weight 4e-5 (slim: w * sum(x^2) / 2).
+WEIGHT_DECAY = 4e-5
+# conv_hyperparams initializer: truncated_normal stddev 0.03.
+KERNEL_INIT_STDDEV = 0.03
+BOX_FORMATS = (
+    "xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw",
+    "rel_xyxy", "rel_yxyx", "rel_xywh", "rel_center_xywh",
+)  # fmt: skip
+
+
+def _build(obj, cls):
+    if obj is None:
+        return cls()
+    if isinstance(obj, dict):
+        return cls(**obj)
+    return obj
+
+
+def _backbone_at(backbone: keras.Model, shape: tuple) -> keras.Model:
+    """The backbone with input ``shape`` (rebuilt from config, weights copied)."""
+    current = tuple(backbone.inputs[0].shape[1:3])
+    if current == shape[:2] or current == (None, None):
+        return backbone
+    config = dict(backbone.get_config(), input_shape=shape, rho=None)
+    rebuilt = type(backbone).from_config(config)
+    rebuilt.set_weights(backbone.get_weights())
+    return rebuilt
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class SSD(keras.Model):
+    """SSD-MobileNet detector (paper Table 13; TF OD API ``ssd_mobilenet_v1``).
+
+    Args:
+        backbone: a ``MobileNetBackbone`` of any alpha (rebuilt at ``image_size``
+            with its weights when its input size differs).
+        num_classes: object classes, without background.
+        image_size: input side or (height, width); 300 by default, anchors follow
+            (1917 at 300, 5118 at 512).
+        bounding_box_format: format of the boxes given to ``fit`` and returned by
+            ``predict`` (Keras / keras-cv names: ``"xyxy"``, ``"rel_yxyx"``, ...;
+            absolute formats are pixels of the ``image_size`` input).
+        extra_layer_depths: depths d of the extra layers (1x1 to d/2, 3x3 s2 to d).
+        min_depth: floor of the extra layers' depths (config: 16).
+        include_preprocessing: take pixels in [0, 255] and map them to [-1, 1].
+        anchor_generator / box_coder / matcher / loss / decoder: the pieces, as
+            objects or config dicts; defaults are the TF OD API's.
+        weight_decay: L2 on conv kernels, slim convention ``w * sum(k^2) / 2``
+            (config 4e-5); depthwise kernels are not decayed.
+        class_prior: if set, class logits start at ``log(p / (1 - p))`` (RetinaNet
+            init, helps short runs); ``None`` = zeros as the TF OD API.
+
+    Training data: images plus ``{"boxes": (B, M, 4), "classes": (B, M)}`` padded
+    with -1. ``predict`` returns ``{"boxes", "classes", "scores",
+    "num_detections"}`` in ``bounding_box_format``.
+
+    Example:
+
+    ```python
+    model = SSD(MobileNetBackbone(weights="mobilenet_v1_1.0_224_imagenet"),
+                num_classes=80, bounding_box_format="xyxy")
+    model.compile(keras.optimizers.RMSprop(0.004, rho=0.9, momentum=0.9, epsilon=1.0))
+    model.fit(train_ds, epochs=10)
+    detections = model.predict(images)
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        num_classes: int,
+        image_size: int | Sequence[int] = 300,
+        bounding_box_format: str = "rel_yxyx",
+        extra_layer_depths: Sequence[int] = EXTRA_LAYER_DEPTHS,
+        min_depth: int = MIN_DEPTH,
+        include_preprocessing: bool = True,
+        anchor_generator: SSDAnchorGenerator | dict | None = None,
+        box_coder: FasterRCNNBoxCoder | dict | None = None,
+        matcher: ArgMaxMatcher | dict | None = None,
+        loss: SSDLoss | dict | None = None,
+        decoder: DetectionDecoder | dict | None = None,
+        weight_decay: float = WEIGHT_DECAY,
+        class_prior: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(
+                f"`bounding_box_format` must be one of {BOX_FORMATS}, got {bounding_box_format!r}."
+            )
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or min(size) < 32:
+            raise ValueError(f"`image_size` must be an int or (h, w) >= 32, got {image_size!r}.")
+        if class_prior is not None and not 0 < class_prior < 1:
+            raise ValueError(f"`class_prior` must be in (0, 1), got {class_prior}.")
+        anchor_generator = _build(anchor_generator, SSDAnchorGenerator)
+        n_maps = 2 + len(extra_layer_depths)
+        if anchor_generator.num_layers != n_maps:
+            raise ValueError(
+                f"The anchor generator has {anchor_generator.num_layers} layers but the "
+                f"feature layout has {n_maps} maps (2 + len(extra_layer_depths))."
+            )
+        alpha = getattr(backbone, "alpha", 1.0)
+        channels = backbone.inputs[0].shape[-1]
+        backbone = _backbone_at(backbone, (*size, channels))
+        if "P4" not in getattr(backbone, "pyramid_outputs", {}):
+            raise ValueError("`backbone` must expose pyramid_outputs P4 and P5 (MobileNetBackbone).")
+
+        init = keras.initializers.TruncatedNormal(stddev=KERNEL_INIT_STDDEV)
+        inputs = keras.Input((*size, channels), name="images")
+        x = layers.Rescaling(1 / 127.5, -1.0, name="preprocessing")(inputs) if include_preprocessing else inputs
+        extractor = keras.Model(
+            backbone.inputs,
+            [backbone.pyramid_outputs["P4"], backbone.pyramid_outputs["P5"]],
+            name="feature_extractor",
+        )
+        maps = list(extractor(x))
+
+        def depth(d):
+            return max(int(d * alpha), min_depth)
+
+        h = maps[-1]
+        for index, d in enumerate(extra_layer_depths, start=2):
+            for name, filters, kernel, stride in (
+                (f"Conv2d_13_pointwise_1_Conv2d_{index}_1x1_{depth(d / 2)}", depth(d / 2), 1, 1),
+                (f"Conv2d_13_pointwise_2_Conv2d_{index}_3x3_s2_{depth(d)}", depth(d), 3, 2),
+            ):
+                h = layers.Conv2D(
+                    filters, kernel, strides=stride, padding="same", use_bias=False,
+                    kernel_initializer=init, name=name,
+                )(h)
+                h = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(h)
+                h = layers.ReLU(6.0, name=f"{name}_relu")(h)
+            maps.append(h)
+
+        bias = "zeros" if class_prior is None else keras.initializers.Constant(
+            float(np.log(class_prior / (1 - class_prior)))
+        )
+        box_outputs, class_outputs = [], []
+        for k, (fmap, anchors_per_cell) in enumerate(
+            zip(maps, anchor_generator.num_anchors_per_location())
+        ):
+            b = layers.Conv2D(anchors_per_cell * 4, 1, kernel_initializer=init,
+                              name=f"BoxPredictor_{k}_BoxEncodingPredictor")(fmap)
+            c = layers.Conv2D(anchors_per_cell * (num_classes + 1), 1, kernel_initializer=init,
+                              bias_initializer=bias, name=f"BoxPredictor_{k}_ClassPredictor")(fmap)
+            box_outputs.append(layers.Reshape((-1, 4), name=f"box_reshape_{k}")(b))
+            class_outputs.append(layers.Reshape((-1, num_classes + 1), name=f"class_reshape_{k}")(c))
+        outputs = {
+            "boxes": layers.Concatenate(axis=1, name="boxes", dtype="float32")(box_outputs),
+            "classes": layers.Concatenate(axis=1, name="classes", dtype="float32")(class_outputs),
+        }
+        kwargs.setdefault("name", "ssd_mobilenet_v1")
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.image_size = size
+        self.bounding_box_format = bounding_box_format
+        self.extra_layer_depths = tuple(extra_layer_depths)
+        self.min_depth = min_depth
+        self.include_preprocessing = include_preprocessing
+        self.anchor_generator = anchor_generator
+        self.box_coder = _build(box_coder, FasterRCNNBoxCoder)
+        self.matcher = _build(matcher, ArgMaxMatcher)
+        self.ssd_loss = loss_from_config(loss) if isinstance(loss, dict) or loss is None else loss
+        self.decoder = _build(decoder, DetectionDecoder)
+        self.weight_decay = weight_decay
+        self.class_prior = class_prior
+        grids = [tuple(m.shape[1:3]) for m in maps]
+        assert grids == feature_map_sizes(size, n_maps), (grids, feature_map_sizes(size, n_maps))
+        self.anchors = anchor_generator(size, grids)
+        # Every conv kernel (backbone, extras, predictors); not depthwise ones
+        # (TF-slim: regularize_depthwise=False), not BN or biases.
+        self._decay_kernels = [
+            layer.kernel for layer in self._leaf_layers()
+            if isinstance(layer, layers.Conv2D)
+            and not isinstance(layer, layers.DepthwiseConv2D)
+        ]
+        self.loss_trackers = {
+            n: keras.metrics.Mean(name=n) for n in ("cls_loss", "box_loss", "num_matches")
+        }
+
+    def _leaf_layers(self):
+        from mobilenet_zoo.weights_io import iter_weighted_layers
+
+        return list(iter_weighted_layers(self))
+
+    # ------------------------------------------------------------------ training
+    def _gt_to_normalized(self, y):
+        boxes = tf.cast(y["boxes"], tf.float32)
+        classes = tf.cast(y["classes"], tf.int32)
+        if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
+            raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
+        h, w = self.image_size
+        boxes = keras.utils.bounding_boxes.convert_format(
+            boxes, source=self.bounding_box_format, target="rel_yxyx", height=h, width=w
+        )
+        tf.debugging.assert_less(
+            classes, self.num_classes,
+            message=f"y['classes'] has a label >= num_classes ({self.num_classes}); "
+            "labels are 0-based, -1 for padding.",
+        )
+        return boxes, classes
+
+    def compute_targets(self, y):
+        """Matches ground truth to anchors: box codes, class one-hots, masks."""
+        boxes, classes = self._gt_to_normalized(y)
+        anchors = tf.constant(self.anchors)
+        matches = self.matcher.match(boxes, classes >= 0, anchors)
+        return build_targets(matches, boxes, classes, anchors, self.box_coder, self.num_classes)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        targets = self.compute_targets(y)
+        total, parts = self.ssd_loss(y_pred["boxes"], y_pred["classes"], *targets)
+        if self.weight_decay:
+            total += self.weight_decay * 0.5 * tf.add_n(
+                [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in self._decay_kernels]
+            )
+        for name, value in parts.items():
+            self.loss_trackers[name].update_state(value)
+        return total
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self.loss_trackers.values())
+
+    # ---------------------------------------------------------------- inference
+    def decode(self, raw: dict) -> dict:
+        """Raw outputs -> detections in ``bounding_box_format`` (padding: -1)."""
+        dets = self.decoder(raw["boxes"], raw["classes"], tf.constant(self.anchors), self.box_coder)
+        h, w = self.image_size
+        boxes = keras.utils.bounding_boxes.convert_format(
+            dets["boxes"], source="rel_yxyx", target=self.bounding_box_format, height=h, width=w
+        )
+        dets["boxes"] = tf.where(dets["classes"][..., None] >= 0, boxes, -1.0)
+        return dets
+
+    def predict_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return self.decode(self(x, training=False))
+
+    # ---------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "image_size": list(self.image_size),
+            "bounding_box_format": self.bounding_box_format,
+            "extra_layer_depths": list(self.extra_layer_depths),
+            "min_depth": self.min_depth,
+            "include_preprocessing": self.include_preprocessing,
+            "anchor_generator": self.anchor_generator.get_config(),
+            "box_coder": self.box_coder.get_config(),
+            "matcher": self.matcher.get_config(),
+            "loss": self.ssd_loss.get_config(),
+            "decoder": self.decoder.get_config(),
+            "weight_decay": self.weight_decay,
+            "class_prior": self.class_prior,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SSD:
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
