@@ -15,6 +15,7 @@ setup(
     install_requires=[
         "keras>=3.5,<4",
         "tensorflow>=2.16",
+        "tensorboard",  # TensorBoard logs of the recipes (not a TF 2.21 dependency)
         "keras-cv>=0.9",
         "tensorflow-datasets>=4.9",
         "importlib_resources",  # tensorflow-datasets needs it at run time, undeclared

@@ -11,7 +11,7 @@ centres at ``(i + 0.5) / grid``, not clipped; order: row-major over the grid
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,7 +8,7 @@ with ``variance = 1 / scale_factors``. Boxes and anchors are normalised yxyx.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 

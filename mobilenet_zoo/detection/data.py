@@ -64,11 +64,16 @@ def _from_tfds(example, labels_key="label"):
     image = example["image"]
     objects = example["objects"]
     size = tf.shape(image)[:2]
+    boxes = tf.reshape(tf.cast(objects["bbox"], tf.float32), (-1, 4))
+    labels = tf.cast(objects[labels_key], tf.int32)
+    crowd = tf.cast(objects.get("is_crowd", tf.zeros_like(labels)), tf.int32)
+    # Real TFDS records agree; tfds.testing.mock_data's random fields may not.
+    n = tf.reduce_min([tf.shape(boxes)[0], tf.shape(labels)[0], tf.shape(crowd)[0]])
     return {
         "image": image,
-        "boxes": tf.reshape(tf.cast(objects["bbox"], tf.float32), (-1, 4)),
-        "classes": tf.cast(objects[labels_key], tf.int32),
-        "is_crowd": tf.cast(objects.get("is_crowd", tf.zeros_like(objects[labels_key])), tf.int32),
+        "boxes": boxes[:n],
+        "classes": labels[:n],
+        "is_crowd": crowd[:n],
         "image_id": tf.cast(example.get("image/id", tf.constant(-1, tf.int64)), tf.int64),
         "original_size": tf.cast(size, tf.int32),
     }
@@ -91,7 +96,9 @@ def tfds_voc(split: str = "train", data_dir: str | None = None, check: bool = Tr
         out = _from_tfds(example)
         difficult = example["objects"].get("is_difficult")
         if difficult is not None:
-            out["is_crowd"] = tf.cast(difficult, tf.int32)
+            n = tf.minimum(tf.shape(out["classes"])[0], tf.shape(difficult)[0])
+            out = {**out, "boxes": out["boxes"][:n], "classes": out["classes"][:n],
+                   "is_crowd": tf.cast(difficult[:n], tf.int32)}
         return out
 
     return DetectionSource(

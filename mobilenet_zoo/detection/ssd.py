@@ -12,7 +12,8 @@ can swap it (for example ``loss=FocalLoss()``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np

@@ -1,0 +1,112 @@
+"""Training machinery shared by the recipes: flags, tf.distribute, callbacks, results.
+
+Each recipe parses its own flags plus ``add_common_flags``; this module turns
+them into a ``tf.distribute`` strategy, the standard callbacks (progress bar,
+TensorBoard, a checkpoint every epoch, ``--resume`` through
+``keras.callbacks.BackupAndRestore``, a NaN guard, a CSV log) and a
+``results.json`` with the measured metric beside the paper's number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+
+def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
+    """Flags every recipe has (documented in ``--help``)."""
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", default=out_default, help="output directory (checkpoints, logs, results)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the backup in --out (model, optimizer, epoch)")
+    g.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy; the global batch is split across replicas")
+    g.add_argument("--tpu", default="", help="TPU address for --strategy tpu")
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--smoke", action="store_true",
+                   help="a few steps on tfds.testing.mock_data to check the plumbing")
+    g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="Keras verbosity: 1 progress bar, 2 one line per epoch")
+
+
+def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
+    """``default`` | ``mirrored`` (all local devices) | ``multiworker`` (TF_CONFIG) | ``tpu``."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss with a message saying what to try."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch, batch)
+            self.model.stop_training = True
+            print(
+                f"\nNaN guard: loss became {loss} at epoch {self._epoch + 1}, batch {batch}. "
+                "Training stopped; lower the learning rate or check the data (boxes, labels)."
+            )
+
+
+def standard_callbacks(out_dir: str, resume: bool, backup_every_steps: int | None = None) -> list:
+    """TensorBoard, per-epoch checkpoint, BackupAndRestore (resume), NaN guard, CSV log.
+
+    Without ``resume`` an old backup in ``out_dir`` is removed so the run starts
+    fresh; with it, ``fit`` continues where the interrupted run stopped (model,
+    optimizer state, epoch and step counter).
+    """
+    backup = os.path.join(out_dir, "backup")
+    if not resume and os.path.isdir(backup):
+        shutil.rmtree(backup)
+    os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(
+            backup, save_freq=backup_every_steps or "epoch", delete_checkpoint=False
+        ),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(out_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), write_graph=False),
+        keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=resume),
+        NaNGuard(),
+    ]
+
+
+def write_results(out_dir: str, results: dict[str, Any]) -> str:
+    """Writes ``results.json`` (with a timestamp) and returns its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "results.json")
+    payload = dict(results, written_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    return path
