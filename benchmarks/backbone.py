@@ -11,8 +11,8 @@ import json
 
 import keras
 import numpy as np
-from common import compiled_forward, median_seconds
 
+from common import compiled_forward, median_seconds
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
 
 

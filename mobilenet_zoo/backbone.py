@@ -131,6 +131,9 @@ class MobileNetBackbone(keras.Model):
             (without the five 14x14x512 blocks, Table 5).
         bn_momentum: BatchNorm momentum (Keras default 0.99; TF-slim trains
             with 0.9997).
+        weight_decay: L2 on the standard and pointwise conv kernels in TF-slim's
+            convention (``wd * sum(k^2) / 2``; slim trains with 4e-5). Depthwise
+            kernels and BatchNorm are not decayed (paper s.3.1). Default 0.
         weights: ``None`` (random init), a preset name (see
             ``mobilenet_zoo.presets.list_presets()``) or a path to a weights file.
             Loads at any input size; a different alpha fails clearly.
@@ -162,6 +165,7 @@ class MobileNetBackbone(keras.Model):
         output_stride: int = 32,
         variant: str = "separable",
         bn_momentum: float = 0.99,
+        weight_decay: float = 0.0,
         weights: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -184,6 +188,10 @@ class MobileNetBackbone(keras.Model):
         if variant not in VARIANTS:
             raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
         shape = resolve_input_shape(rho, input_shape)
+        if weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
+        # slim.l2_regularizer(wd) = wd * sum(k^2) / 2 = keras L2(wd / 2).
+        regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
         def bn_relu(x, name):
             x = layers.BatchNormalization(
@@ -203,6 +211,7 @@ class MobileNetBackbone(keras.Model):
             strides=2,
             padding="same",
             use_bias=False,
+            kernel_regularizer=regularizer,
             name="conv1",
         )(inputs)
         x = endpoints["conv1"] = bn_relu(x, "conv1")
@@ -232,6 +241,7 @@ class MobileNetBackbone(keras.Model):
                     dilation_rate=layer_rate,
                     padding="same",
                     use_bias=False,
+                    kernel_regularizer=regularizer,
                     name=name,
                 )(x)
                 x = endpoints[name] = bn_relu(x, name)
@@ -248,7 +258,9 @@ class MobileNetBackbone(keras.Model):
             )(x)
             x = endpoints[name] = bn_relu(x, name)
             name = f"conv_pw_{block_id}"
-            x = layers.Conv2D(out_depth, 1, use_bias=False, name=name)(x)
+            x = layers.Conv2D(
+                out_depth, 1, use_bias=False, kernel_regularizer=regularizer, name=name
+            )(x)
             x = endpoints[name] = bn_relu(x, name)
         pyramid[f"P{level}"] = x
 
@@ -261,6 +273,7 @@ class MobileNetBackbone(keras.Model):
         self.output_stride = output_stride
         self.variant = variant
         self.bn_momentum = bn_momentum
+        self.weight_decay = weight_decay
         self._input_shape_arg = None if input_shape is None else tuple(input_shape)
         self.pyramid_outputs = pyramid
         self.endpoints = endpoints
@@ -308,6 +321,17 @@ class MobileNetBackbone(keras.Model):
         )
 
     @property
+    def pyramid_level_inputs(self) -> dict[str, str]:
+        """keras-cv's convention: the layer name behind each pyramid level.
+
+        Lets keras-cv heads (``keras_cv.models.RetinaNet``) take this backbone.
+        """
+        return {
+            level: tensor._keras_history.operation.name
+            for level, tensor in self.pyramid_outputs.items()
+        }
+
+    @property
     def out_channels(self) -> int:
         """Channels of the last feature map."""
         return int(self.outputs[0].shape[-1])
@@ -324,6 +348,7 @@ class MobileNetBackbone(keras.Model):
             "output_stride": self.output_stride,
             "variant": self.variant,
             "bn_momentum": self.bn_momentum,
+            "weight_decay": self.weight_decay,
         }
 
     @classmethod

@@ -21,6 +21,8 @@ from typing import Any
 
 import keras
 
+from mobilenet_zoo.utils import rebuild_at
+
 PAPER_TOLERANCE = 0.02  # issue 2: within 2% where the architecture is the same.
 
 
@@ -95,7 +97,7 @@ def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
     """
     shape = tuple(model.inputs[0].shape[1:])
     if input_shape is not None and tuple(input_shape) != shape:
-        model = _rebuild_at(model, tuple(input_shape))
+        model = rebuild_at(model, tuple(input_shape))
     elif any(s is None for s in shape):
         raise ValueError(
             f"`profile` needs a static input size; the model's input is {shape}. "
@@ -117,21 +119,6 @@ def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
         mult_adds=sum(r.mult_adds for r in rows),
         layers=rows,
     )
-
-
-def _rebuild_at(model: keras.Model, input_shape: tuple) -> keras.Model:
-    config = model.get_config()
-    if "backbone" in config:
-        inner = dict(config["backbone"]["config"], input_shape=input_shape, rho=None)
-        config = dict(config, backbone=dict(config["backbone"], config=inner))
-    elif "input_shape" in config:
-        config = dict(config, input_shape=input_shape, rho=None)
-    else:
-        raise ValueError(
-            f"Cannot rebuild {type(model).__name__} at input_shape={input_shape}; "
-            "build it with a static input size and call profile(model)."
-        )
-    return type(model).from_config(config)
 
 
 # --------------------------------------------------------------------------

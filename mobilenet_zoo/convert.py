@@ -2,6 +2,8 @@
 
 Sources:
 
+* TF Object Detection API ``ssd_mobilenet_v1`` checkpoints -> our ``SSD``;
+
 * TF-slim checkpoints (``tf.train.load_checkpoint``) and TF-slim frozen graphs
   (``.pb`` GraphDef), with ``MobilenetV1/...`` variable names (REFERENCE.md s.2);
 * keras.applications MobileNet ``.h5`` files (weights-only or whole model, as
@@ -136,6 +138,100 @@ def slim_to_keras(
     return out, meta
 
 
+OD_API_PREFIX = "FeatureExtractor/MobilenetV1"
+_OD_EXTRA = re.compile(
+    rf"^{OD_API_PREFIX}/(Conv2d_13_pointwise_[12]_Conv2d_\d+_(?:1x1|3x3_s2)_\d+)/weights$"
+)
+_OD_PREDICTOR = re.compile(r"^BoxPredictor_(\d+)/(BoxEncodingPredictor|ClassPredictor)/weights$")
+
+
+def is_od_api_ssd(tensors: dict[str, np.ndarray]) -> bool:
+    """True for a TF Object Detection API ``ssd_mobilenet_v1`` checkpoint."""
+    return f"{OD_API_PREFIX}/Conv2d_0/weights" in tensors and any(
+        _OD_PREDICTOR.match(k) for k in tensors
+    )
+
+
+def od_api_ssd_to_keras(
+    tensors: dict[str, np.ndarray],
+) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
+    """Maps a TF OD API ``ssd_mobilenet_v1`` checkpoint to our ``SSD`` layer names.
+
+    Backbone ``FeatureExtractor/MobilenetV1/Conv2d_*`` -> ``conv1``, ``conv_dw_i``...;
+    extra layers keep their names (``Conv2d_13_pointwise_1_Conv2d_2_1x1_256`` and its
+    ``_bn``); ``BoxPredictor_k/{BoxEncodingPredictor,ClassPredictor}`` ->
+    ``BoxPredictor_k_{...}``. Returns the weights and metadata (alpha,
+    num_classes without background).
+    """
+    weights, meta = slim_to_keras(tensors, OD_API_PREFIX, include_logits=False)
+    for key in sorted(tensors):
+        m = _OD_EXTRA.match(key)
+        if m:
+            scope = f"{OD_API_PREFIX}/{m.group(1)}"
+            weights[m.group(1)] = [np.asarray(tensors[key])]
+            bn = []
+            for var in BN_VARS:
+                name = f"{scope}/BatchNorm/{var}"
+                if name not in tensors and var == "gamma":
+                    bn.append(np.ones_like(tensors[f"{scope}/BatchNorm/beta"]))
+                    continue
+                if name not in tensors:
+                    raise ValueError(f"Tensor `{name}` (for `{m.group(1)}_bn`) is not in the checkpoint.")
+                bn.append(np.asarray(tensors[name]))
+            weights[f"{m.group(1)}_bn"] = bn
+        m = _OD_PREDICTOR.match(key)
+        if m:
+            scope = key[: -len("/weights")]
+            weights[f"BoxPredictor_{m.group(1)}_{m.group(2)}"] = [
+                np.asarray(tensors[key]), np.asarray(tensors[f"{scope}/biases"])
+            ]
+    box0 = weights["BoxPredictor_0_BoxEncodingPredictor"][0].shape[-1] // 4
+    cls0 = weights["BoxPredictor_0_ClassPredictor"][0].shape[-1]
+    meta["num_classes"] = cls0 // box0 - 1
+    meta["num_feature_maps"] = len([k for k in weights if k.endswith("BoxEncodingPredictor")])
+    return weights, meta
+
+
+def convert_od_api_ssd(
+    tensors: dict[str, np.ndarray],
+    out: str | os.PathLike,
+    image_size: int = 300,
+    anchor_order: str = "2017",
+    source: str = "",
+) -> dict[str, Any]:
+    """Builds our ``SSD`` from a TF OD API checkpoint and saves it.
+
+    ``out`` ending in ``.keras`` gets the whole model (``keras.saving.load_model``);
+    otherwise a by-layer-name weights file. Anchors use ``anchor_order`` ("2017"
+    for the 2017 model zoo and models trained from it: the box predictor's
+    channels follow that order).
+    """
+    from mobilenet_zoo import MobileNetBackbone
+    from mobilenet_zoo.detection import SSD
+
+    weights, meta = od_api_ssd_to_keras(tensors)
+    model = SSD(
+        MobileNetBackbone(alpha=meta["alpha"], min_depth=16,
+                          depth_multiplier=meta["depth_multiplier"]),
+        num_classes=meta["num_classes"],
+        image_size=image_size,
+        anchor_generator={"order": anchor_order},
+    )
+    report = weights_io.assign_by_name(model, weights, source=source or "checkpoint")
+    meta.update(input_size=image_size, anchor_order=anchor_order, source=os.path.basename(source),
+                source_kind="tf od api ssd_mobilenet_v1 checkpoint")
+    out = os.fspath(out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if out.endswith(".keras"):
+        model.save(out)
+    else:
+        weights_io.save_by_name(model, out, metadata=meta)
+    meta["params"] = int(model.count_params())
+    meta["layers_loaded"] = len(report.loaded)
+    meta["unused"] = report.unused
+    return meta
+
+
 def alpha_from_name(path: str | os.PathLike) -> tuple[float | None, int | None]:
     """``mobilenet_v1_0.25_128`` -> (0.25, 128); (None, None) when absent."""
     m = re.search(r"mobilenet_v1_(\d+(?:\.\d+)?)_(\d+)", Path(path).name)
@@ -191,13 +287,15 @@ def convert(
     input_size: int | None = None,
     prefix: str = SLIM_SCOPE,
     extra_metadata: dict[str, Any] | None = None,
+    anchor_order: str = "2017",
 ) -> dict[str, Any]:
     """Converts ``src`` to a by-layer-name weights file at ``out``.
 
     ``src`` is a TF-slim checkpoint (prefix, ``.index`` or directory), a frozen
     ``.pb``, a keras.applications ``.h5`` or a ``.keras`` file. The weights are
     loaded into the matching Keras model (all shapes checked) before writing.
-    Returns the metadata written into the file.
+    A TF Object Detection API ``ssd_mobilenet_v1`` checkpoint becomes our ``SSD``
+    (whole model when ``out`` ends in ``.keras``). Returns the metadata.
     """
     from mobilenet_zoo.presets import sha256_of
 
@@ -214,7 +312,10 @@ def convert(
         source_kind = "keras"
     else:
         ckpt = src[: -len(".index")] if src.endswith(".index") else src
-        weights, meta = slim_to_keras(read_slim_checkpoint(ckpt), prefix, keep_background)
+        tensors = read_slim_checkpoint(ckpt)
+        if is_od_api_ssd(tensors):
+            return convert_od_api_ssd(tensors, out, input_size or 300, anchor_order, src)
+        weights, meta = slim_to_keras(tensors, prefix, keep_background)
         source_kind = "tf-slim checkpoint"
     if name_alpha is not None and abs(name_alpha - meta["alpha"]) > 1e-6:
         raise ValueError(
@@ -256,16 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--input-size", type=int, default=None, help="training resolution")
     parser.add_argument("--prefix", default=SLIM_SCOPE, help="scope of the MobileNet variables")
+    parser.add_argument(
+        "--anchor-order", choices=["2017", "current"], default="2017",
+        help="SSD checkpoints: box-spec order the predictor was trained with (2017 model zoo: 2017)",
+    )
     args = parser.parse_args(argv)
+    from mobilenet_zoo.presets import sha256_of
+
     try:
-        meta = convert(args.src, args.out, args.keep_background, args.input_size, args.prefix)
+        meta = convert(args.src, args.out, args.keep_background, args.input_size, args.prefix,
+                       anchor_order=args.anchor_order)
     except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     print(
         f"wrote {args.out}: alpha {meta['alpha']}, input {meta['input_size']}, "
         f"classes {meta.get('num_classes', 'none (backbone only)')}, "
         f"{meta['params']:,} params, {meta['layers_loaded']} layers; "
-        f"sha256 {__import__('mobilenet_zoo.presets').presets.sha256_of(args.out)}"
+        f"sha256 {sha256_of(args.out)}"
     )
     if meta["unused"]:
         print(f"not used: {meta['unused']}")

@@ -84,7 +84,7 @@ def _ssd_serving_fn(model, batch_size: int = 1) -> tf.types.experimental.Generic
     return serve
 
 
-def _plain_serving_fn(model, batch_size: int = 1):
+def _plain_serving_fn(model, batch_size: int = 1, argmax: bool = False):
     shape = (batch_size, *model.inputs[0].shape[1:])
     if any(s is None for s in shape[1:]):
         raise ValueError(
@@ -94,7 +94,10 @@ def _plain_serving_fn(model, batch_size: int = 1):
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
     def serve(images):
-        return model(images, training=False)
+        out = model(images, training=False)
+        if argmax:  # class ids (segmentation masks, labels) instead of scores
+            return tf.argmax(out, axis=-1, output_type=tf.int32)
+        return out
 
     return serve
 
@@ -105,6 +108,8 @@ def to_tflite(
     quantize: str | None = None,
     representative_data: Iterable[np.ndarray] | Callable[[], Iterable] | None = None,
     serving_fn=None,
+    input_shape: tuple | None = None,
+    argmax: bool = False,
 ) -> bytes:
     """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
 
@@ -118,6 +123,10 @@ def to_tflite(
         representative_data: input batches (arrays of the model's input shape with
             batch 1) for ``"int8"`` calibration.
         serving_fn: a ``tf.function`` to export instead of the default.
+        input_shape: rebuild a dynamic-size model at this ``(H, W, C)`` first
+            (TFLite needs a static size); weights are copied.
+        argmax: export ``argmax`` over the last axis (class ids) instead of scores
+            (not for SSD, whose output is already detections).
 
     Returns:
         The flatbuffer bytes.
@@ -126,9 +135,13 @@ def to_tflite(
         raise ValueError(f"`quantize` must be one of {QUANTIZE}, got {quantize!r}.")
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' needs `representative_data` (calibration inputs).")
+    if input_shape is not None:
+        from mobilenet_zoo.utils import rebuild_at
+
+        model = rebuild_at(model, input_shape, copy_weights=True)
     if serving_fn is None:
         is_ssd = hasattr(model, "anchors") and hasattr(model, "decoder")
-        serving_fn = _ssd_serving_fn(model) if is_ssd else _plain_serving_fn(model)
+        serving_fn = _ssd_serving_fn(model) if is_ssd else _plain_serving_fn(model, argmax=argmax)
     import tempfile
 
     import keras

@@ -338,3 +338,59 @@ def test_recipe_end_to_end_on_embedded_set_and_resume(tmp_path, monkeypatch):
     _recipe().main(args + ["--resume"])
     log = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["0", "1"]
+
+
+def _od_api_tensors(model, rng):
+    """A TF OD API ssd_mobilenet_v1 checkpoint's names and shapes, from our layers."""
+    from mobilenet_zoo.convert import OD_API_PREFIX, slim_layer_map
+
+    tensors = {"global_step": np.array(5, np.int64)}
+    for layer_name, (scope, names) in slim_layer_map(OD_API_PREFIX).items():
+        layer = model.backbone.get_layer(layer_name)
+        for var, name in zip(layer.weights, names):
+            tensors[f"{scope}/{name}"] = rng.uniform(0.5, 1.5, var.shape).astype(np.float32)
+    for layer in model.layers:
+        if layer.name.startswith("Conv2d_13_pointwise") and isinstance(layer, keras.layers.Conv2D):
+            tensors[f"{OD_API_PREFIX}/{layer.name}/weights"] = rng.normal(0, 0.1, layer.kernel.shape).astype(np.float32)
+            for var in ("gamma", "beta", "moving_mean", "moving_variance"):
+                tensors[f"{OD_API_PREFIX}/{layer.name}/BatchNorm/{var}"] = rng.uniform(
+                    0.5, 1.5, layer.kernel.shape[-1]).astype(np.float32)
+        if layer.name.startswith("BoxPredictor_"):
+            k, kind = layer.name.split("_")[1], layer.name.split("_")[2]
+            tensors[f"BoxPredictor_{k}/{kind}/weights"] = rng.normal(0, 0.1, layer.kernel.shape).astype(np.float32)
+            tensors[f"BoxPredictor_{k}/{kind}/biases"] = rng.normal(0, 0.1, layer.bias.shape).astype(np.float32)
+    return tensors
+
+
+def test_tf_od_api_ssd_checkpoint_converts_to_a_working_detector(tmp_path):
+    from mobilenet_zoo.convert import main as convert_main
+    from test_weights import _write_checkpoint
+
+    template = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=90,
+                   anchor_generator={"order": "2017"})
+    tensors = _od_api_tensors(template, np.random.default_rng(0))
+    prefix = _write_checkpoint(tensors, tmp_path / "model.ckpt")
+    out = tmp_path / "ssd.keras"
+    assert convert_main([prefix, "--out", str(out)]) == 0
+    model = keras.saving.load_model(out)
+    assert isinstance(model, SSD) and model.num_classes == 90
+    assert model.anchor_generator.order == "2017" and model.anchors.shape == (1917, 4)
+    np.testing.assert_array_equal(
+        model.backbone.get_layer("conv_dw_3").get_weights()[0],
+        tensors["FeatureExtractor/MobilenetV1/Conv2d_3_depthwise/depthwise_weights"])
+    np.testing.assert_array_equal(
+        model.get_layer("BoxPredictor_4_ClassPredictor").get_weights()[1],
+        tensors["BoxPredictor_4/ClassPredictor/biases"])
+    np.testing.assert_array_equal(
+        model.get_layer("Conv2d_13_pointwise_2_Conv2d_5_3x3_s2_32_bn").get_weights()[2],
+        tensors["FeatureExtractor/MobilenetV1/Conv2d_13_pointwise_2_Conv2d_5_3x3_s2_32/BatchNorm/moving_mean"])
+    dets = model.predict(np.zeros((1, 300, 300, 3), np.float32), verbose=0)
+    assert dets["boxes"].shape == (1, 100, 4)
+    # The by-name weights file loads into an SSD built by hand.
+    wfile = tmp_path / "ssd.weights.h5"
+    convert_main([prefix, "--out", str(wfile)])
+    fresh = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=90,
+                anchor_generator={"order": "2017"})
+    fresh.load_weights(str(wfile))
+    x = np.random.default_rng(1).uniform(0, 255, (1, 300, 300, 3)).astype(np.float32)
+    np.testing.assert_allclose(fresh(x)["classes"], model(x)["classes"], atol=1e-5)

@@ -75,7 +75,11 @@ class MobileNetClassifier(keras.Model):
         x = backbone(x)
         x = layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
-        x = layers.Conv2D(num_classes, 1, name="conv_preds")(x)
+        wd = getattr(backbone, "weight_decay", 0.0)  # slim decays the logits too
+        x = layers.Conv2D(
+            num_classes, 1, kernel_regularizer=keras.regularizers.L2(wd / 2) if wd else None,
+            name="conv_preds",
+        )(x)
         x = layers.Reshape((num_classes,), name="reshape")(x)
         outputs = layers.Activation(classifier_activation, name="predictions")(x)
         kwargs.setdefault("name", "mobilenet_v1_classifier")

@@ -3,7 +3,7 @@
 scikit-learn's handwritten digits (1797 scans, 8x8), scaled to 24-96 px and
 pasted in random colours onto random crops of real photos from scikit-image and
 scikit-learn. Ten classes ("0".."9"), 1-4 objects per image, written once in
-COCO format (JPEG images + ``annotations.json``) with a train and a val split
+COCO format with per-pixel masks (JPEG images + ``annotations.json``) with a train and a val split
 that share no digit scan. Deterministic for a given seed; cached on disk.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: per-pixel masks (masks/*.png) for segmentation
 CLASS_NAMES = [str(d) for d in range(10)]
 _RGB_PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
@@ -57,6 +57,7 @@ def _render(rng, backgrounds, digit_images, digit_labels, size, max_objects):
         Image.fromarray(bg[y0 : y0 + side, x0 : x0 + side]).resize((size, size), Image.BILINEAR),
         dtype=np.float32,
     ).copy()
+    labels = np.zeros((size, size), np.uint8)  # 0 background, d + 1 for digit d
     annotations = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _attempt in range(20):
@@ -81,6 +82,7 @@ def _render(rng, backgrounds, digit_images, digit_labels, size, max_objects):
         colour = np.where(np.abs(colour - local) < 80, 255 - local, colour)
         region = canvas[y : y + h, x : x + w]
         canvas[y : y + h, x : x + w] = region * (1 - mask[..., None]) + colour * mask[..., None]
+        labels[y : y + h, x : x + w][mask > 0.25] = int(digit_labels[k]) + 1
         bx0, by0 = x + xs.min(), y + ys.min()
         bx1, by1 = x + xs.max() + 1, y + ys.max() + 1
         annotations.append(
@@ -90,7 +92,7 @@ def _render(rng, backgrounds, digit_images, digit_labels, size, max_objects):
                 "_xyxy": box,
             }
         )
-    return canvas.clip(0, 255).astype(np.uint8), annotations
+    return canvas.clip(0, 255).astype(np.uint8), annotations, labels
 
 
 def build(
@@ -103,8 +105,9 @@ def build(
 ) -> Path:
     """Writes (or reuses) the set; returns its directory with ``train/`` and ``val/``.
 
-    Each split holds ``images/*.jpg`` and ``annotations.json`` (COCO format,
-    category ids 1..10 for digits 0..9).
+    Each split holds ``images/*.jpg``, ``annotations.json`` (COCO format,
+    category ids 1..10 for digits 0..9) and ``masks/*.png`` (per pixel: 0
+    background, d + 1 for digit d; for segmentation).
     """
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -122,13 +125,15 @@ def build(
         rng = np.random.default_rng(split_seed)
         idx = pools[split]
         (out / split / "images").mkdir(parents=True, exist_ok=True)
+        (out / split / "masks").mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
         for i in range(count):
-            pixels, objs = _render(
+            pixels, objs, labels = _render(
                 rng, backgrounds, digits.images[idx], digits.target[idx], image_size, max_objects
             )
             file_name = f"{i:05d}.jpg"
             Image.fromarray(pixels).save(out / split / "images" / file_name, quality=92)
+            Image.fromarray(labels).save(out / split / "masks" / f"{i:05d}.png")
             images.append(
                 {"id": i + 1, "file_name": file_name, "height": image_size, "width": image_size}
             )

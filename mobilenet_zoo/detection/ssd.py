@@ -273,6 +273,15 @@ class SSD(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         return self.decode(self(x, training=False))
 
+    def load_weights(self, filepath: str, *args: Any, **kwargs: Any) -> None:
+        """Loads weights; by-layer-name files (converted checkpoints) load by name."""
+        from mobilenet_zoo import weights_io
+
+        if weights_io.is_by_name_file(filepath):
+            weights_io.load_by_name(self, filepath)
+        else:
+            super().load_weights(filepath, *args, **kwargs)
+
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,105 @@
+"""SSD-MobileNet vs keras-cv RetinaNet on the same MobileNet backbone, and TFLite latency.
+
+Same process, same backbone (alpha 1.0), same input size (300), same batch:
+training images/s (one optimizer step on a fixed batch) and inference latency
+(batch 1, graph mode, raw head outputs). Ratios are ours / theirs for
+throughput (higher is better) and theirs / ours for latency (higher is better).
+Then the float TFLite latency of SSD 300 at alpha 1.0 and 0.5 (2 threads,
+decoding and NMS included).
+
+Run: ``python benchmarks/detection.py [--repeats N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import keras
+import numpy as np
+
+from common import compiled_forward, median_seconds
+from mobilenet_zoo import MobileNetBackbone
+from mobilenet_zoo.detection import SSD
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
+
+SIZE, BATCH, CLASSES = 300, 8, 80
+
+
+def _batch(fmt):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (BATCH, SIZE, SIZE, 3)).astype("float32")
+    boxes = np.full((BATCH, 10, 4), -1, "float32")
+    classes = np.full((BATCH, 10), -1, "float32")
+    for i in range(BATCH):
+        for j in range(3):
+            y0, x0 = rng.uniform(0, 0.6, 2)
+            boxes[i, j] = [y0, x0, y0 + 0.3, x0 + 0.3]
+            classes[i, j] = rng.integers(CLASSES)
+    if fmt != "rel_yxyx":
+        conv = keras.ops.convert_to_numpy(keras.utils.bounding_boxes.convert_format(
+            boxes, source="rel_yxyx", target=fmt, height=SIZE, width=SIZE))
+        boxes = np.where(classes[..., None] >= 0, conv, -1).astype("float32")
+    return x, {"boxes": boxes, "classes": classes}
+
+
+def _train_step_seconds(model, x, y, repeats):
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # build + trace
+    return median_seconds(lambda: model.train_on_batch(x, y), warmup=2, repeats=repeats)
+
+
+def run(repeats: int) -> dict:
+    import keras_cv
+
+    ours = SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=CLASSES, image_size=SIZE)
+    ours.compile(keras.optimizers.RMSprop(0.004, rho=0.9, momentum=0.9, epsilon=1.0))
+    theirs = keras_cv.models.RetinaNet(
+        num_classes=CLASSES, bounding_box_format="rel_yxyx",
+        backbone=MobileNetBackbone(alpha=1.0, min_depth=16, input_shape=(SIZE, SIZE, 3)),
+    )
+    theirs.compile(optimizer=keras.optimizers.RMSprop(0.004, rho=0.9, momentum=0.9, epsilon=1.0),
+                   classification_loss="focal", box_loss="smoothl1")
+    x, y = _batch("rel_yxyx")
+    t_ours = _train_step_seconds(ours, x, y, repeats)
+    t_theirs = _train_step_seconds(theirs, x, y, repeats)
+    f_ours, f_theirs = compiled_forward(ours), compiled_forward(theirs)
+    x1 = x[:1]
+    l_ours = median_seconds(lambda: [v.numpy() for v in f_ours(x1).values()], repeats=repeats * 3)
+    l_theirs = median_seconds(
+        lambda: [v.numpy() for v in keras.tree.flatten(f_theirs(x1 / 127.5 - 1))], repeats=repeats * 3
+    )
+    rows = {
+        "train_img_s": {"ssd": round(BATCH / t_ours, 2), "retinanet": round(BATCH / t_theirs, 2),
+                        "ratio": round(t_theirs / t_ours, 3)},
+        "latency_ms_batch1": {"ssd": round(1e3 * l_ours, 1), "retinanet": round(1e3 * l_theirs, 1),
+                              "ratio": round(l_theirs / l_ours, 3)},
+        "params_m": {"ssd": round(ours.count_params() / 1e6, 2),
+                     "retinanet": round(theirs.count_params() / 1e6, 2)},
+    }
+    print(json.dumps(rows), flush=True)
+    lite = {}
+    for alpha in (1.0, 0.5):
+        model = ours if alpha == 1.0 else SSD(MobileNetBackbone(alpha=0.5, min_depth=16),
+                                              num_classes=CLASSES, image_size=SIZE)
+        runner = TFLiteRunner(to_tflite(model), num_threads=2)
+        lite[f"alpha_{alpha}"] = round(1e3 * median_seconds(lambda r=runner: r(x1), repeats=repeats * 3), 1)
+    rows["tflite_ms_ssd300"] = lite
+    print(json.dumps({"tflite_ms_ssd300": lite}), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    r = run(parser.parse_args().repeats)
+    print("\n| measure | SSD-MobileNet (ours) | keras-cv RetinaNet (same backbone) | ratio |")
+    print("|---|---|---|---|")
+    print(f"| training img/s (batch {BATCH}) | {r['train_img_s']['ssd']} | {r['train_img_s']['retinanet']} | {r['train_img_s']['ratio']} |")
+    print(f"| inference latency ms (batch 1) | {r['latency_ms_batch1']['ssd']} | {r['latency_ms_batch1']['retinanet']} | {r['latency_ms_batch1']['ratio']} |")
+    print(f"| params (M) | {r['params_m']['ssd']} | {r['params_m']['retinanet']} | |")
+    print(f"\nTFLite float SSD 300, 2 threads, with NMS: alpha 1.0 {r['tflite_ms_ssd300']['alpha_1.0']} ms, "
+          f"alpha 0.5 {r['tflite_ms_ssd300']['alpha_0.5']} ms")
+
+
+if __name__ == "__main__":
+    main()

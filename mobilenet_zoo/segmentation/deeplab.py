@@ -1,0 +1,175 @@
+"""DeepLabV3 / DeepLabV3+ on MobileNetBackbone (mobile semantic segmentation).
+
+ASPP of Chen et al. 2017 (arXiv 1706.05587, s.3.3): a 1x1 branch, three atrous
+3x3 branches (rates 6, 12, 18 at output stride 16, doubled at 8), an
+image-pooling branch, concatenation and a 1x1 projection, 256 filters each,
+BN + ReLU. The optional decoder is DeepLabV3+'s (arXiv 1802.02611, s.3.1):
+low-level features reduced to 48 channels by a 1x1 conv, concatenated with the
+upsampled ASPP output, two 3x3 convs of 256. ``separable_aspp`` uses depthwise
+separable atrous convs (the mobile form, DeepLabV3+ s.3.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+# DeepLabV3 s.3.3: rates (6, 12, 18) at output stride 16, doubled at 8;
+# at 32 (not in the paper) we halve them to keep the same field of view.
+ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+ASPP_FILTERS = 256  # DeepLabV3 s.3.3
+LOW_LEVEL_FILTERS = 48  # DeepLabV3+ s.3.1 (Table 1: 48 is best)
+DECODER_FILTERS = 256  # DeepLabV3+ s.3.1
+IGNORE_LABEL = 255  # PASCAL VOC convention
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class ResizeLike(layers.Layer):
+    """Bilinear resize of the first input to the spatial size of the second."""
+
+    def call(self, inputs):
+        x, ref = inputs
+        return tf.image.resize(x, tf.shape(ref)[1:3], method="bilinear")
+
+    def compute_output_shape(self, input_shapes):
+        x, ref = input_shapes
+        return (x[0], ref[1], ref[2], x[3])
+
+
+def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False):
+    if separable and kernel > 1:
+        x = layers.DepthwiseConv2D(kernel, padding="same", dilation_rate=rate, use_bias=False,
+                                   name=f"{name}_depthwise")(x)
+        x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_depthwise_bn")(x)
+        x = layers.ReLU(name=f"{name}_depthwise_relu")(x)
+        kernel, rate = 1, 1
+    x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=rate, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class DeepLabV3(keras.Model):
+    """DeepLabV3 (optionally V3+) semantic segmentation on a MobileNetBackbone.
+
+    Args:
+        backbone: a ``MobileNetBackbone``; its ``output_stride`` (8, 16, 32) sets
+            the ASPP rates. Use ``input_shape=(None, None, 3)`` for any size.
+        num_classes: classes including background.
+        aspp_rates: three atrous rates; default from the output stride.
+        aspp_filters: filters of every ASPP branch and the projection (256).
+        separable_aspp: depthwise separable atrous branches (mobile form).
+        decoder: add the DeepLabV3+ decoder with a low-level skip.
+        low_level_level: pyramid level of the skip (``"P2"``: stride 4).
+        dropout: dropout after the ASPP projection (0.1 in the reference code).
+        include_preprocessing: take pixels in [0, 255] and map them to [-1, 1].
+
+    Outputs logits ``(B, H, W, num_classes)`` at the input size.
+
+    Example:
+
+    ```python
+    backbone = MobileNetBackbone(output_stride=16, input_shape=(None, None, 3),
+                                 weights="mobilenet_v1_1.0_224_imagenet")
+    model = DeepLabV3(backbone, num_classes=3, decoder=True)
+    model.compile("adam", segmentation_loss(), metrics=[MeanIoU(3)])
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        num_classes: int,
+        aspp_rates: Sequence[int] | None = None,
+        aspp_filters: int = ASPP_FILTERS,
+        separable_aspp: bool = False,
+        decoder: bool = False,
+        low_level_level: str = "P2",
+        dropout: float = 0.1,
+        include_preprocessing: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+        stride = getattr(backbone, "output_stride", 32)
+        if stride not in ASPP_RATES:
+            raise ValueError(
+                f"Backbone output_stride {stride!r} is not supported; use one of {tuple(ASPP_RATES)}."
+            )
+        rates = tuple(aspp_rates) if aspp_rates is not None else ASPP_RATES[stride]
+        if len(rates) != 3 or any(int(r) < 1 for r in rates):
+            raise ValueError(f"`aspp_rates` must be three ints >= 1, got {aspp_rates!r}.")
+        pyramid = getattr(backbone, "pyramid_outputs", {})
+        if decoder and low_level_level not in pyramid:
+            raise ValueError(
+                f"`low_level_level` {low_level_level!r} is not a pyramid level of the backbone "
+                f"({sorted(pyramid)})."
+            )
+        inputs = keras.Input(backbone.inputs[0].shape[1:], name="images")
+        x = layers.Rescaling(1 / 127.5, -1.0, name="preprocessing")(inputs) if include_preprocessing else inputs
+        outputs = [backbone.outputs[0]] + ([pyramid[low_level_level]] if decoder else [])
+        features = keras.Model(backbone.inputs, outputs, name="feature_extractor")(x)
+        high = features[0] if decoder else features
+        if isinstance(high, (list, tuple)):
+            high = high[0]
+
+        branches = [_conv_bn_relu(high, aspp_filters, "aspp_1x1")]
+        for i, rate in enumerate(rates, start=1):
+            branches.append(_conv_bn_relu(high, aspp_filters, f"aspp_atrous_{i}", 3, int(rate),
+                                          separable_aspp))
+        pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_image_pool")(high)
+        pooled = _conv_bn_relu(pooled, aspp_filters, "aspp_image_pool_conv")
+        branches.append(ResizeLike(name="aspp_image_pool_upsample")([pooled, high]))
+        y = layers.Concatenate(name="aspp_concat")(branches)
+        y = _conv_bn_relu(y, aspp_filters, "aspp_projection")
+        y = layers.Dropout(dropout, name="aspp_dropout")(y)
+        if decoder:
+            low = _conv_bn_relu(features[1], LOW_LEVEL_FILTERS, "decoder_low_level")
+            y = ResizeLike(name="decoder_upsample")([y, low])
+            y = layers.Concatenate(name="decoder_concat")([y, low])
+            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_1", 3, separable=True)
+            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_2", 3, separable=True)
+        y = layers.Conv2D(num_classes, 1, name="logits")(y)
+        logits = ResizeLike(name="logits_upsample", dtype="float32")([y, inputs])
+        kwargs.setdefault("name", "deeplabv3_mobilenet_v1")
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.aspp_rates = rates
+        self.aspp_filters = aspp_filters
+        self.separable_aspp = separable_aspp
+        self.decoder = decoder
+        self.low_level_level = low_level_level
+        self.dropout = dropout
+        self.include_preprocessing = include_preprocessing
+        self._explicit_rates = aspp_rates is not None
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "aspp_rates": list(self.aspp_rates) if self._explicit_rates else None,
+            "aspp_filters": self.aspp_filters,
+            "separable_aspp": self.separable_aspp,
+            "decoder": self.decoder,
+            "low_level_level": self.low_level_level,
+            "dropout": self.dropout,
+            "include_preprocessing": self.include_preprocessing,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DeepLabV3:
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def segmentation_loss(ignore_label: int = IGNORE_LABEL) -> keras.losses.Loss:
+    """Per-pixel softmax cross-entropy on logits, ignoring ``ignore_label``."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label)

@@ -1,0 +1,132 @@
+"""DeepLabV3(+) on MobileNet: train, report mIoU, export to TFLite.
+
+    python recipes/segmentation.py                                   # embedded digit masks
+    python recipes/segmentation.py --dataset pets --data-dir DIR     # TFDS oxford_iiit_pet
+    python recipes/segmentation.py --dataset voc --voc-root VOCdevkit/VOC2012
+    python recipes/segmentation.py --smoke                           # mock data, a few steps
+
+Writes model.keras, model.tflite (ArgMax inside with --tflite-argmax),
+overlays.png and results.json in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mobilenet_zoo import MobileNetBackbone, training  # noqa: E402
+from mobilenet_zoo.export import TFLiteRunner, to_tflite  # noqa: E402
+from mobilenet_zoo.segmentation import (  # noqa: E402
+    DeepLabV3,
+    MeanIoU,
+    PixelAccuracy,
+    confusion_matrix,
+    segmentation_loss,
+    segmentation_scores,
+)
+from mobilenet_zoo.segmentation import data as sdata  # noqa: E402
+from mobilenet_zoo.segmentation.visualize import save_overlays  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=["embedded", "pets", "voc"], default="embedded")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (pets)")
+    p.add_argument("--voc-root", default=None, help="VOC2012 folder (voc)")
+    p.add_argument("--alpha", type=float, default=1.0, help="backbone width multiplier")
+    p.add_argument("--output-stride", type=int, default=16, choices=[8, 16, 32])
+    p.add_argument("--init", default="imagenet", help="imagenet (preset, alpha 1.0), scratch or a weights file")
+    p.add_argument("--decoder", action="store_true", help="DeepLabV3+ decoder with a low-level skip")
+    p.add_argument("--separable-aspp", action="store_true", help="depthwise separable ASPP branches")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=None, help="default 4 (embedded), 30 otherwise")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--tflite-argmax", action="store_true", help="export class ids (ArgMax) instead of logits")
+    p.add_argument("--no-tflite", action="store_true")
+    training.add_common_flags(p, "runs/segmentation")
+    return p.parse_args(argv)
+
+
+def choose_data(args):
+    if args.smoke:
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=4):
+            train = sdata.oxford_pets("train", check=False)
+            val = sdata.oxford_pets("test", check=False)
+        # mock_data's masks are random and not image-sized: resize them to match.
+        def fix(ex):
+            mask = tf.image.resize(ex["mask"], tf.shape(ex["image"])[:2], method="nearest")
+            return {"image": ex["image"], "mask": tf.where(mask > 1, tf.constant(255, tf.uint8), mask)}
+        train.dataset, val.dataset = train.dataset.map(fix), val.dataset.map(fix)
+        return train, val, "data: tfds.testing.mock_data oxford_iiit_pet (--smoke)"
+    if args.dataset == "pets":
+        return (sdata.oxford_pets("train", args.data_dir), sdata.oxford_pets("test", args.data_dir),
+                "data: TFDS oxford_iiit_pet")
+    if args.dataset == "voc":
+        if not args.voc_root:
+            raise SystemExit("error: --dataset voc needs --voc-root (the VOC2012 folder)")
+        return sdata.voc2012(args.voc_root, "train"), sdata.voc2012(args.voc_root, "val"), "data: PASCAL VOC 2012"
+    return (sdata.embedded_digits("train"), sdata.embedded_digits("val"),
+            "data: embedded digits-on-photos masks (no --dataset given; no download)")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    train_src, val_src, line = choose_data(args)
+    print(line, flush=True)
+    keras.utils.set_random_seed(args.seed)
+    n = len(train_src.class_names)
+    size = 64 if args.smoke else args.image_size
+    batch = 2 if args.smoke else args.batch_size
+    train_ds = sdata.segmentation_pipeline(train_src, n, size, batch, training=True, seed=args.seed)
+    val_ds = sdata.segmentation_pipeline(val_src, n, size, batch)
+    steps = args.steps_per_epoch or (2 if args.smoke else None)
+    if steps:
+        train_ds = train_ds.repeat()
+    epochs = args.epochs or (1 if args.smoke else 4 if args.dataset == "embedded" else 30)
+    weights = {"imagenet": "mobilenet_v1_1.0_224_imagenet", "scratch": None}.get(args.init, args.init)
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    with strategy.scope():
+        backbone = MobileNetBackbone(alpha=args.alpha, output_stride=args.output_stride,
+                                     input_shape=(None, None, 3), weights=weights)
+        model = DeepLabV3(backbone, n, decoder=args.decoder, separable_aspp=args.separable_aspp)
+        model.compile(keras.optimizers.Adam(args.lr), segmentation_loss(),
+                      metrics=[MeanIoU(n), PixelAccuracy()])
+    os.makedirs(args.out, exist_ok=True)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
+              verbose=args.verbose, callbacks=training.standard_callbacks(args.out, args.resume))
+    cm = np.zeros((n, n), np.int64)
+    for images, masks in val_ds:
+        cm += confusion_matrix(masks, np.argmax(model.predict_on_batch(images), -1), n)
+    scores = segmentation_scores(cm)
+    print(f"val mean IoU {scores['mean_iou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}")
+    model.save(os.path.join(args.out, "model.keras"))
+    images, masks = next(iter(val_ds))
+    png = save_overlays(np.asarray(images), np.argmax(model.predict_on_batch(images), -1),
+                        os.path.join(args.out, "overlays.png"), np.asarray(masks))
+    results = {"data": line, "classes": train_src.class_names, "epochs": epochs,
+               "val": scores, "overlays_png": png, "args": vars(args)}
+    if not args.no_tflite:
+        path = os.path.join(args.out, "model.tflite")
+        to_tflite(model, path, input_shape=(size, size, 3), argmax=args.tflite_argmax)
+        lite = next(iter(TFLiteRunner(path)(np.asarray(images)[:1]).values()))
+        keras_out = model.predict_on_batch(np.asarray(images)[:1])
+        ref = np.argmax(keras_out, -1) if args.tflite_argmax else keras_out
+        results["tflite"] = {"path": path, "max_abs_diff_vs_keras": float(np.abs(lite - ref).max())}
+        print(f"TFLite: {path}, max |TFLite - Keras| = {results['tflite']['max_abs_diff_vs_keras']:.2e}")
+    print(f"results: {training.write_results(args.out, results)}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
