@@ -77,21 +77,22 @@ class NaNGuard(keras.callbacks.Callback):
             )
 
 
-def standard_callbacks(out_dir: str, resume: bool, backup_every_steps: int | None = None) -> list:
+def standard_callbacks(out_dir: str, resume: bool) -> list:
     """TensorBoard, per-epoch checkpoint, BackupAndRestore (resume), NaN guard, CSV log.
 
     Without ``resume`` an old backup in ``out_dir`` is removed so the run starts
-    fresh; with it, ``fit`` continues where the interrupted run stopped (model,
-    optimizer state, epoch and step counter).
+    fresh; with it, ``fit`` continues from the last completed epoch (model,
+    optimizer state, epoch and step counter). Backups are per epoch on purpose:
+    Keras restores a mid-epoch backup's weights but replays that epoch from its
+    start, training its first steps twice. Shorten epochs with
+    ``steps_per_epoch`` on large datasets instead.
     """
     backup = os.path.join(out_dir, "backup")
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)
     os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(
-            backup, save_freq=backup_every_steps or "epoch", delete_checkpoint=False
-        ),
+        keras.callbacks.BackupAndRestore(backup, save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             os.path.join(out_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
             save_weights_only=True,
@@ -110,3 +111,52 @@ def write_results(out_dir: str, results: dict[str, Any]) -> str:
     with open(path, "w") as f:
         json.dump(payload, f, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
     return path
+
+
+# ----------------------------------------------------------------------------
+# Flags mirrored from one config object
+# ----------------------------------------------------------------------------
+def add_config_flags(parser: argparse.ArgumentParser, config) -> None:
+    """One ``--flag`` per dataclass field, its default the field's, its help the
+    field's ``metadata["help"]`` (which says where the default comes from)."""
+    import dataclasses
+
+    g = parser.add_argument_group(f"hyperparameters ({type(config).__name__})")
+    for f in dataclasses.fields(config):
+        default = getattr(config, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        helptext = f"{f.metadata.get('help', '')} (default: {default})"
+        if isinstance(default, bool):
+            g.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
+                           help=helptext, metavar="BOOL")
+        elif "choices" in f.metadata:
+            g.add_argument(flag, type=type(default), default=default, choices=f.metadata["choices"],
+                           help=helptext)
+        else:
+            kind = type(default) if default is not None else str
+            g.add_argument(flag, type=kind, default=default, help=helptext)
+
+
+def config_from_args(config_cls, args: argparse.Namespace):
+    """The config dataclass filled from parsed flags."""
+    import dataclasses
+
+    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+
+
+class Interrupted(RuntimeError):
+    """Raised by ``RaiseAtStep`` to simulate a killed run."""
+
+
+class RaiseAtStep(keras.callbacks.Callback):
+    """Raises ``Interrupted`` after ``step`` training batches (interruption tests)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen >= self.step:
+            raise Interrupted(f"interrupted after {self.seen} steps")

@@ -40,12 +40,14 @@ def parse_args(argv=None):
     p.add_argument("--dataset", choices=["embedded", "pets", "voc"], default="embedded")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (pets)")
     p.add_argument("--voc-root", default=None, help="VOC2012 folder (voc)")
+    p.add_argument("--embedded-classes", type=int, choices=[2, 11], default=2,
+                   help="embedded set: 2 = background/digit, 11 = background + each digit")
     p.add_argument("--alpha", type=float, default=1.0, help="backbone width multiplier")
     p.add_argument("--output-stride", type=int, default=16, choices=[8, 16, 32])
     p.add_argument("--init", default="imagenet", help="imagenet (preset, alpha 1.0), scratch or a weights file")
     p.add_argument("--decoder", action="store_true", help="DeepLabV3+ decoder with a low-level skip")
     p.add_argument("--separable-aspp", action="store_true", help="depthwise separable ASPP branches")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=None, help="default 4 (embedded), 30 otherwise")
     p.add_argument("--steps-per-epoch", type=int, default=None)
@@ -76,8 +78,9 @@ def choose_data(args):
         if not args.voc_root:
             raise SystemExit("error: --dataset voc needs --voc-root (the VOC2012 folder)")
         return sdata.voc2012(args.voc_root, "train"), sdata.voc2012(args.voc_root, "val"), "data: PASCAL VOC 2012"
-    return (sdata.embedded_digits("train"), sdata.embedded_digits("val"),
-            "data: embedded digits-on-photos masks (no --dataset given; no download)")
+    binary = args.embedded_classes == 2
+    train, val = sdata.embedded_digits("train", binary=binary), sdata.embedded_digits("val", binary=binary)
+    return train, val, f"data: {train.description} (no --dataset given; no download)"
 
 
 def main(argv=None) -> dict:

@@ -118,7 +118,9 @@ def test_embedded_masks_exist_and_fit_the_classes(tmp_path, monkeypatch):
     src = sdata.embedded_digits("val", num_train=4, num_val=3)
     ex = next(iter(src.dataset))
     assert ex["mask"].shape[:2] == ex["image"].shape[:2]
-    assert set(np.unique(ex["mask"])) <= set(range(11)) and np.asarray(ex["mask"]).max() > 0
+    assert set(np.unique(ex["mask"])) <= {0, 1} and np.asarray(ex["mask"]).max() == 1
+    full = next(iter(sdata.embedded_digits("val", num_train=4, num_val=3, binary=False).dataset))
+    assert set(np.unique(full["mask"])) <= set(range(11)) and np.asarray(full["mask"]).max() >= 1
 
 
 def test_fit_on_a_batch_and_save_round_trip(tmp_path):

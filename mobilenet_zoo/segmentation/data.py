@@ -73,8 +73,14 @@ def voc2012(root: str, split: str = "train") -> SegmentationSource:
     return SegmentationSource(ds, VOC_CLASSES, f"PASCAL VOC 2012 {split} ({root})")
 
 
-def embedded_digits(split: str = "train", num_train: int = 600, num_val: int = 100) -> SegmentationSource:
-    """Masks of the embedded digits-on-photos set (11 classes, no download)."""
+def embedded_digits(
+    split: str = "train", num_train: int = 600, num_val: int = 100, binary: bool = True
+) -> SegmentationSource:
+    """Masks of the embedded digits-on-photos set (no download).
+
+    ``binary`` (default): background vs digit, 2 classes; otherwise 11 classes
+    (background + the ten digits), a harder, imbalanced task.
+    """
     from mobilenet_zoo.detection import embedded
 
     root = embedded.build(num_train=num_train, num_val=num_val) / split
@@ -83,13 +89,15 @@ def embedded_digits(split: str = "train", num_train: int = 600, num_val: int = 1
     masks = [str(root / "masks" / f"{f}.png") for f in files]
 
     def load(image_path, mask_path):
-        return {
-            "image": tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3),
-            "mask": tf.io.decode_png(tf.io.read_file(mask_path), channels=1),
-        }
+        mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
+        if binary:
+            mask = tf.cast(mask > 0, tf.uint8)
+        return {"image": tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3), "mask": mask}
 
     ds = tf.data.Dataset.from_tensor_slices((images, masks)).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    return SegmentationSource(ds, DIGIT_CLASSES, f"embedded digits-on-photos masks {split} ({root})")
+    names = ["background", "digit"] if binary else DIGIT_CLASSES
+    kind = "background/digit" if binary else "11-class digit"
+    return SegmentationSource(ds, names, f"embedded {kind} masks {split} ({root})")
 
 
 def check_example(image, mask, num_classes: int, ignore_label: int = IGNORE_LABEL):

@@ -1,0 +1,113 @@
+"""The paper's ImageNet experiments (Tables 4-9) on TFDS imagenet2012.
+
+    python recipes/imagenet.py --table 6                 # list Table 6's rows and their commands
+    python recipes/imagenet.py --alpha 0.5 --resolution 160 --data-dir ~/tensorflow_datasets
+    python recipes/imagenet.py --table 6 --run-table --data-dir DIR   # run the whole sweep
+    python recipes/imagenet.py --smoke                   # mock data, a few steps
+
+imagenet2012 needs a manual download (TFDS cannot fetch it): put
+ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in <data-dir>/downloads/manual/
+and run `tfds build imagenet2012 --data_dir <data-dir>` once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mobilenet_zoo import training  # noqa: E402
+from mobilenet_zoo.classification import trainer  # noqa: E402
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
+
+DATASET = "imagenet2012"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="TFDS data dir holding imagenet2012")
+    p.add_argument("--table", default=None, choices=["4", "5", "6", "7", "8", "9"],
+                   help="list the rows of a paper table (with --run-table: run them)")
+    p.add_argument("--run-table", action="store_true", help="run every row of --table in turn")
+    training.add_config_flags(p, trainer.ClassificationConfig())
+    training.add_common_flags(p, "runs/imagenet")
+    return p.parse_args(argv)
+
+
+def row_command(row) -> str:
+    return (f"python recipes/imagenet.py --alpha {row['alpha']} --resolution {row['resolution']} "
+            f"--variant {row['variant']} --data-dir DIR --out runs/imagenet/{row['label'].replace(' ', '_')}")
+
+
+def main(argv=None, extra_callbacks=None) -> list[dict]:
+    args = parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    rows = trainer.paper_rows(args.table) if args.table else None
+    if rows and not args.run_table:
+        print(f"Table {args.table} rows (paper top-1) and the command for each:")
+        for row in rows:
+            print(f"  {row['label']:24s} {row['paper_top1']:5.1f}%   {row_command(row)}")
+        return []
+    if not args.smoke and not tfds_prepared(DATASET, data_dir):
+        raise SystemExit(
+            f"error: TFDS {DATASET} is not prepared under {data_dir}; nothing was run.\n"
+            f"ImageNet needs a manual download: put ILSVRC2012_img_train.tar and "
+            f"ILSVRC2012_img_val.tar in {os.path.join(data_dir, 'downloads', 'manual')}, then run "
+            f"`tfds build {DATASET} --data_dir {data_dir}` (or pass --data-dir). "
+            "Use --smoke to check the plumbing on mock data."
+        )
+    config = training.config_from_args(trainer.ClassificationConfig, args)
+    if args.smoke:
+        config = dataclasses.replace(config, alpha=min(config.alpha, 0.25), resolution=64, batch_size=4,
+                                     epochs=trainer.smoke_epochs(config, trainer.ClassificationConfig()),
+                                     steps_per_epoch=config.steps_per_epoch or 2)
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    keras_seed(args.seed)
+    results = []
+    for row in rows or [None]:
+        cfg = config if row is None else dataclasses.replace(
+            config, alpha=row["alpha"], resolution=row["resolution"], variant=row["variant"])
+        paper = _paper_for(cfg)
+        out = args.out if row is None else os.path.join(args.out, row["label"].replace(" ", "_"))
+        train, val, n_train, line = load_data(args, data_dir)
+        print(line, flush=True)
+        r = trainer.run(cfg, train, val, 1000, out, strategy, args.resume, paper, n_train,
+                        extra_callbacks, args.verbose, line)
+        print(f"{paper.get('label', 'this variant')}: top-1 {100 * r['measured']['top1']:.1f}% "
+              f"(paper {paper.get('top1', 'n/a')}%), results in {r['results_json']}")
+        results.append(r)
+    return results
+
+
+def keras_seed(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _paper_for(cfg) -> dict:
+    for table in ("4", "5", "6", "7", "9"):
+        for row in trainer.paper_rows(table):
+            if (row["alpha"], row["resolution"], row["variant"]) == (cfg.alpha, cfg.resolution, cfg.variant):
+                return {"table": table, "label": row["label"], "top1": row["paper_top1"]}
+    return {}
+
+
+def load_data(args, data_dir):
+    if args.smoke:
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=16):
+            train = load_split(DATASET, "train", check=False, as_supervised=True)
+            val = load_split(DATASET, "validation", check=False, as_supervised=True)
+        return train, val, 16, "data: tfds.testing.mock_data imagenet2012 (--smoke)"
+    train = load_split(DATASET, "train", data_dir, as_supervised=True, shuffle_files=True)
+    val = load_split(DATASET, "validation", data_dir, as_supervised=True)
+    return train, val, 1_281_167, f"data: TFDS {DATASET} from {data_dir}"
+
+
+if __name__ == "__main__":
+    main()
