@@ -394,3 +394,15 @@ def test_tf_od_api_ssd_checkpoint_converts_to_a_working_detector(tmp_path):
     fresh.load_weights(str(wfile))
     x = np.random.default_rng(1).uniform(0, 255, (1, 300, 300, 3)).astype(np.float32)
     np.testing.assert_allclose(fresh(x)["classes"], model(x)["classes"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch):
+    """The recipe's default run: SSD-MobileNet 1.0 from the ImageNet preset, 11 epochs x 25
+    steps of batch 24 (~7 min)."""
+    results = _recipe().main(["--dataset", "embedded", "--out", str(tmp_path), "--verbose", "0",
+                              "--no-tflite"])
+    ap50 = results["coco_metrics"]["AP50"]
+    print(f"embedded AP50 after 11 epochs: {ap50:.3f}")
+    # Measured: AP50 0.298 (2-core CPU, seed 0); after 6 epochs only 0.023, untrained 0.0.
+    assert ap50 >= 0.15

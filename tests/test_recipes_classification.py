@@ -143,12 +143,15 @@ def test_recipe_machinery_learns_digits_with_alpha_025():
     from mobilenet_zoo.data import digits
 
     d = digits()
+    # bn_momentum 0.9: TF-slim's 0.9997 suits ImageNet's 1M steps, not 240 steps.
     cfg = trainer.ClassificationConfig(alpha=0.25, resolution=64, batch_size=32, epochs=6,
-                                       learning_rate=0.01, epochs_per_decay=100, augment=False)
+                                       learning_rate=0.01, epochs_per_decay=100, augment=False,
+                                       bn_momentum=0.9)
     up = lambda x: np.repeat(np.repeat(x, 8, 1), 8, 2)  # noqa: E731
     train = tf.data.Dataset.from_tensor_slices((up(d.x_train), d.y_train))
     val = tf.data.Dataset.from_tensor_slices((up(d.x_val), d.y_val))
     r = trainer.run(cfg, train, val, 10, "/tmp/mobilenet_zoo_digits_slow",
                     tf.distribute.get_strategy(), num_train_examples=len(d.x_train), verbose=0)
-    # Measured: 0.96 top-1 on the 539 held-out digits (6 epochs, 2-core CPU).
+    print(f"digits top-1: {r['measured']['top1']:.3f}")
+    # Measured: 0.929 top-1 on the 539 held-out digits (6 epochs, 18 s, 2-core CPU).
     assert r["measured"]["top1"] >= 0.85

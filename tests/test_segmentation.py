@@ -169,3 +169,14 @@ def test_recipe_runs_on_the_embedded_default(tmp_path, monkeypatch):
                         "--steps-per-epoch", "2", "--batch-size", "2", "--out", str(tmp_path / "run"),
                         "--verbose", "0", "--no-tflite"])
     assert "embedded" in r["data"] and 0 <= r["val"]["mean_iou"] <= 1
+
+
+@pytest.mark.slow
+def test_short_training_on_the_embedded_masks_reaches_a_useful_miou(tmp_path):
+    """DeepLabV3 on MobileNet 1.0 (ImageNet preset), 2 epochs at 128 px on digit masks."""
+    r = _recipe().main(["--image-size", "128", "--epochs", "2", "--out", str(tmp_path),
+                        "--verbose", "0", "--no-tflite"])
+    miou = r["val"]["mean_iou"]
+    print(f"embedded mIoU after 2 epochs: {miou:.3f}")
+    # Measured: 0.618 (2-core CPU); predicting background everywhere gives ~0.48.
+    assert miou >= 0.55

@@ -28,6 +28,7 @@ def build_transfer_classifier(
     weights: str | None = IMAGENET_PRESET,
     alpha: float = 1.0,
     dropout: float = 0.2,
+    bn_momentum: float = 0.99,
 ) -> MobileNetClassifier:
     """A classifier taking uint8 pixels, with a (pretrained) backbone and a new head.
 
@@ -37,9 +38,12 @@ def build_transfer_classifier(
         weights: preset name / weights file for the backbone, or None (scratch).
         alpha: width multiplier (must match ``weights``).
         dropout: dropout before the new logits.
+        bn_momentum: BatchNorm momentum (lower it, e.g. 0.9, for short runs that
+            train BatchNorm from scratch, so its moving statistics catch up).
     """
     backbone = MobileNetBackbone(
-        alpha=alpha, input_shape=(input_size, input_size, 3), weights=weights
+        alpha=alpha, input_shape=(input_size, input_size, 3), weights=weights,
+        bn_momentum=bn_momentum,
     )
     return MobileNetClassifier(
         backbone, num_classes=num_classes, dropout=dropout, include_preprocessing=True

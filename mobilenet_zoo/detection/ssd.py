@@ -25,6 +25,7 @@ from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.losses import SSDLoss, build_targets, loss_from_config
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
+from mobilenet_zoo.utils import rebuild_at
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
 EXTRA_LAYER_DEPTHS = (512, 256, 256, 128)
@@ -53,10 +54,7 @@ def _backbone_at(backbone: keras.Model, shape: tuple) -> keras.Model:
     current = tuple(backbone.inputs[0].shape[1:3])
     if current == shape[:2] or current == (None, None):
         return backbone
-    config = dict(backbone.get_config(), input_shape=shape, rho=None)
-    rebuilt = type(backbone).from_config(config)
-    rebuilt.set_weights(backbone.get_weights())
-    return rebuilt
+    return rebuild_at(backbone, shape, copy_weights=True)
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
