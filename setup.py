@@ -27,6 +27,7 @@ setup(
         "scikit-learn",  # digits and sample photos: embedded default data
         "matplotlib",  # PNGs of detections / overlays written by the recipes
         "ai-edge-litert",  # LiteRT interpreter to run exported .tflite files
+        "s2cell",  # S2 cell ids for PlaNet geolocation (pure Python)
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist", "ruff"],
