@@ -406,3 +406,13 @@ def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch
     print(f"embedded AP50 after 11 epochs: {ap50:.3f}")
     # Measured: AP50 0.298 (2-core CPU, seed 0); after 6 epochs only 0.023, untrained 0.0.
     assert ap50 >= 0.15
+
+
+def test_weight_decay_counts_each_conv_kernel_once():
+    plain = _small_ssd(weight_decay=4e-5)
+    decayed_backbone = SSD(MobileNetBackbone(alpha=0.25, min_depth=16, weight_decay=4e-5),
+                           num_classes=3, image_size=128, weight_decay=4e-5)
+    n_plain = len(plain._decay_kernels)
+    assert n_plain == 14 + 8 + 12  # backbone conv1 + 13 pointwise, 8 extra convs, 12 predictors
+    # Kernels already regularized by the backbone are not decayed a second time.
+    assert len(decayed_backbone._decay_kernels) == n_plain - 14 and len(decayed_backbone.losses) == 14

@@ -207,6 +207,7 @@ class SSD(keras.Model):
             layer.kernel for layer in self._leaf_layers()
             if isinstance(layer, layers.Conv2D)
             and not isinstance(layer, layers.DepthwiseConv2D)
+            and layer.kernel_regularizer is None  # e.g. MobileNetBackbone(weight_decay=...)
         ]
         self.loss_trackers = {
             n: keras.metrics.Mean(name=n) for n in ("cls_loss", "box_loss", "num_matches")
@@ -244,10 +245,12 @@ class SSD(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         targets = self.compute_targets(y)
         total, parts = self.ssd_loss(y_pred["boxes"], y_pred["classes"], *targets)
-        if self.weight_decay:
+        if self.weight_decay and self._decay_kernels:
             total += self.weight_decay * 0.5 * tf.add_n(
                 [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in self._decay_kernels]
             )
+        if self.losses:  # layer regularizers (a backbone built with weight_decay)
+            total += tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
         for name, value in parts.items():
             self.loss_trackers[name].update_state(value)
         return total
