@@ -404,7 +404,8 @@ def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch
                               "--no-tflite"])
     ap50 = results["coco_metrics"]["AP50"]
     print(f"embedded AP50 after 11 epochs: {ap50:.3f}")
-    # Measured: AP50 0.298 (2-core CPU, seed 0); after 6 epochs only 0.023, untrained 0.0.
+    # Measured: AP50 0.298 and 0.265 in two runs (2-core CPU, seed 0; tf.data and thread
+    # order are not bitwise deterministic); after 6 epochs only 0.023, untrained 0.0.
     assert ap50 >= 0.15
 
 

@@ -178,5 +178,6 @@ def test_short_training_on_the_embedded_masks_reaches_a_useful_miou(tmp_path):
                         "--verbose", "0", "--no-tflite"])
     miou = r["val"]["mean_iou"]
     print(f"embedded mIoU after 2 epochs: {miou:.3f}")
-    # Measured: 0.618 (2-core CPU); predicting background everywhere gives ~0.48.
-    assert miou >= 0.55
+    # Measured: 0.618 and 0.578 in two runs (2-core CPU; tf.data / thread order are not
+    # bitwise deterministic); predicting background everywhere gives ~0.48.
+    assert miou >= 0.53
