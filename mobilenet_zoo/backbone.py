@@ -14,6 +14,8 @@ from typing import Any
 import keras
 from keras import layers
 
+from mobilenet_zoo.weights_io import ByNameWeightsMixin
+
 # Table 1 of the paper: (stride, pointwise filters at alpha = 1) for the 13
 # depthwise separable blocks that follow the first full convolution.
 # The paper prints stride 2 for block 13; TF-slim and Keras use 1 (7x7 output).
@@ -106,7 +108,7 @@ def scaled_depth(filters: int, alpha: float, min_depth: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class MobileNetBackbone(keras.Model):
+class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
     """MobileNet v1 feature extractor: image in, feature maps out (no logits).
 
     Args:
@@ -357,12 +359,3 @@ class MobileNetBackbone(keras.Model):
         if config.get("input_shape") is not None:
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)
-
-    def load_weights(self, filepath: str, *args: Any, **kwargs: Any) -> None:
-        """Loads weights; our by-layer-name files go through ``load_by_name``."""
-        from mobilenet_zoo import weights_io
-
-        if weights_io.is_by_name_file(filepath):
-            weights_io.load_by_name(self, filepath)
-        else:
-            super().load_weights(filepath, *args, **kwargs)

@@ -178,3 +178,24 @@ def load_by_name(
 ) -> LoadReport:
     """Loads a by-layer-name HDF5 file into ``model`` (see ``assign_by_name``)."""
     return assign_by_name(model, read_by_name(path), allow_missing, source=os.fspath(path))
+
+
+class ByNameWeightsMixin:
+    """``load_weights`` that also takes by-layer-name files (converted checkpoints,
+    keras.applications .h5); other files go to ``keras.Model.load_weights``."""
+
+    def load_weights(self, filepath, *args, **kwargs):
+        if is_by_name_file(filepath):
+            load_by_name(self, filepath)
+        else:
+            super().load_weights(filepath, *args, **kwargs)
+
+
+class TaskModelMixin(ByNameWeightsMixin):
+    """For task models holding a ``backbone``: config round trip and weight loading."""
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -8,10 +8,11 @@ import keras
 from keras import layers
 
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.weights_io import TaskModelMixin
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class MobileNetClassifier(keras.Model):
+class MobileNetClassifier(TaskModelMixin, keras.Model):
     """Backbone + global average pool, dropout, 1x1 conv logits, softmax.
 
     The head is keras.applications.MobileNet's (same layer names: ``dropout``,
@@ -120,18 +121,3 @@ class MobileNetClassifier(keras.Model):
             "include_preprocessing": self.include_preprocessing,
             "classifier_activation": self.classifier_activation,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MobileNetClassifier:
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
-
-    def load_weights(self, filepath: str, *args: Any, **kwargs: Any) -> None:
-        """Loads weights; our by-layer-name files go through ``load_by_name``."""
-        from mobilenet_zoo import weights_io
-
-        if weights_io.is_by_name_file(filepath):
-            weights_io.load_by_name(self, filepath)
-        else:
-            super().load_weights(filepath, *args, **kwargs)

@@ -26,6 +26,7 @@ from mobilenet_zoo.detection.losses import SSDLoss, build_targets, loss_from_con
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
 from mobilenet_zoo.utils import rebuild_at
+from mobilenet_zoo.weights_io import TaskModelMixin, iter_weighted_layers
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
 EXTRA_LAYER_DEPTHS = (512, 256, 256, 128)
@@ -58,7 +59,7 @@ def _backbone_at(backbone: keras.Model, shape: tuple) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class SSD(keras.Model):
+class SSD(TaskModelMixin, keras.Model):
     """SSD-MobileNet detector (paper Table 13; TF OD API ``ssd_mobilenet_v1``).
 
     Args:
@@ -214,8 +215,6 @@ class SSD(keras.Model):
         }
 
     def _leaf_layers(self):
-        from mobilenet_zoo.weights_io import iter_weighted_layers
-
         return list(iter_weighted_layers(self))
 
     # ------------------------------------------------------------------ training
@@ -274,15 +273,6 @@ class SSD(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         return self.decode(self(x, training=False))
 
-    def load_weights(self, filepath: str, *args: Any, **kwargs: Any) -> None:
-        """Loads weights; by-layer-name files (converted checkpoints) load by name."""
-        from mobilenet_zoo import weights_io
-
-        if weights_io.is_by_name_file(filepath):
-            weights_io.load_by_name(self, filepath)
-        else:
-            super().load_weights(filepath, *args, **kwargs)
-
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
         return {
@@ -303,9 +293,3 @@ class SSD(keras.Model):
             "weight_decay": self.weight_decay,
             "class_prior": self.class_prior,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SSD:
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

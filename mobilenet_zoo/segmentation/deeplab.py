@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from mobilenet_zoo.weights_io import TaskModelMixin
+
 # DeepLabV3 s.3.3: rates (6, 12, 18) at output stride 16, doubled at 8;
 # at 32 (not in the paper) we halve them to keep the same field of view.
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
@@ -53,7 +55,7 @@ def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False):
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class DeepLabV3(keras.Model):
+class DeepLabV3(TaskModelMixin, keras.Model):
     """DeepLabV3 (optionally V3+) semantic segmentation on a MobileNetBackbone.
 
     Args:
@@ -162,12 +164,6 @@ class DeepLabV3(keras.Model):
             "dropout": self.dropout,
             "include_preprocessing": self.include_preprocessing,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DeepLabV3:
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
 
 
 def segmentation_loss(ignore_label: int = IGNORE_LABEL) -> keras.losses.Loss:
