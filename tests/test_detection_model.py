@@ -417,3 +417,22 @@ def test_weight_decay_counts_each_conv_kernel_once():
     assert n_plain == 14 + 8 + 12  # backbone conv1 + 13 pointwise, 8 extra convs, 12 predictors
     # Kernels already regularized by the backbone are not decayed a second time.
     assert len(decayed_backbone._decay_kernels) == n_plain - 14 and len(decayed_backbone.losses) == 14
+
+
+def test_mismatched_box_and_class_counts_fail_clearly():
+    model = _small_ssd()
+    model.compile(keras.optimizers.Adam(1e-3))
+    x, y = _toy_batch()
+    y["classes"] = y["classes"][:, :3]
+    with pytest.raises(ValueError, match="one label per box"):
+        model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+
+
+def test_recipe_help_documents_the_paper_schedule():
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / "recipes/ssd_coco.py"), "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--lr", "--batch-size", "--rms-epsilon", "--lr-decay-steps", "--weight-decay",
+                 "--data-dir", "--resume", "--strategy", "--smoke", "--quantize"):
+        assert flag in out

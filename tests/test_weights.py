@@ -267,3 +267,20 @@ def test_manifest_records_provenance_and_matches_file():
         assert meta[key] not in (None, "")
     assert meta["published_top1"] == 70.9
     assert presets.sha256_of(presets.preset_path(PRESET)) == meta["sha256"]
+
+
+def test_classify_cli_prints_top5_for_a_photo(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "coffee.png"
+    Image.fromarray(skdata.coffee()).save(path)
+    out = subprocess.run([sys.executable, "-m", "mobilenet_zoo.classify", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == str(path) and "espresso" in lines[1] and len(lines) == 6
+    bad = subprocess.run([sys.executable, "-m", "mobilenet_zoo.classify", str(tmp_path / "none.jpg")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such file" in bad.stderr

@@ -223,6 +223,14 @@ class SSD(TaskModelMixin, keras.Model):
         classes = tf.cast(y["classes"], tf.int32)
         if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
             raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
+        if classes.shape.rank != 2 or (
+            boxes.shape[1] is not None and classes.shape[1] is not None
+            and boxes.shape[1] != classes.shape[1]
+        ):
+            raise ValueError(
+                f"y['classes'] must be (batch, max_boxes) with one label per box; got boxes "
+                f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
+            )
         h, w = self.image_size
         boxes = keras.utils.bounding_boxes.convert_format(
             boxes, source=self.bounding_box_format, target="rel_yxyx", height=h, width=w
