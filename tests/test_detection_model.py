@@ -289,9 +289,16 @@ def test_tflite_export_returns_the_keras_detections():
     np.testing.assert_allclose(lite["boxes"][0, :top], ref["boxes"][0, :top], atol=1e-2)
 
 
-def test_dynamic_quantization_shrinks_the_model():
+def test_dynamic_and_int8_quantization_shrink_the_model_and_keep_nms():
     model = _small_ssd()
-    assert len(to_tflite(model, quantize="dynamic")) < 0.6 * len(to_tflite(model))
+    float_size = len(to_tflite(model))
+    assert len(to_tflite(model, quantize="dynamic")) < 0.6 * float_size
+    reps = [tf.image.resize(p[None].astype(np.float32), (128, 128)).numpy()
+            for p in (skdata.chelsea(), skdata.coffee(), skdata.astronaut())]
+    int8 = to_tflite(model, quantize="int8", representative_data=reps)
+    assert len(int8) < 0.6 * float_size
+    out = TFLiteRunner(int8)(reps[0])  # NMS stays float: the detector still runs end to end
+    assert out["boxes"].shape == (1, 100, 4) and int(out["num_detections"][0]) > 0
     with pytest.raises(ValueError, match="quantize"):
         to_tflite(model, quantize="int4")
 
