@@ -16,7 +16,7 @@ import argparse
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["LayerCost", "Profile", "profile", "paper_tables", "slim_table", "asdict"]
+__all__ = ["LayerCost", "Profile", "profile", "paper_tables", "slim_table"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

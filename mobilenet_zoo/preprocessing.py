@@ -25,3 +25,10 @@ def preprocess_input(x: Any) -> Any:
     import keras
 
     return keras.ops.cast(x, "float32") / 127.5 - 1.0
+
+
+def preprocessing_layer(name: str = "preprocessing"):
+    """The same mapping as a Keras layer, for models that take raw pixels."""
+    import keras
+
+    return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name=name)

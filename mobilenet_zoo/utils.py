@@ -26,3 +26,9 @@ def rebuild_at(model: keras.Model, input_shape: tuple, copy_weights: bool = Fals
     if copy_weights:
         rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def check_num_classes(num_classes) -> None:
+    """ValueError unless ``num_classes`` is an int >= 1 (bool excluded)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")

@@ -70,9 +70,6 @@ def main(argv=None) -> dict:
     size = 64 if args.smoke else 160
     images = ds.map(lambda ex: tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    labels = np.array(list(ds.map(lambda ex: ex["label"]).as_numpy_iterator()))
-    if args.smoke:  # mock_data names are random strings, all distinct: fake 4 identities
-        labels = np.arange(len(labels)) % 4
     strategy = training.get_strategy(args.strategy, args.tpu)
     with strategy.scope():
         if args.teacher:
@@ -89,11 +86,19 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     distiller.fit(batches, epochs=args.epochs, verbose=args.verbose,
                   callbacks=training.standard_callbacks(args.out, args.resume))
+    # One evaluation pass: names and both models' embeddings together.
+    evaluation = ds.map(lambda ex: (tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
+                                    ex["label"]), num_parallel_calls=tf.data.AUTOTUNE)
+    names, emb = [], {"student": [], "teacher": []}
+    for x, y in evaluation.batch(args.batch_size):
+        names.append(y.numpy())
+        emb["student"].append(student.predict_on_batch(x))
+        emb["teacher"].append(teacher.predict_on_batch(x))
+    labels = np.concatenate(names)
+    if args.smoke:  # mock_data names are random strings, all distinct: fake 4 identities
+        labels = np.arange(len(labels)) % 4
     pairs, same = make_pairs(labels, args.pairs, seed=0)
-    eval_images = images.batch(args.batch_size)
-    metrics = {name: verification_metrics(np.concatenate([m.predict_on_batch(x) for x in eval_images]),
-                                          pairs, same)
-               for name, m in (("student", student), ("teacher", teacher))}
+    metrics = {name: verification_metrics(np.concatenate(e), pairs, same) for name, e in emb.items()}
     student.save(os.path.join(args.out, "student.keras"))
     paper = None if args.smoke else TABLE_14.get((args.alpha, args.resolution))
     results = {"data": line, "verification": metrics, "paper_1e-4_accuracy_percent": paper,

@@ -19,6 +19,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
+
 from mobilenet_zoo import training  # noqa: E402
 from mobilenet_zoo.classification import trainer  # noqa: E402
 from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
@@ -65,7 +67,7 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
                                      epochs=trainer.smoke_epochs(config, trainer.ClassificationConfig()),
                                      steps_per_epoch=config.steps_per_epoch or 2)
     strategy = training.get_strategy(args.strategy, args.tpu)
-    keras_seed(args.seed)
+    keras.utils.set_random_seed(args.seed)
     results = []
     for row in rows or [None]:
         cfg = config if row is None else dataclasses.replace(
@@ -80,12 +82,6 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
               f"(paper {paper.get('top1', 'n/a')}%), results in {r['results_json']}")
         results.append(r)
     return results
-
-
-def keras_seed(seed):
-    import keras
-
-    keras.utils.set_random_seed(seed)
 
 
 def _paper_for(cfg) -> dict:

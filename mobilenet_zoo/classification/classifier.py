@@ -8,6 +8,8 @@ import keras
 from keras import layers
 
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.preprocessing import preprocessing_layer
+from mobilenet_zoo.utils import check_num_classes
 from mobilenet_zoo.weights_io import TaskModelMixin
 
 
@@ -59,8 +61,7 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
                 f"`backbone` must be a MobileNetBackbone (a keras.Model), got "
                 f"{type(backbone).__name__}."
             )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+        check_num_classes(num_classes)
         if not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
         input_shape = tuple(backbone.inputs[0].shape[1:])
@@ -72,7 +73,7 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
         inputs = keras.Input(shape=input_shape, name="images")
         x = inputs
         if include_preprocessing:
-            x = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocessing")(x)
+            x = preprocessing_layer()(x)
         x = backbone(x)
         x = layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)

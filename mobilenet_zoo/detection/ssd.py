@@ -25,7 +25,8 @@ from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.losses import SSDLoss, build_targets, loss_from_config
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.utils import rebuild_at
+from mobilenet_zoo.preprocessing import preprocessing_layer
+from mobilenet_zoo.utils import check_num_classes, rebuild_at
 from mobilenet_zoo.weights_io import TaskModelMixin, iter_weighted_layers
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
@@ -114,8 +115,7 @@ class SSD(TaskModelMixin, keras.Model):
         class_prior: float | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+        check_num_classes(num_classes)
         if bounding_box_format not in BOX_FORMATS:
             raise ValueError(
                 f"`bounding_box_format` must be one of {BOX_FORMATS}, got {bounding_box_format!r}."
@@ -140,7 +140,7 @@ class SSD(TaskModelMixin, keras.Model):
 
         init = keras.initializers.TruncatedNormal(stddev=KERNEL_INIT_STDDEV)
         inputs = keras.Input((*size, channels), name="images")
-        x = layers.Rescaling(1 / 127.5, -1.0, name="preprocessing")(inputs) if include_preprocessing else inputs
+        x = preprocessing_layer()(inputs) if include_preprocessing else inputs
         extractor = keras.Model(
             backbone.inputs,
             [backbone.pyramid_outputs["P4"], backbone.pyramid_outputs["P5"]],

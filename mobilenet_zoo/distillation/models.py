@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.preprocessing import preprocessing_layer
 
 
 def mobilenet_head_model(
@@ -24,7 +25,7 @@ def mobilenet_head_model(
     """
     inputs = keras.Input((None, None, 3), name="images")
     x = keras.layers.Resizing(resolution, resolution, name="resize")(inputs)
-    x = keras.layers.Rescaling(1 / 127.5, -1.0, name="preprocessing")(x)
+    x = preprocessing_layer()(x)
     backbone = MobileNetBackbone(alpha=alpha, input_shape=(resolution, resolution, 3),
                                  bn_momentum=bn_momentum, weights=weights)
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(backbone(x))

@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from mobilenet_zoo.preprocessing import preprocessing_layer
+from mobilenet_zoo.utils import check_num_classes
 from mobilenet_zoo.weights_io import TaskModelMixin
 
 # DeepLabV3 s.3.3: rates (6, 12, 18) at output stride 16, doubled at 8;
@@ -95,8 +97,7 @@ class DeepLabV3(TaskModelMixin, keras.Model):
         include_preprocessing: bool = True,
         **kwargs: Any,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+        check_num_classes(num_classes)
         stride = getattr(backbone, "output_stride", 32)
         if stride not in ASPP_RATES:
             raise ValueError(
@@ -112,7 +113,7 @@ class DeepLabV3(TaskModelMixin, keras.Model):
                 f"({sorted(pyramid)})."
             )
         inputs = keras.Input(backbone.inputs[0].shape[1:], name="images")
-        x = layers.Rescaling(1 / 127.5, -1.0, name="preprocessing")(inputs) if include_preprocessing else inputs
+        x = preprocessing_layer()(inputs) if include_preprocessing else inputs
         outputs = [backbone.outputs[0]] + ([pyramid[low_level_level]] if decoder else [])
         features = keras.Model(backbone.inputs, outputs, name="feature_extractor")(x)
         high = features[0] if decoder else features
