@@ -30,7 +30,7 @@ def run(repeats: int) -> dict:
     def backbone():
         return MobileNetBackbone(output_stride=32, input_shape=(SIZE, SIZE, 3))
 
-    ours = DeepLabV3(backbone(), CLASSES, aspp_rates=(6, 12, 18), decoder=True,
+    ours = DeepLabV3(backbone(), CLASSES, aspp_rates=(6, 12, 18), use_decoder=True,
                      include_preprocessing=False)
     theirs = keras_cv.models.DeepLabV3Plus(backbone=backbone(), num_classes=CLASSES)
     rng = np.random.default_rng(0)

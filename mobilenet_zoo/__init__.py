@@ -1,14 +1,39 @@
-"""mobilenet_zoo: MobileNet v1 (Howard et al. 2017) for Keras 3, with task heads."""
+"""mobilenet_zoo: MobileNet v1 (Howard et al. 2017) for Keras 3, with task heads.
+
+``import mobilenet_zoo`` registers every serialisable class of the package
+(backbone, task models, preprocessors, detection pieces, layers, losses), so
+``keras.saving.load_model`` opens any ``.keras`` file a recipe or the converter
+writes after this import alone.
+"""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TF C++ start-up logs
 
+# The order below is the layering of the package: backbone, task base, tasks.
 from mobilenet_zoo.backbone import MobileNetBackbone  # noqa: E402
-from mobilenet_zoo.classification import MobileNetClassifier  # noqa: E402
+from mobilenet_zoo.classification import ImageClassifierPreprocessor, MobileNetClassifier  # noqa: E402
+from mobilenet_zoo.detection import SSD, DetectionPreprocessor, ssd_mobilenet_v1  # noqa: E402
+from mobilenet_zoo.distillation import losses as _distillation_losses  # noqa: E402,F401
 from mobilenet_zoo.preprocessing import preprocess_input  # noqa: E402
+from mobilenet_zoo.presets import list_presets  # noqa: E402
+from mobilenet_zoo.segmentation import DeepLabV3, SegmentationPreprocessor  # noqa: E402
+from mobilenet_zoo.task import Task  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["MobileNetBackbone", "MobileNetClassifier", "preprocess_input", "__version__"]
+__all__ = [
+    "MobileNetBackbone",
+    "Task",
+    "MobileNetClassifier",
+    "ImageClassifierPreprocessor",
+    "SSD",
+    "ssd_mobilenet_v1",
+    "DetectionPreprocessor",
+    "DeepLabV3",
+    "SegmentationPreprocessor",
+    "preprocess_input",
+    "list_presets",
+    "__version__",
+]

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from mobilenet_zoo import presets
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
 
 # Table 1 of the paper: (stride, pointwise filters at alpha = 1) for the 13
@@ -141,7 +142,12 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             Loads at any input size; a different alpha fails clearly.
         **kwargs: ``name``, ``dtype``, ``trainable`` for ``keras.Model``.
 
-    Attributes:
+    Attributes (the backbone contract every task head relies on; see
+    ``check_backbone``):
+        alpha, output_stride, weight_decay, min_depth: as given.
+        feature_strides: ``{"P1": 2, ..., "P5": 32}``, the stride of each
+            pyramid level (capped at ``output_stride``).
+        feature_channels: ``{"P1": 64, ...}``, the channels of each level.
         pyramid_outputs: ``{"P1": ..., "P5": ...}``, the last feature map at each
             stride level 2, 4, 8, 16, 32 (for alpha 1 at 224: conv_pw_1,
             conv_pw_3, conv_pw_5, conv_pw_11, conv_pw_13).
@@ -278,6 +284,8 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
         self.weight_decay = weight_decay
         self._input_shape_arg = None if input_shape is None else tuple(input_shape)
         self.pyramid_outputs = pyramid
+        self.feature_strides = {k: min(2 ** int(k[1:]), output_stride) for k in pyramid}
+        self.feature_channels = {k: int(v.shape[-1]) for k, v in pyramid.items()}
         self.endpoints = endpoints
         if weights is not None:
             if shape[-1] != 3:
@@ -285,8 +293,6 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
                     f"`weights`={weights!r} are for RGB input; `input_shape` has "
                     f"{shape[-1]} channels. Use weights=None for other inputs."
                 )
-            from mobilenet_zoo import presets
-
             presets.load_into(self, weights)
 
     @classmethod
@@ -308,19 +314,32 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             "mobilenet_v1_1.0_224_imagenet", input_shape=(None, None, 3))
         ```
         """
-        from mobilenet_zoo import presets
-
         meta = presets.get_preset(preset)
         size = meta["input_size"]
-        return cls(
-            alpha=meta["alpha"],
-            input_shape=input_shape or (size, size, 3),
-            depth_multiplier=meta.get("depth_multiplier", 1),
-            min_depth=meta.get("min_depth", 8),
-            variant=meta.get("variant", "separable"),
-            weights=preset,
-            **kwargs,
-        )
+        config = {
+            "alpha": meta["alpha"],
+            "input_shape": input_shape or (size, size, 3),
+            "depth_multiplier": meta.get("depth_multiplier", 1),
+            "min_depth": meta.get("min_depth", 8),
+            "variant": meta.get("variant", "separable"),
+        }
+        return cls(**{**config, **kwargs}, weights=preset)
+
+    def with_input_shape(self, input_shape: tuple, copy_weights: bool = True) -> MobileNetBackbone:
+        """The same backbone built for another ``input_shape`` (weights copied).
+
+        Returns ``self`` when the size already matches or the backbone takes any
+        size. The network is fully convolutional, so every weight fits.
+        """
+        input_shape = tuple(input_shape)
+        current = tuple(self.inputs[0].shape[1:])
+        if current == input_shape or current[:2] == (None, None):
+            return self
+        config = dict(self.get_config(), input_shape=input_shape, rho=None)
+        rebuilt = type(self).from_config(config)
+        if copy_weights:
+            rebuilt.set_weights(self.get_weights())
+        return rebuilt
 
     @property
     def pyramid_level_inputs(self) -> dict[str, str]:
@@ -359,3 +378,43 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
         if config.get("input_shape") is not None:
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)
+
+
+# What a task head may read from its backbone (documented attributes, no defaults).
+BACKBONE_CONTRACT = (
+    "alpha", "output_stride", "weight_decay", "pyramid_outputs", "feature_strides",
+    "feature_channels", "with_input_shape",
+)  # fmt: skip
+
+
+def check_backbone(
+    backbone: Any, task: str, levels: tuple[str, ...] = (), strides: dict[str, int] | None = None
+) -> None:
+    """ValueError unless ``backbone`` honours the backbone contract.
+
+    Args:
+        backbone: the object given to a task model.
+        task: the task's name, for the message.
+        levels: pyramid levels the head reads (``"P4"``, ``"P5"``...).
+        strides: the stride each of those levels must have (``{"P4": 16}``).
+    """
+    missing = [a for a in BACKBONE_CONTRACT if not hasattr(backbone, a)]
+    if not isinstance(backbone, keras.Model) or missing:
+        raise ValueError(
+            f"{task} needs a MobileNetBackbone (or a keras.Model with the attributes "
+            f"{BACKBONE_CONTRACT}); got {type(backbone).__name__}"
+            + (f" without {missing}." if missing else ".")
+        )
+    absent = [lv for lv in levels if lv not in backbone.pyramid_outputs]
+    if absent:
+        raise ValueError(
+            f"{task} reads pyramid levels {list(levels)}; the backbone has "
+            f"{sorted(backbone.pyramid_outputs)} (missing {absent})."
+        )
+    for level, stride in (strides or {}).items():
+        if backbone.feature_strides[level] != stride:
+            raise ValueError(
+                f"{task} needs level {level} at stride {stride}; the backbone has it at stride "
+                f"{backbone.feature_strides[level]} (output_stride={backbone.output_stride}). "
+                "Build the backbone with output_stride=32."
+            )

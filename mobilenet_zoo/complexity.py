@@ -21,7 +21,9 @@ from typing import Any
 
 import keras
 
-from mobilenet_zoo.utils import rebuild_at
+from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.paper import PAPER_TABLES, RHO_BY_SIZE, SLIM_NOTES, SLIM_PARAMS_M, SLIM_TABLE
 
 PAPER_TOLERANCE = 0.02  # issue 2: within 2% where the architecture is the same.
 
@@ -79,14 +81,25 @@ def _layer_mult_adds(layer: keras.layers.Layer, x: Any, y: Any) -> int:
     return 0
 
 
+def _at_input_shape(model: keras.Model, input_shape: tuple) -> keras.Model:
+    if hasattr(model, "with_image_size"):  # a task model
+        return model.with_image_size(input_shape[:2], copy_weights=False)
+    if hasattr(model, "with_input_shape"):  # a backbone
+        return model.with_input_shape(input_shape, copy_weights=False)
+    raise ValueError(
+        f"Cannot rebuild {type(model).__name__} at {input_shape}; build it with a static "
+        "input size instead."
+    )
+
+
 def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
     """Exact params and mult-adds of ``model``, per layer and in total.
 
     Args:
         model: any functional Keras model (nested models are walked).
         input_shape: ``(H, W, C)`` to count a model built with a dynamic input
-            size; the model is rebuilt from its config at that size (models of
-            this package accept ``input_shape``).
+            size; a task model or backbone of this package is rebuilt at that
+            size (``with_image_size`` / ``with_input_shape``).
 
     Example:
 
@@ -97,7 +110,7 @@ def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
     """
     shape = tuple(model.inputs[0].shape[1:])
     if input_shape is not None and tuple(input_shape) != shape:
-        model = rebuild_at(model, tuple(input_shape))
+        model = _at_input_shape(model, tuple(input_shape))
     elif any(s is None for s in shape):
         raise ValueError(
             f"`profile` needs a static input size; the model's input is {shape}. "
@@ -121,97 +134,6 @@ def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
     )
 
 
-# --------------------------------------------------------------------------
-# The paper's tables (REFERENCE.md section 1) and the TF-slim release (section 2).
-# Each row: label, builder kwargs, published top-1, mult-adds (M), params (M).
-# --------------------------------------------------------------------------
-
-RHO_BY_SIZE = {224: 1.0, 192: 0.857, 160: 0.714, 128: 0.571}
-
-
-def _row(label, top1, madds, params, alpha=1.0, size=224, variant="separable", note=""):
-    return {
-        "label": label,
-        "alpha": alpha,
-        "size": size,
-        "variant": variant,
-        "top1": top1,
-        "published_mult_adds_m": madds,
-        "published_params_m": params,
-        "note": note,
-    }
-
-
-PAPER_TABLES: dict[str, dict[str, Any]] = {
-    "4": {
-        "title": "Table 4: depthwise separable vs full convolutions",
-        "rows": [
-            _row("Conv MobileNet", 71.7, 4866, 29.3, variant="full"),
-            _row("MobileNet", 70.6, 569, 4.2),
-        ],
-    },
-    "5": {
-        "title": "Table 5: narrow vs shallow",
-        "rows": [
-            _row("0.75 MobileNet", 68.4, 325, 2.6, alpha=0.75),
-            _row("Shallow MobileNet", 65.3, 307, 2.9, variant="shallow"),
-        ],
-    },
-    "6": {
-        "title": "Table 6: width multiplier",
-        "rows": [
-            _row("1.0 MobileNet-224", 70.6, 569, 4.2),
-            _row("0.75 MobileNet-224", 68.4, 325, 2.6, alpha=0.75),
-            _row("0.5 MobileNet-224", 63.7, 149, 1.3, alpha=0.5),
-            _row("0.25 MobileNet-224", 50.6, 41, 0.5, alpha=0.25),
-        ],
-    },
-    "7": {
-        "title": "Table 7: resolution multiplier",
-        "rows": [
-            _row("1.0 MobileNet-224", 70.6, 569, 4.2),
-            _row("1.0 MobileNet-192", 69.1, 418, 4.2, size=192),
-            _row("1.0 MobileNet-160", 67.2, 290, 4.2, size=160),
-            _row("1.0 MobileNet-128", 64.4, 186, 4.2, size=128),
-        ],
-    },
-    "9": {
-        "title": "Table 9: smaller MobileNet",
-        "rows": [_row("0.50 MobileNet-160", 60.2, 76, 1.32, alpha=0.5, size=160)],
-    },
-}
-
-# TF-slim release: (alpha, size) -> (mult-adds M, top-1, top-5); params per alpha.
-SLIM_PARAMS_M = {1.0: 4.24, 0.75: 2.59, 0.5: 1.34, 0.25: 0.47}
-SLIM_TABLE = {
-    (1.0, 224): (569, 70.9, 89.9), (1.0, 192): (418, 70.0, 89.2),
-    (1.0, 160): (291, 68.0, 87.7), (1.0, 128): (186, 65.2, 85.8),
-    (0.75, 224): (317, 68.4, 88.2), (0.75, 192): (233, 67.2, 87.3),
-    (0.75, 160): (162, 65.3, 86.0), (0.75, 128): (104, 62.1, 83.9),
-    (0.5, 224): (150, 63.3, 84.9), (0.5, 192): (110, 61.7, 83.6),
-    (0.5, 160): (77, 59.1, 81.9), (0.5, 128): (49, 56.3, 79.4),
-    (0.25, 224): (41, 49.8, 74.2), (0.25, 192): (34, 47.7, 72.3),
-    (0.25, 160): (21, 45.5, 70.3), (0.25, 128): (14, 41.5, 66.3),
-}  # fmt: skip
-_SLIM_075_NOTE = (
-    "TF-slim's four 0.75 rows are all 2.6-2.7% below the count of the architecture "
-    "they describe (int(f * 0.75) channels: 24, 48, ..., 768), while the paper's "
-    "Table 6 prints 325M for 0.75 MobileNet-224, which this same count matches "
-    "within 0.2%. The release table disagrees with the paper; we keep the count."
-)
-SLIM_NOTES = {
-    (0.75, 224): _SLIM_075_NOTE,
-    (0.75, 192): _SLIM_075_NOTE,
-    (0.75, 160): _SLIM_075_NOTE,
-    (0.75, 128): _SLIM_075_NOTE,
-    (0.25, 192): (
-        "TF-slim lists 34M for 0.25-192, more than its own 0.25-224 (41M) scaled by "
-        "(192/224)^2 = 30.1M; the 160 and 128 rows (21M, 14M) follow that scaling and "
-        "match our count. The 34M entry disagrees with the architecture."
-    ),
-}
-
-
 def _published_digits(value: float) -> float:
     """Half a unit in the last printed digit of ``value`` (its precision)."""
     text = repr(float(value)).rstrip("0").rstrip(".")
@@ -233,8 +155,6 @@ def compare(computed: float, published: float) -> dict[str, Any]:
 
 
 def _count(alpha: float, size: int, variant: str, num_classes: int) -> Profile:
-    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
-
     backbone = MobileNetBackbone(alpha=alpha, input_shape=(size, size, 3), variant=variant)
     return profile(MobileNetClassifier(backbone, num_classes=num_classes))
 
@@ -321,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["LayerCost", "Profile", "profile", "paper_tables", "slim_table"]
+__all__ = [
+    "LayerCost", "Profile", "profile", "paper_tables", "slim_table",
+    "PAPER_TABLES", "RHO_BY_SIZE", "SLIM_TABLE",
+]  # fmt: skip
 
 if __name__ == "__main__":
     raise SystemExit(main())

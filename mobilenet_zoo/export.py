@@ -1,105 +1,90 @@
-"""Export to the phone: TFLite / LiteRT flatbuffers, float or quantized.
+"""Export to the phone and to servers: TFLite / LiteRT flatbuffers and SavedModels.
 
-``to_tflite(model)`` works for any Keras model of this package. For an ``SSD``
-the exported graph includes box decoding and per-class NMS, written as a loop
-of single-class ``NonMaxSuppressionV5`` ops (which convert to TFLite builtins,
-unlike ``combined_non_max_suppression``), so the ``.tflite`` file returns final
-detections: ``boxes`` (in the model's ``bounding_box_format``), ``classes``,
-``scores`` and ``num_detections``, like ``SSD.predict``.
+Both go through the task's own serving path (``Task.serving_fn``): the exported
+graph is ``model.postprocess(model(images), export=True)``, the code ``predict``
+runs. For an ``SSD`` that is box decoding and per-class NMS, so the ``.tflite``
+file returns final detections (``boxes`` in the model's
+``bounding_box_format``, ``classes``, ``scores``, ``num_detections``). Plain
+Keras models (not tasks) export their outputs as they are.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from mobilenet_zoo.task import Task, serving_function
 
 QUANTIZE = (None, "dynamic", "int8", "float16")
 
 
-def _ssd_serving_fn(model, batch_size: int = 1) -> tf.types.experimental.GenericFunction:
-    import keras
-
-    h, w = model.image_size
-    channels = model.inputs[0].shape[-1]
-    decoder, coder = model.decoder, model.box_coder
-    anchors = tf.constant(model.anchors)
-    k_total = decoder.max_detections
-
-    def detect_one(boxes, scores):
-        """Per-class NMS for one image: boxes (N, 4), scores (N, C)."""
-        per_class = decoder.max_detections_per_class
-        sel_boxes, sel_scores, sel_classes = [], [], []
-        for c in range(model.num_classes):
-            # Padded single-class NMS (NonMaxSuppressionV5): static shapes, which
-            # is how the TFLite kernel returns them anyway.
-            idx, sc, count = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=boxes, scores=scores[:, c], max_output_size=per_class,
-                iou_threshold=decoder.iou_threshold, score_threshold=decoder.score_threshold,
-                soft_nms_sigma=0.0, pad_to_max_output_size=True,
+def _serving_fn(model: keras.Model, image_size, argmax: bool):
+    """(model at ``image_size``, its serving function)."""
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if isinstance(model, Task):
+            model = model.with_image_size(size)
+        elif hasattr(model, "with_input_shape"):  # a MobileNetBackbone
+            model = model.with_input_shape((*size, model.inputs[0].shape[-1]))
+        else:
+            raise ValueError(
+                f"`image_size` needs a model of this package; got {type(model).__name__}. "
+                "Build the model with a static input size instead."
             )
-            keep = tf.range(per_class) < count
-            sel_boxes.append(tf.gather(boxes, idx))
-            sel_scores.append(tf.where(keep, sc, -1.0))
-            sel_classes.append(tf.fill([per_class], c))
-        all_scores = tf.concat(sel_scores, 0)
-        all_boxes = tf.concat(sel_boxes, 0)
-        all_classes = tf.concat(sel_classes, 0)
-        short = k_total - model.num_classes * per_class
-        if short > 0:  # fewer candidates than output slots: pad statically
-            all_scores = tf.pad(all_scores, [[0, short]], constant_values=-1.0)
-            all_boxes = tf.pad(all_boxes, [[0, short], [0, 0]])
-            all_classes = tf.pad(all_classes, [[0, short]], constant_values=-1)
-        num = tf.minimum(tf.reduce_sum(tf.cast(all_scores >= 0, tf.int32)), k_total)
-        top_scores, top_idx = tf.math.top_k(all_scores, k_total)
-        valid = tf.range(k_total) < num
-        out_boxes = tf.clip_by_value(tf.gather(all_boxes, top_idx), 0.0, 1.0)
-        return (
-            tf.where(valid[:, None], out_boxes, -1.0),
-            tf.where(valid, tf.gather(all_classes, top_idx), -1),
-            tf.where(valid, top_scores, 0.0),
-            num,
-        )
-
-    @tf.function(input_signature=[tf.TensorSpec((batch_size, h, w, channels), tf.float32, name="images")])
-    def serve(images):
-        raw = model(images, training=False)
-        boxes, scores = decoder.scores_and_boxes(raw["boxes"], raw["classes"], anchors, coder)
-        outs = [detect_one(boxes[i], scores[i]) for i in range(batch_size)]
-        boxes_out = tf.stack([o[0] for o in outs])
-        classes = tf.stack([o[1] for o in outs])
-        converted = keras.utils.bounding_boxes.convert_format(
-            boxes_out, source="rel_yxyx", target=model.bounding_box_format, height=h, width=w
-        )
-        return {
-            "boxes": tf.where(classes[..., None] >= 0, converted, -1.0),
-            "classes": classes,
-            "scores": tf.stack([o[2] for o in outs]),
-            "num_detections": tf.stack([o[3] for o in outs]),
-        }
-
-    return serve
+    if isinstance(model, Task):
+        kwargs = {"argmax": True} if argmax else {}
+        return model, model.serving_fn(**kwargs)
+    if argmax:
+        return model, serving_function(
+            model, postprocess=lambda out: tf.argmax(out, axis=-1, output_type=tf.int32))
+    return model, serving_function(model)
 
 
-def _plain_serving_fn(model, batch_size: int = 1, argmax: bool = False):
-    shape = (batch_size, *model.inputs[0].shape[1:])
-    if any(s is None for s in shape[1:]):
-        raise ValueError(
-            f"TFLite export needs a static input size; the model's input is {shape}. "
-            "Build the model with a fixed input_shape (e.g. (224, 224, 3))."
-        )
+def _write_archive(model: keras.Model, serving_fn, directory: str) -> None:
+    # keras.export.ExportArchive tracks the Keras 3 variables properly
+    # (tf.lite's from_concrete_functions leaves them unbound).
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serving_fn)
+    archive.write_out(directory, verbose=False)
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
-    def serve(images):
-        out = model(images, training=False)
-        if argmax:  # class ids (segmentation masks, labels) instead of scores
-            return tf.argmax(out, axis=-1, output_type=tf.int32)
-        return out
 
-    return serve
+def export_saved_model(
+    model: keras.Model, path: str | os.PathLike, image_size: int | tuple | None = None,
+) -> str:
+    """Writes a SavedModel with one ``serve`` signature: images in, results out.
+
+    For a task model the results are ``predict``'s (detections for SSD). The
+    directory is written beside ``path`` and renamed into place, so an existing
+    export is replaced only by a complete one.
+
+    Example:
+
+    ```python
+    export_saved_model(model, "exported/ssd")   # then TF Serving or tf.saved_model.load
+    ```
+    """
+    path = os.fspath(path)
+    model, fn = _serving_fn(model, image_size, argmax=False)
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    try:
+        _write_archive(model, fn, tmp)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return path
 
 
 def to_tflite(
@@ -108,7 +93,7 @@ def to_tflite(
     quantize: str | None = None,
     representative_data: Iterable[np.ndarray] | Callable[[], Iterable] | None = None,
     serving_fn=None,
-    input_shape: tuple | None = None,
+    image_size: int | tuple | None = None,
     argmax: bool = False,
 ) -> bytes:
     """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
@@ -123,8 +108,9 @@ def to_tflite(
         representative_data: input batches (arrays of the model's input shape with
             batch 1) for ``"int8"`` calibration.
         serving_fn: a ``tf.function`` to export instead of the default.
-        input_shape: rebuild a dynamic-size model at this ``(H, W, C)`` first
-            (TFLite needs a static size); weights are copied.
+        image_size: rebuild a task model at this side or ``(height, width)``
+            first (TFLite needs a static size; e.g. a dynamic-size DeepLabV3);
+            weights are copied.
         argmax: export ``argmax`` over the last axis (class ids) instead of scores
             (not for SSD, whose output is already detections).
 
@@ -135,30 +121,21 @@ def to_tflite(
         raise ValueError(f"`quantize` must be one of {QUANTIZE}, got {quantize!r}.")
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' needs `representative_data` (calibration inputs).")
-    if input_shape is not None:
-        from mobilenet_zoo.utils import rebuild_at
-
-        model = rebuild_at(model, input_shape, copy_weights=True)
     if serving_fn is None:
-        is_ssd = hasattr(model, "anchors") and hasattr(model, "decoder")
-        serving_fn = _ssd_serving_fn(model) if is_ssd else _plain_serving_fn(model, argmax=argmax)
-    import tempfile
-
-    import keras
-
-    # Through a SavedModel written by keras.export.ExportArchive: it tracks the
-    # Keras 3 variables properly (from_concrete_functions leaves them unbound).
+        model, serving_fn = _serving_fn(model, image_size, argmax)
     with tempfile.TemporaryDirectory() as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", serving_fn)
-        archive.write_out(tmp, verbose=False)
+        _write_archive(model, serving_fn, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
         flatbuffer = _convert(converter, quantize, representative_data)
     if path is not None:
+        path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        with open(path, "wb") as f:
+        tmp_path = f"{path}.tmp-{os.getpid()}"
+        with open(tmp_path, "wb") as f:  # write then rename: never a partial .tflite
             f.write(flatbuffer)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
     return flatbuffer
 
 

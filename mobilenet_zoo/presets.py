@@ -20,6 +20,27 @@ from mobilenet_zoo import weights_io
 
 ENV_WEIGHTS_DIR = "MOBILENET_ZOO_WEIGHTS"
 
+# Preset names, in one place (recipes, docs and tests use these constants).
+IMAGENET = "mobilenet_v1_1.0_224_imagenet"
+# What the recipes' ``--weights`` flag accepts besides a preset name or a file.
+WEIGHTS_ALIASES: dict[str, str | None] = {"imagenet": IMAGENET, "scratch": None, "none": None}
+
+
+def resolve_weights(value: str | None) -> str | None:
+    """A ``--weights`` value -> a preset name, a file path or ``None`` (random init).
+
+    ``"imagenet"`` is the shipped ImageNet preset; ``"scratch"`` / ``"none"`` mean
+    random initialisation; anything else must be a preset name or an existing file.
+    """
+    if value is None or value in WEIGHTS_ALIASES:
+        return WEIGHTS_ALIASES.get(value)
+    if value in _manifest(str(weights_dir())) or os.path.isfile(value):
+        return value
+    raise ValueError(
+        f"`weights` must be one of {sorted(WEIGHTS_ALIASES)}, a preset name "
+        f"({list_presets() or 'none'}) or an existing file; got {value!r}."
+    )
+
 
 def weights_dir() -> Path:
     """``$MOBILENET_ZOO_WEIGHTS`` or the repository's ``weights/`` folder."""
@@ -84,6 +105,11 @@ def _architecture_of(model: keras.Model) -> dict[str, Any]:
         "depth_multiplier": getattr(backbone, "depth_multiplier", 1),
         "variant": getattr(backbone, "variant", "separable"),
     }
+
+
+def head_matches(model: keras.Model, meta: dict[str, Any]) -> bool:
+    """True when ``model``'s head has the preset's number of classes."""
+    return getattr(model, "num_classes", None) == meta.get("num_classes")
 
 
 def load_into(model: keras.Model, weights: str | os.PathLike) -> weights_io.LoadReport:

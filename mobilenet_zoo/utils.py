@@ -1,31 +1,31 @@
-"""Small helpers shared across modules."""
+"""Small helpers shared across modules: config round trips, argument checks."""
 
 from __future__ import annotations
 
 import keras
 
 
-def rebuild_at(model: keras.Model, input_shape: tuple, copy_weights: bool = False) -> keras.Model:
-    """The same model (from its config) with a new backbone ``input_shape``.
+class ConfigMixin:
+    """``from_config(get_config())`` for plain objects whose config is their kwargs.
 
-    Works for this package's models (a backbone, or a task model holding one).
-    With ``copy_weights`` the weights are copied over (same architecture).
+    With ``keras.saving.register_keras_serializable`` a subclass serialises under
+    its own name, so it comes back as itself after save/load.
     """
-    config = model.get_config()
-    if "backbone" in config:
-        inner = dict(config["backbone"]["config"], input_shape=tuple(input_shape), rho=None)
-        config = dict(config, backbone=dict(config["backbone"], config=inner))
-    elif "input_shape" in config:
-        config = dict(config, input_shape=tuple(input_shape), rho=None)
-    else:
-        raise ValueError(
-            f"Cannot rebuild {type(model).__name__} at input_shape={input_shape}; "
-            "build it with a static input size instead."
-        )
-    rebuilt = type(model).from_config(config)
-    if copy_weights:
-        rebuilt.set_weights(model.get_weights())
-    return rebuilt
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+
+def build_piece(obj, default_cls):
+    """A detection piece from an object, a serialised dict, a kwargs dict or None."""
+    if obj is None:
+        return default_cls()
+    if isinstance(obj, dict):
+        if "class_name" in obj and "config" in obj:
+            return keras.saving.deserialize_keras_object(obj)
+        return default_cls(**obj)
+    return obj
 
 
 def check_num_classes(num_classes) -> None:

@@ -189,13 +189,3 @@ class ByNameWeightsMixin:
             load_by_name(self, filepath)
         else:
             super().load_weights(filepath, *args, **kwargs)
-
-
-class TaskModelMixin(ByNameWeightsMixin):
-    """For task models holding a ``backbone``: config round trip and weight loading."""
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

@@ -180,7 +180,7 @@ def test_decoder_runs_per_class_nms():
     logits[0, 1, 2] = 1.0  # class 1 on the same box: kept (per-class NMS)
     logits[0, 2, 1] = 0.0
     dets = DetectionDecoder(score_threshold=0.1, max_detections=5)(
-        tf.zeros((1, 3, 4)), logits, anchors, FasterRCNNBoxCoder()
+        tf.zeros((1, 3, 4)), logits, anchors, box_coder=FasterRCNNBoxCoder()
     )
     n = int(dets["num_detections"][0])
     assert n == 3

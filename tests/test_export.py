@@ -37,6 +37,6 @@ def test_dynamic_size_model_needs_input_shape_and_int8_needs_data():
     model = MobileNetBackbone(alpha=0.25, input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="static input size"):
         to_tflite(model)
-    assert len(to_tflite(model, input_shape=(64, 64, 3))) > 0
+    assert len(to_tflite(model, image_size=64)) > 0
     with pytest.raises(ValueError, match="representative_data"):
-        to_tflite(model, quantize="int8", input_shape=(64, 64, 3))
+        to_tflite(model, quantize="int8", image_size=64)

@@ -39,12 +39,12 @@ def test_output_has_the_input_size_and_aspp_rates_follow_the_stride(output_strid
 
 
 def test_decoder_and_separable_aspp_options():
-    model = _model(decoder=True, separable_aspp=True)
+    model = _model(use_decoder=True, separable_aspp=True)
     names = {la.name for la in model.layers}
     assert {"decoder_low_level", "decoder_conv_1_depthwise", "aspp_atrous_2_depthwise"} <= names
     assert model(np.zeros((2, 96, 96, 3), np.float32)).shape == (2, 96, 96, 4)
     with pytest.raises(ValueError, match="low_level_level"):
-        _model(decoder=True, low_level_level="P9")
+        _model(use_decoder=True, low_level_level="P9")
 
 
 def test_unsupported_output_stride_is_a_clear_error():
@@ -124,7 +124,7 @@ def test_embedded_masks_exist_and_fit_the_classes(tmp_path, monkeypatch):
 
 
 def test_fit_on_a_batch_and_save_round_trip(tmp_path):
-    model = _model(decoder=True)
+    model = _model(use_decoder=True)
     model.compile(keras.optimizers.Adam(1e-3), segmentation_loss(), metrics=[MeanIoU(4), PixelAccuracy()])
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 4, (2, 64, 64))
@@ -141,9 +141,9 @@ def test_tflite_export_matches_keras_and_argmax_option():
     model = DeepLabV3(backbone, num_classes=3)
     x = np.random.default_rng(0).uniform(0, 255, (1, 96, 96, 3)).astype(np.float32)
     ref = model.predict(x, verbose=0)
-    lite = next(iter(TFLiteRunner(to_tflite(model, input_shape=(96, 96, 3)))(x).values()))
+    lite = next(iter(TFLiteRunner(to_tflite(model, image_size=96))(x).values()))
     np.testing.assert_allclose(lite, ref, atol=1e-3)
-    ids = next(iter(TFLiteRunner(to_tflite(model, input_shape=(96, 96, 3), argmax=True))(x).values()))
+    ids = next(iter(TFLiteRunner(to_tflite(model, image_size=96, argmax=True))(x).values()))
     assert ids.shape == (1, 96, 96) and (ids == ref.argmax(-1)).mean() > 0.999
 
 

@@ -1,5 +1,6 @@
 """Image classification heads on MobileNetBackbone."""
 
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
 
-__all__ = ["MobileNetClassifier"]
+__all__ = ["MobileNetClassifier", "ImageClassifierPreprocessor"]

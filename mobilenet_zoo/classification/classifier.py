@@ -7,14 +7,16 @@ from typing import Any
 import keras
 from keras import layers
 
-from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo import presets
+from mobilenet_zoo.backbone import MobileNetBackbone, check_backbone
+from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.utils import check_num_classes
-from mobilenet_zoo.weights_io import TaskModelMixin
+from mobilenet_zoo.task import Task
+from mobilenet_zoo.utils import build_piece, check_num_classes
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class MobileNetClassifier(TaskModelMixin, keras.Model):
+class MobileNetClassifier(Task):
     """Backbone + global average pool, dropout, 1x1 conv logits, softmax.
 
     The head is keras.applications.MobileNet's (same layer names: ``dropout``,
@@ -32,6 +34,8 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
         weights: ``None``, a preset name (``mobilenet_zoo.presets.list_presets()``)
             or a path to a weights file; loads backbone and head. For a new
             ``num_classes``, give the weights to the backbone instead.
+        preprocessor: an ``ImageClassifierPreprocessor``; default one at the
+            backbone's input size (224 for a dynamic-size backbone).
         **kwargs: ``name``, ``dtype``, ``trainable`` for ``keras.Model``.
 
     Example:
@@ -52,15 +56,12 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
         include_preprocessing: bool = False,
         classifier_activation: str | None = "softmax",
         weights: str | None = None,
+        preprocessor: ImageClassifierPreprocessor | dict | None = None,
         **kwargs: Any,
     ) -> None:
         if backbone is None:
             backbone = MobileNetBackbone()
-        if not isinstance(backbone, keras.Model):
-            raise ValueError(
-                f"`backbone` must be a MobileNetBackbone (a keras.Model), got "
-                f"{type(backbone).__name__}."
-            )
+        check_backbone(backbone, "MobileNetClassifier")
         check_num_classes(num_classes)
         if not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
@@ -77,7 +78,7 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
         x = backbone(x)
         x = layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
         x = layers.Dropout(dropout, name="dropout")(x)
-        wd = getattr(backbone, "weight_decay", 0.0)  # slim decays the logits too
+        wd = backbone.weight_decay  # slim decays the logits too
         x = layers.Conv2D(
             num_classes, 1, kernel_regularizer=keras.regularizers.L2(wd / 2) if wd else None,
             name="conv_preds",
@@ -86,39 +87,22 @@ class MobileNetClassifier(TaskModelMixin, keras.Model):
         outputs = layers.Activation(classifier_activation, name="predictions")(x)
         kwargs.setdefault("name", "mobilenet_v1_classifier")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.backbone = backbone
+        if preprocessor is None:
+            preprocessor = ImageClassifierPreprocessor(input_shape[0] or 224)
+        self._init_task(backbone, build_piece(preprocessor, ImageClassifierPreprocessor))
         self.num_classes = num_classes
         self.dropout = dropout
         self.include_preprocessing = include_preprocessing
         self.classifier_activation = classifier_activation
         if weights is not None:
-            from mobilenet_zoo import presets
-
             presets.load_into(self, weights)
 
-    @classmethod
-    def from_preset(cls, preset: str, **kwargs: Any) -> MobileNetClassifier:
-        """Builds the preset's architecture and loads its weights.
-
-        ``kwargs`` go to the classifier (for example ``include_preprocessing``)
-        and ``input_shape`` to the backbone (fully convolutional: any size).
-        """
-        from mobilenet_zoo import presets
-
-        meta = presets.get_preset(preset)
-        backbone = MobileNetBackbone.from_preset(
-            preset, input_shape=kwargs.pop("input_shape", None)
-        )
-        kwargs.setdefault("num_classes", meta["num_classes"])
-        return cls(backbone, weights=preset, **kwargs)
-
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        config = super().get_config()
+        config.update({
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "include_preprocessing": self.include_preprocessing,
             "classifier_activation": self.classifier_activation,
-        }
+        })
+        return config

@@ -21,7 +21,8 @@ import tensorflow as tf
 from mobilenet_zoo import training
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
-from mobilenet_zoo.complexity import PAPER_TABLES
+from mobilenet_zoo.classification.preprocessor import pipeline, preprocess  # noqa: F401
+from mobilenet_zoo.paper import PAPER_TABLES
 
 IMAGENET_PRESET = "mobilenet_v1_1.0_224_imagenet"
 
@@ -53,32 +54,6 @@ class ClassificationConfig:
     dropout: float = _f(1e-3, "dropout before the logits (keras.applications; slim keeps 0.999)")
     label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
     augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
-
-
-def preprocess(image, size: int, training: bool, seed=None):
-    """Little augmentation (paper s.4): random crop and flip; eval: central 87.5% crop."""
-    image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
-    if training:
-        begin, crop, _ = tf.image.sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros((1, 0, 4)), min_object_covered=0.25,
-            aspect_ratio_range=(0.75, 1.33), area_range=(0.25, 1.0), max_attempts=10,
-            use_image_if_no_bounding_boxes=True, seed=seed or 0,
-        )
-        image = tf.image.random_flip_left_right(tf.slice(image, begin, crop), seed=seed)
-    else:
-        image = tf.image.central_crop(image, 0.875)
-    image = tf.image.resize(image, (size, size))
-    return image * 255.0  # the model's preprocessing layer maps [0, 255] to [-1, 1]
-
-
-def pipeline(ds: tf.data.Dataset, size: int, batch_size: int, training: bool, augment: bool = True,
-             seed=None) -> tf.data.Dataset:
-    """(image, label) pairs -> batches; parallel decode/augment, prefetch, no Python per example."""
-    if training:
-        ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed), y),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
 def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier:

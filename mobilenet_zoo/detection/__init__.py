@@ -5,10 +5,13 @@ from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.losses import FocalLoss, SSDLoss
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.detection.ssd import SSD
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+from mobilenet_zoo.detection.ssd import SSD, ssd_mobilenet_v1
 
 __all__ = [
     "SSD",
+    "ssd_mobilenet_v1",
+    "DetectionPreprocessor",
     "SSDAnchorGenerator",
     "feature_map_sizes",
     "FasterRCNNBoxCoder",

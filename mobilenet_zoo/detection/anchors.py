@@ -1,6 +1,6 @@
 """SSD anchors exactly as the TF Object Detection API's ``ssd_anchor_generator``.
 
-Defaults from ``ssd_mobilenet_v1_coco.config`` (REFERENCE.md section 4):
+Defaults from the TF OD API's ``ssd_mobilenet_v1_coco.config``:
 6 layers, scales linearly spaced in [0.2, 0.95], aspect ratios 1, 2, 1/2, 3,
 1/3, one extra box of scale sqrt(s_i * s_{i+1}) at ratio 1, and the lowest
 layer reduced to 3 boxes. Boxes are normalised ``[ymin, xmin, ymax, xmax]``,
@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import keras
 import numpy as np
+
+from mobilenet_zoo.utils import ConfigMixin
 
 # Order of the interpolated (sqrt(s * s')) box within a cell's specs.
 ORDERS = ("current", "2017")
@@ -33,7 +36,8 @@ def feature_map_sizes(image_size: int | tuple[int, int], num_layers: int = 6) ->
     return sizes[:num_layers]
 
 
-class SSDAnchorGenerator:
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class SSDAnchorGenerator(ConfigMixin):
     """Anchor boxes of ``ssd_anchor_generator`` + ``MultipleGridAnchorGenerator``.
 
     Args:

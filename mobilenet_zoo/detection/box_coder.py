@@ -12,8 +12,11 @@ from collections.abc import Sequence
 
 import keras
 
+from mobilenet_zoo.utils import ConfigMixin
 
-class FasterRCNNBoxCoder:
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class FasterRCNNBoxCoder(ConfigMixin):
     """Encodes boxes against anchors and back.
 
     Args:

@@ -236,6 +236,7 @@ def detection_pipeline(
     batch_size: int = 24,
     training: bool = False,
     bounding_box_format: str = "rel_yxyx",
+    augment: bool = True,
     max_boxes: int = MAX_BOXES,
     shuffle_buffer: int = 1000,
     drop_crowd_in_training: bool = True,
@@ -244,7 +245,8 @@ def detection_pipeline(
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [0, 255], y)`` for ``SSD.fit`` / ``evaluate_coco``.
 
-    ``y`` has ``boxes (B, max_boxes, 4)`` in ``bounding_box_format`` (pixels of the
+    Prefer ``model.preprocessor.pipeline(source, ...)``, which passes the
+    model's own image size and box format. ``y`` has ``boxes (B, max_boxes, 4)`` in ``bounding_box_format`` (pixels of the
     resized image for absolute formats) and ``classes (B, max_boxes)``, padded
     with -1, plus ``is_crowd``, ``image_id`` and ``original_size`` for evaluation.
     Training adds random horizontal flip and SSD random crop (TF OD API
@@ -260,10 +262,10 @@ def detection_pipeline(
     def prepare(ex):
         image, boxes, classes, crowd = ex["image"], ex["boxes"], ex["classes"], ex["is_crowd"]
         boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
-        if training:
-            if drop_crowd_in_training:
-                keep = crowd == 0
-                boxes, classes, crowd = (tf.boolean_mask(t, keep) for t in (boxes, classes, crowd))
+        if training and drop_crowd_in_training:
+            keep = crowd == 0
+            boxes, classes, crowd = (tf.boolean_mask(t, keep) for t in (boxes, classes, crowd))
+        if training and augment:
             image, boxes = random_horizontal_flip(image, boxes, seed)
             image, boxes, classes, crowd = ssd_random_crop(image, boxes, classes, crowd, seed)
             boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)

@@ -13,9 +13,11 @@ decoded boxes; we rank negatives by loss directly (top 3 x positives per image).
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from mobilenet_zoo.detection.matcher import NEGATIVE
+from mobilenet_zoo.utils import ConfigMixin
 
 
 def build_targets(matches, gt_boxes, gt_classes, anchors, box_coder, num_classes):
@@ -53,7 +55,8 @@ def hard_negative_mask(cls_loss, positive, negative, neg_pos_ratio: float, min_n
     return negative & (rank < k)
 
 
-class SSDLoss:
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class SSDLoss(ConfigMixin):
     """Sigmoid classification + smooth L1 with hard negative mining.
 
     Args:
@@ -103,7 +106,6 @@ class SSDLoss:
 
     def get_config(self) -> dict:
         return {
-            "type": "hard_mining",
             "neg_pos_ratio": self.neg_pos_ratio,
             "min_negatives_per_image": self.min_negatives_per_image,
             "classification_weight": self.classification_weight,
@@ -111,6 +113,7 @@ class SSDLoss:
         }
 
 
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class FocalLoss(SSDLoss):
     """Sigmoid focal loss over every anchor (RetinaNet: alpha 0.25, gamma 2), no mining."""
 
@@ -138,17 +141,5 @@ class FocalLoss(SSDLoss):
         return total, {"cls_loss": cls_total, "box_loss": box_total, "num_matches": num_matches}
 
     def get_config(self) -> dict:
-        return {"type": "focal", "alpha": self.alpha, "gamma": self.gamma,
+        return {"alpha": self.alpha, "gamma": self.gamma,
                 "localization_weight": self.localization_weight}
-
-
-def loss_from_config(config: dict | None) -> SSDLoss:
-    if not config:
-        return SSDLoss()
-    config = dict(config)
-    kind = config.pop("type", "hard_mining")
-    if kind == "focal":
-        return FocalLoss(**config)
-    if kind == "hard_mining":
-        return SSDLoss(**config)
-    raise ValueError(f"Unknown loss type {kind!r}; expected 'hard_mining' or 'focal'.")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mobilenet_zoo.utils import ConfigMixin
+
 NEGATIVE = -1
 IGNORED = -2
 
 
-class ArgMaxMatcher:
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class ArgMaxMatcher(ConfigMixin):
     """Matches anchors to ground-truth boxes.
 
     Args:

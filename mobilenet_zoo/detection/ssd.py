@@ -1,13 +1,14 @@
 """SSD with a MobileNet backbone, as the TF Object Detection API builds it.
 
-The paper's Table 13 detector (``ssd_mobilenet_v1_coco``, REFERENCE.md section 4):
+The paper's Table 13 detector (TF OD API ``ssd_mobilenet_v1_coco.config``):
 features from conv_pw_11 (stride 16) and conv_pw_13 (stride 32), four extra
 layers (1x1 conv to d/2, then 3x3 stride-2 conv to d, d = 512, 256, 256, 128,
 BN + ReLU6, depth ``max(int(d * alpha), 16)``), one 1x1 box and one 1x1 class
 predictor per map, anchors of ``ssd_anchor_generator``, the (10, 10, 5, 5) box
 coder, the argmax matcher, sigmoid + smooth L1 with hard negative mining, and
 per-class NMS. Each piece is a small object passed to the constructor, so a user
-can swap it (for example ``loss=FocalLoss()``).
+can swap it (for example ``detection_loss=FocalLoss()``); each is a registered
+Keras object, so a subclass comes back as itself after save/load.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from mobilenet_zoo import presets
+from mobilenet_zoo.backbone import MobileNetBackbone, check_backbone
 from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
-from mobilenet_zoo.detection.losses import SSDLoss, build_targets, loss_from_config
+from mobilenet_zoo.detection.losses import SSDLoss, build_targets
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, as_image_size
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.utils import check_num_classes, rebuild_at
-from mobilenet_zoo.weights_io import TaskModelMixin, iter_weighted_layers
+from mobilenet_zoo.task import Task, serialize
+from mobilenet_zoo.utils import build_piece, check_num_classes
+from mobilenet_zoo.weights_io import iter_weighted_layers
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
 EXTRA_LAYER_DEPTHS = (512, 256, 256, 128)
@@ -37,36 +42,16 @@ MIN_DEPTH = 16
 WEIGHT_DECAY = 4e-5
 # conv_hyperparams initializer: truncated_normal stddev 0.03.
 KERNEL_INIT_STDDEV = 0.03
-BOX_FORMATS = (
-    "xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw",
-    "rel_xyxy", "rel_yxyx", "rel_xywh", "rel_center_xywh",
-)  # fmt: skip
-
-
-def _build(obj, cls):
-    if obj is None:
-        return cls()
-    if isinstance(obj, dict):
-        return cls(**obj)
-    return obj
-
-
-def _backbone_at(backbone: keras.Model, shape: tuple) -> keras.Model:
-    """The backbone with input ``shape`` (rebuilt from config, weights copied)."""
-    current = tuple(backbone.inputs[0].shape[1:3])
-    if current == shape[:2] or current == (None, None):
-        return backbone
-    return rebuild_at(backbone, shape, copy_weights=True)
-
-
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class SSD(TaskModelMixin, keras.Model):
+class SSD(Task):
     """SSD-MobileNet detector (paper Table 13; TF OD API ``ssd_mobilenet_v1``).
 
     Args:
-        backbone: a ``MobileNetBackbone`` of any alpha (rebuilt at ``image_size``
-            with its weights when its input size differs).
-        num_classes: object classes, without background.
+        backbone: a ``MobileNetBackbone`` of any alpha with output stride 32
+            (rebuilt at ``image_size`` with its weights when its input size
+            differs). ``ssd_mobilenet_v1()`` builds the TF OD API's (min_depth 16).
+        num_classes: object classes, without background (the TF OD API and
+            KerasHub convention for detectors; the class head has one more).
         image_size: input side or (height, width); 300 by default, anchors follow
             (1917 at 300, 5118 at 512).
         bounding_box_format: format of the boxes given to ``fit`` and returned by
@@ -75,12 +60,14 @@ class SSD(TaskModelMixin, keras.Model):
         extra_layer_depths: depths d of the extra layers (1x1 to d/2, 3x3 s2 to d).
         min_depth: floor of the extra layers' depths (config: 16).
         include_preprocessing: take pixels in [0, 255] and map them to [-1, 1].
-        anchor_generator / box_coder / matcher / loss / decoder: the pieces, as
-            objects or config dicts; defaults are the TF OD API's.
+        anchor_generator / box_coder / matcher / detection_loss / decoder: the
+            pieces, as objects or config dicts; defaults are the TF OD API's.
         weight_decay: L2 on conv kernels, slim convention ``w * sum(k^2) / 2``
             (config 4e-5); depthwise kernels are not decayed.
         class_prior: if set, class logits start at ``log(p / (1 - p))`` (RetinaNet
             init, helps short runs); ``None`` = zeros as the TF OD API.
+        preprocessor: a ``DetectionPreprocessor``; default one built from
+            ``image_size`` and ``bounding_box_format`` (a given one must agree).
 
     Training data: images plus ``{"boxes": (B, M, 4), "classes": (B, M)}`` padded
     with -1. ``predict`` returns ``{"boxes", "classes", "scores",
@@ -89,10 +76,9 @@ class SSD(TaskModelMixin, keras.Model):
     Example:
 
     ```python
-    model = SSD(MobileNetBackbone(weights="mobilenet_v1_1.0_224_imagenet"),
-                num_classes=80, bounding_box_format="xyxy")
+    model = ssd_mobilenet_v1(num_classes=80, bounding_box_format="xyxy")
     model.compile(keras.optimizers.RMSprop(0.004, rho=0.9, momentum=0.9, epsilon=1.0))
-    model.fit(train_ds, epochs=10)
+    model.fit(model.preprocessor.pipeline(source, 24, training=True), epochs=10)
     detections = model.predict(images)
     ```
     """
@@ -109,34 +95,37 @@ class SSD(TaskModelMixin, keras.Model):
         anchor_generator: SSDAnchorGenerator | dict | None = None,
         box_coder: FasterRCNNBoxCoder | dict | None = None,
         matcher: ArgMaxMatcher | dict | None = None,
-        loss: SSDLoss | dict | None = None,
+        detection_loss: SSDLoss | dict | None = None,
         decoder: DetectionDecoder | dict | None = None,
         weight_decay: float = WEIGHT_DECAY,
         class_prior: float | None = None,
+        preprocessor: DetectionPreprocessor | dict | None = None,
         **kwargs: Any,
     ) -> None:
         check_num_classes(num_classes)
-        if bounding_box_format not in BOX_FORMATS:
+        size = as_image_size(image_size)
+        if preprocessor is None:
+            preprocessor = DetectionPreprocessor(size, bounding_box_format)
+        preprocessor = build_piece(preprocessor, DetectionPreprocessor)
+        if (preprocessor.image_size, preprocessor.bounding_box_format) != (size, bounding_box_format):
             raise ValueError(
-                f"`bounding_box_format` must be one of {BOX_FORMATS}, got {bounding_box_format!r}."
+                f"The preprocessor has image_size={preprocessor.image_size} and "
+                f"bounding_box_format={preprocessor.bounding_box_format!r}; the SSD has {size} and "
+                f"{bounding_box_format!r}. Give both the same values."
             )
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or min(size) < 32:
-            raise ValueError(f"`image_size` must be an int or (h, w) >= 32, got {image_size!r}.")
+        check_backbone(backbone, "SSD", levels=("P4", "P5"), strides={"P4": 16, "P5": 32})
         if class_prior is not None and not 0 < class_prior < 1:
             raise ValueError(f"`class_prior` must be in (0, 1), got {class_prior}.")
-        anchor_generator = _build(anchor_generator, SSDAnchorGenerator)
+        anchor_generator = build_piece(anchor_generator, SSDAnchorGenerator)
         n_maps = 2 + len(extra_layer_depths)
         if anchor_generator.num_layers != n_maps:
             raise ValueError(
                 f"The anchor generator has {anchor_generator.num_layers} layers but the "
                 f"feature layout has {n_maps} maps (2 + len(extra_layer_depths))."
             )
-        alpha = getattr(backbone, "alpha", 1.0)
+        alpha = backbone.alpha
         channels = backbone.inputs[0].shape[-1]
-        backbone = _backbone_at(backbone, (*size, channels))
-        if "P4" not in getattr(backbone, "pyramid_outputs", {}):
-            raise ValueError("`backbone` must expose pyramid_outputs P4 and P5 (MobileNetBackbone).")
+        backbone = backbone.with_input_shape((*size, channels))
 
         init = keras.initializers.TruncatedNormal(stddev=KERNEL_INIT_STDDEV)
         inputs = keras.Input((*size, channels), name="images")
@@ -185,18 +174,17 @@ class SSD(TaskModelMixin, keras.Model):
         kwargs.setdefault("name", "ssd_mobilenet_v1")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-        self.backbone = backbone
+        self._init_task(backbone, preprocessor)
         self.num_classes = num_classes
-        self.image_size = size
         self.bounding_box_format = bounding_box_format
         self.extra_layer_depths = tuple(extra_layer_depths)
         self.min_depth = min_depth
         self.include_preprocessing = include_preprocessing
         self.anchor_generator = anchor_generator
-        self.box_coder = _build(box_coder, FasterRCNNBoxCoder)
-        self.matcher = _build(matcher, ArgMaxMatcher)
-        self.ssd_loss = loss_from_config(loss) if isinstance(loss, dict) or loss is None else loss
-        self.decoder = _build(decoder, DetectionDecoder)
+        self.box_coder = build_piece(box_coder, FasterRCNNBoxCoder)
+        self.matcher = build_piece(matcher, ArgMaxMatcher)
+        self.detection_loss = build_piece(detection_loss, SSDLoss)
+        self.decoder = build_piece(decoder, DetectionDecoder)
         self.weight_decay = weight_decay
         self.class_prior = class_prior
         grids = [tuple(m.shape[1:3]) for m in maps]
@@ -231,10 +219,7 @@ class SSD(TaskModelMixin, keras.Model):
                 f"y['classes'] must be (batch, max_boxes) with one label per box; got boxes "
                 f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
             )
-        h, w = self.image_size
-        boxes = keras.utils.bounding_boxes.convert_format(
-            boxes, source=self.bounding_box_format, target="rel_yxyx", height=h, width=w
-        )
+        boxes = self.preprocessor.to_model_boxes(boxes)
         tf.debugging.assert_less(
             classes, self.num_classes,
             message=f"y['classes'] has a label >= num_classes ({self.num_classes}); "
@@ -251,7 +236,7 @@ class SSD(TaskModelMixin, keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         targets = self.compute_targets(y)
-        total, parts = self.ssd_loss(y_pred["boxes"], y_pred["classes"], *targets)
+        total, parts = self.detection_loss(y_pred["boxes"], y_pred["classes"], *targets)
         if self.weight_decay and self._decay_kernels:
             total += self.weight_decay * 0.5 * tf.add_n(
                 [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in self._decay_kernels]
@@ -267,37 +252,65 @@ class SSD(TaskModelMixin, keras.Model):
         return super().metrics + list(self.loss_trackers.values())
 
     # ---------------------------------------------------------------- inference
-    def decode(self, raw: dict) -> dict:
-        """Raw outputs -> detections in ``bounding_box_format`` (padding: -1)."""
-        dets = self.decoder(raw["boxes"], raw["classes"], tf.constant(self.anchors), self.box_coder)
-        h, w = self.image_size
-        boxes = keras.utils.bounding_boxes.convert_format(
-            dets["boxes"], source="rel_yxyx", target=self.bounding_box_format, height=h, width=w
-        )
+    def postprocess(self, outputs: dict, export: bool = False) -> dict:
+        """Raw outputs -> detections in ``bounding_box_format`` (padding: -1).
+
+        The one decoding path of ``predict`` and of the exported graphs
+        (``export=True`` selects the TFLite-friendly NMS kernel).
+        """
+        dets = self.decoder(outputs["boxes"], outputs["classes"], tf.constant(self.anchors),
+                            box_coder=self.box_coder, export=export)
+        boxes = self.preprocessor.from_model_boxes(dets["boxes"])
         dets["boxes"] = tf.where(dets["classes"][..., None] >= 0, boxes, -1.0)
         return dets
 
-    def predict_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        return self.decode(self(x, training=False))
-
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        config = super().get_config()
+        config.update({
             "num_classes": self.num_classes,
             "image_size": list(self.image_size),
             "bounding_box_format": self.bounding_box_format,
             "extra_layer_depths": list(self.extra_layer_depths),
             "min_depth": self.min_depth,
             "include_preprocessing": self.include_preprocessing,
-            "anchor_generator": self.anchor_generator.get_config(),
-            "box_coder": self.box_coder.get_config(),
-            "matcher": self.matcher.get_config(),
-            "loss": self.ssd_loss.get_config(),
-            "decoder": self.decoder.get_config(),
+            "anchor_generator": serialize(self.anchor_generator),
+            "box_coder": serialize(self.box_coder),
+            "matcher": serialize(self.matcher),
+            "detection_loss": serialize(self.detection_loss),
+            "decoder": serialize(self.decoder),
             "weight_decay": self.weight_decay,
             "class_prior": self.class_prior,
-        }
+        })
+        return config
+
+    backbone_defaults = {"min_depth": MIN_DEPTH}
+
+
+def ssd_mobilenet_v1(
+    num_classes: int,
+    alpha: float = 1.0,
+    image_size: int | Sequence[int] = 300,
+    weights: str | None = presets.IMAGENET,
+    **kwargs: Any,
+) -> SSD:
+    """The TF OD API's ``ssd_mobilenet_v1`` (paper Table 13 "SSD 300 MobileNet").
+
+    Owns the feature extractor settings of ``ssd_mobilenet_v1_coco.config``:
+    MobileNet v1 with ``min_depth=16``, features from conv_pw_11 / conv_pw_13.
+
+    Args:
+        num_classes: object classes without background (COCO: 80 or 90).
+        alpha: backbone width multiplier (the shipped ImageNet preset is 1.0).
+        image_size: input side or (h, w) (300 in the paper).
+        weights: backbone initialisation: a preset name, a file or ``None``.
+        **kwargs: other ``SSD`` arguments (``bounding_box_format``, pieces...).
+
+    Example:
+
+    ```python
+    model = ssd_mobilenet_v1(num_classes=80)   # ImageNet-initialised backbone
+    ```
+    """
+    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH, weights=weights)
+    return SSD(backbone, num_classes, image_size=image_size, **kwargs)

@@ -12,11 +12,13 @@ from mobilenet_zoo.segmentation.metrics import (
     confusion_matrix,
     segmentation_scores,
 )
+from mobilenet_zoo.segmentation.preprocessor import SegmentationPreprocessor
 
 __all__ = [
     "ASPP_RATES",
     "IGNORE_LABEL",
     "DeepLabV3",
+    "SegmentationPreprocessor",
     "segmentation_loss",
     "MeanIoU",
     "PixelAccuracy",

@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.segmentation.deeplab import IGNORE_LABEL
+
+IGNORE_LABEL = 255  # PASCAL VOC convention: pixels that no loss or metric counts
 
 PET_CLASSES = ["background", "pet"]
 VOC_CLASSES = [

@@ -18,9 +18,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from mobilenet_zoo.backbone import check_backbone
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.utils import check_num_classes
-from mobilenet_zoo.weights_io import TaskModelMixin
+from mobilenet_zoo.segmentation.data import IGNORE_LABEL
+from mobilenet_zoo.segmentation.preprocessor import SegmentationPreprocessor
+from mobilenet_zoo.task import Task
+from mobilenet_zoo.utils import build_piece, check_num_classes
 
 # DeepLabV3 s.3.3: rates (6, 12, 18) at output stride 16, doubled at 8;
 # at 32 (not in the paper) we halve them to keep the same field of view.
@@ -28,7 +31,6 @@ ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 ASPP_FILTERS = 256  # DeepLabV3 s.3.3
 LOW_LEVEL_FILTERS = 48  # DeepLabV3+ s.3.1 (Table 1: 48 is best)
 DECODER_FILTERS = 256  # DeepLabV3+ s.3.1
-IGNORE_LABEL = 255  # PASCAL VOC convention
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -57,7 +59,7 @@ def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False):
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class DeepLabV3(TaskModelMixin, keras.Model):
+class DeepLabV3(Task):
     """DeepLabV3 (optionally V3+) semantic segmentation on a MobileNetBackbone.
 
     Args:
@@ -67,19 +69,23 @@ class DeepLabV3(TaskModelMixin, keras.Model):
         aspp_rates: three atrous rates; default from the output stride.
         aspp_filters: filters of every ASPP branch and the projection (256).
         separable_aspp: depthwise separable atrous branches (mobile form).
-        decoder: add the DeepLabV3+ decoder with a low-level skip.
+        use_decoder: add the DeepLabV3+ decoder with a low-level skip.
         low_level_level: pyramid level of the skip (``"P2"``: stride 4).
         dropout: dropout after the ASPP projection (0.1 in the reference code).
         include_preprocessing: take pixels in [0, 255] and map them to [-1, 1].
+        preprocessor: a ``SegmentationPreprocessor`` (training crop size,
+            ignore label, mask handling); default one for ``num_classes`` at the
+            backbone's size (512 for a dynamic-size backbone).
 
-    Outputs logits ``(B, H, W, num_classes)`` at the input size.
+    ``num_classes`` counts background: it is a class of the mask, as in the
+    DeepLab and KerasHub segmenters. Outputs logits ``(B, H, W, num_classes)`` at the input size.
 
     Example:
 
     ```python
     backbone = MobileNetBackbone(output_stride=16, input_shape=(None, None, 3),
                                  weights="mobilenet_v1_1.0_224_imagenet")
-    model = DeepLabV3(backbone, num_classes=3, decoder=True)
+    model = DeepLabV3(backbone, num_classes=3, use_decoder=True)
     model.compile("adam", segmentation_loss(), metrics=[MeanIoU(3)])
     ```
     """
@@ -91,14 +97,17 @@ class DeepLabV3(TaskModelMixin, keras.Model):
         aspp_rates: Sequence[int] | None = None,
         aspp_filters: int = ASPP_FILTERS,
         separable_aspp: bool = False,
-        decoder: bool = False,
+        use_decoder: bool = False,
         low_level_level: str = "P2",
         dropout: float = 0.1,
         include_preprocessing: bool = True,
+        preprocessor: SegmentationPreprocessor | dict | None = None,
         **kwargs: Any,
     ) -> None:
         check_num_classes(num_classes)
-        stride = getattr(backbone, "output_stride", 32)
+        check_backbone(backbone, "DeepLabV3")
+        decoder = use_decoder
+        stride = backbone.output_stride
         if stride not in ASPP_RATES:
             raise ValueError(
                 f"Backbone output_stride {stride!r} is not supported; use one of {tuple(ASPP_RATES)}."
@@ -106,7 +115,7 @@ class DeepLabV3(TaskModelMixin, keras.Model):
         rates = tuple(aspp_rates) if aspp_rates is not None else ASPP_RATES[stride]
         if len(rates) != 3 or any(int(r) < 1 for r in rates):
             raise ValueError(f"`aspp_rates` must be three ints >= 1, got {aspp_rates!r}.")
-        pyramid = getattr(backbone, "pyramid_outputs", {})
+        pyramid = backbone.pyramid_outputs
         if decoder and low_level_level not in pyramid:
             raise ValueError(
                 f"`low_level_level` {low_level_level!r} is not a pyramid level of the backbone "
@@ -140,31 +149,42 @@ class DeepLabV3(TaskModelMixin, keras.Model):
         logits = ResizeLike(name="logits_upsample", dtype="float32")([y, inputs])
         kwargs.setdefault("name", "deeplabv3_mobilenet_v1")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        self.backbone = backbone
+        if preprocessor is None:
+            preprocessor = SegmentationPreprocessor(inputs.shape[1] or 512, num_classes)
+        preprocessor = build_piece(preprocessor, SegmentationPreprocessor)
+        if preprocessor.num_classes != num_classes:
+            raise ValueError(
+                f"The preprocessor has num_classes={preprocessor.num_classes}, the model "
+                f"{num_classes}; give both the same value."
+            )
+        self._init_task(backbone, preprocessor)
         self.num_classes = num_classes
         self.aspp_rates = rates
         self.aspp_filters = aspp_filters
         self.separable_aspp = separable_aspp
-        self.decoder = decoder
+        self.use_decoder = use_decoder
         self.low_level_level = low_level_level
         self.dropout = dropout
         self.include_preprocessing = include_preprocessing
         self._explicit_rates = aspp_rates is not None
 
+    def postprocess(self, outputs, export: bool = False, argmax: bool = False):
+        """Logits, or class ids per pixel with ``argmax=True``."""
+        return keras.ops.cast(keras.ops.argmax(outputs, axis=-1), "int32") if argmax else outputs
+
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+        config = super().get_config()
+        config.update({
             "num_classes": self.num_classes,
             "aspp_rates": list(self.aspp_rates) if self._explicit_rates else None,
             "aspp_filters": self.aspp_filters,
             "separable_aspp": self.separable_aspp,
-            "decoder": self.decoder,
+            "use_decoder": self.use_decoder,
             "low_level_level": self.low_level_level,
             "dropout": self.dropout,
             "include_preprocessing": self.include_preprocessing,
-        }
+        })
+        return config
 
 
 def segmentation_loss(ignore_label: int = IGNORE_LABEL) -> keras.losses.Loss:

@@ -1,0 +1,69 @@
+"""The classification data contract: image size, crop and augmentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from mobilenet_zoo.utils import ConfigMixin
+
+# Inception / TF-slim evaluation: central crop of 87.5% of the image, then resize.
+CENTRAL_FRACTION = 0.875
+
+
+def preprocess(image, size: int, training: bool, seed=None):
+    """Little augmentation (paper s.4): random crop and flip; eval: central 87.5% crop."""
+    image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
+    if training:
+        begin, crop, _ = tf.image.sample_distorted_bounding_box(
+            tf.shape(image), tf.zeros((1, 0, 4)), min_object_covered=0.25,
+            aspect_ratio_range=(0.75, 1.33), area_range=(0.25, 1.0), max_attempts=10,
+            use_image_if_no_bounding_boxes=True, seed=seed or 0,
+        )
+        image = tf.image.random_flip_left_right(tf.slice(image, begin, crop), seed=seed)
+    else:
+        image = tf.image.central_crop(image, CENTRAL_FRACTION)
+    image = tf.image.resize(image, (size, size))
+    return image * 255.0  # the model's preprocessing layer maps [0, 255] to [-1, 1]
+
+
+def pipeline(ds: tf.data.Dataset, size: int, batch_size: int, training: bool, augment: bool = True,
+             seed=None) -> tf.data.Dataset:
+    """(image, label) pairs -> batches; parallel decode/augment, prefetch, no Python per example."""
+    if training:
+        ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed), y),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class ImageClassifierPreprocessor(ConfigMixin):
+    """Image size and augmentation of a classifier (pixels stay in [0, 255]).
+
+    Args:
+        image_size: square side images are resized to (the model's input).
+        augment: random crop + flip in training (paper s.4: little augmentation).
+
+    Example:
+
+    ```python
+    train = model.preprocessor.pipeline(tfds_split, batch_size=96, training=True)
+    ```
+    """
+
+    def __init__(self, image_size: int = 224, augment: bool = True) -> None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"`image_size` must be an int >= 32, got {image_size!r}.")
+        self.image_size = image_size
+        self.augment = augment
+
+    def pipeline(self, ds: tf.data.Dataset, batch_size: int, training: bool = False,
+                 seed: int | None = None) -> tf.data.Dataset:
+        """``(image uint8, label)`` pairs -> batches of the model's input size."""
+        return pipeline(ds, self.image_size, batch_size, training, self.augment, seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "augment": self.augment}

@@ -1,0 +1,105 @@
+"""The detection data contract: image size, box format, augmentation, padding.
+
+A detector owns one ``DetectionPreprocessor``; training data, evaluation,
+``predict`` and export all go through it, so the image size and the box
+format cannot disagree between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from mobilenet_zoo.detection import data as ddata
+from mobilenet_zoo.utils import ConfigMixin
+
+# Keras / keras-cv box format names; "rel_" formats are normalised to [0, 1].
+BOX_FORMATS = (
+    "xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw",
+    "rel_xyxy", "rel_yxyx", "rel_xywh", "rel_center_xywh",
+)  # fmt: skip
+# The detectors' internal format (TF OD API box lists: normalised ymin, xmin, ymax, xmax).
+MODEL_BOX_FORMAT = "rel_yxyx"
+
+
+def as_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``300`` or ``(h, w)`` -> ``(h, w)``; ValueError below 32 pixels."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in size) or min(size) < 32:
+        raise ValueError(f"`image_size` must be an int or (height, width) >= 32, got {image_size!r}.")
+    return size
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class DetectionPreprocessor(ConfigMixin):
+    """Image size, box format and training augmentation of a detector.
+
+    Args:
+        image_size: the model's input side or ``(height, width)``; images are
+            resized to it (TF OD API ``fixed_shape_resizer``).
+        bounding_box_format: format of the boxes given to ``fit`` and returned
+            by ``predict`` (absolute formats are pixels of the resized image).
+        max_boxes: ground-truth boxes per image after padding with -1.
+        augment: random horizontal flip and SSD random crop in training
+            (``ssd_mobilenet_v1_coco.config`` data_augmentation_options).
+
+    Example:
+
+    ```python
+    train_ds = model.preprocessor.pipeline(source, batch_size=24, training=True)
+    ```
+    """
+
+    def __init__(
+        self,
+        image_size: int | Sequence[int] = 300,
+        bounding_box_format: str = MODEL_BOX_FORMAT,
+        max_boxes: int = ddata.MAX_BOXES,
+        augment: bool = True,
+    ) -> None:
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(
+                f"`bounding_box_format` must be one of {BOX_FORMATS}, got {bounding_box_format!r}."
+            )
+        if isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1:
+            raise ValueError(f"`max_boxes` must be an int >= 1, got {max_boxes!r}.")
+        self.image_size = as_image_size(image_size)
+        self.bounding_box_format = bounding_box_format
+        self.max_boxes = max_boxes
+        self.augment = augment
+
+    def _convert(self, boxes, source: str, target: str):
+        h, w = self.image_size
+        return keras.utils.bounding_boxes.convert_format(boxes, source=source, target=target,
+                                                         height=h, width=w)
+
+    def to_model_boxes(self, boxes):
+        """User boxes (``bounding_box_format``) -> the model's normalised yxyx."""
+        return self._convert(boxes, self.bounding_box_format, MODEL_BOX_FORMAT)
+
+    def from_model_boxes(self, boxes):
+        """The model's normalised yxyx -> ``bounding_box_format``."""
+        return self._convert(boxes, MODEL_BOX_FORMAT, self.bounding_box_format)
+
+    def pipeline(self, source: Any, batch_size: int, training: bool = False, seed: int | None = None,
+                 **kwargs: Any):
+        """Batches of ``(images, {"boxes", "classes", ...})`` in this contract.
+
+        ``source``: a ``DetectionSource`` or a dataset of example dicts (see
+        ``mobilenet_zoo.detection.data``); ``kwargs`` go to ``detection_pipeline``.
+        """
+        return ddata.detection_pipeline(
+            source, self.image_size, batch_size, training=training, augment=self.augment,
+            bounding_box_format=self.bounding_box_format, max_boxes=self.max_boxes, seed=seed,
+            **kwargs,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "image_size": list(self.image_size),
+            "bounding_box_format": self.bounding_box_format,
+            "max_boxes": self.max_boxes,
+            "augment": self.augment,
+        }

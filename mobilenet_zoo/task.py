@@ -1,0 +1,158 @@
+"""The task contract: one base class for every task model.
+
+Modelled on KerasHub's ``Task`` (a backbone, a head, a preprocessor; presets),
+made smaller: a task model here is a functional ``keras.Model`` that
+
+- holds a ``backbone`` (see ``mobilenet_zoo.backbone.check_backbone``) and a
+  ``preprocessor`` that owns the data contract (image size, resize, box format,
+  mask handling) and builds the tf.data pipeline, so sizes and formats cannot
+  disagree between training, evaluation and serving;
+- turns raw outputs into results in ``postprocess`` -- the one serving path that
+  ``predict``, ``serving_fn`` (SavedModel / TFLite export) and the recipes use;
+- serialises: ``get_config`` mirrors ``__init__`` on top of this class's
+  ``get_config``, ``from_config`` deserialises every nested Keras object
+  (backbone, preprocessor, detection pieces), so subclasses round-trip as
+  themselves;
+- builds from a preset with ``from_preset``.
+
+Adding a head: subclass ``Task``, build the graph on ``backbone`` in
+``__init__``, call ``super().__init__(inputs=..., outputs=...)`` then
+``self._init_task(backbone, preprocessor)``, extend ``get_config`` and, if the
+raw outputs are not final, override ``postprocess``. Register the class with
+``keras.saving.register_keras_serializable(package="mobilenet_zoo")`` and import
+it from ``mobilenet_zoo/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from mobilenet_zoo import presets
+from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.weights_io import ByNameWeightsMixin
+
+
+def _maybe_deserialize(value: Any) -> Any:
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        return keras.saving.deserialize_keras_object(value)
+    return value
+
+
+def serialize(obj: Any) -> Any:
+    """``keras.saving.serialize_keras_object`` that leaves ``None`` alone."""
+    return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
+    """A ``tf.function`` with a static ``(batch_size, H, W, C)`` float32 input:
+    ``postprocess(model(images))``. What SavedModel and TFLite export trace."""
+    import tensorflow as tf  # export is TensorFlow-only; the models also run on JAX
+
+    shape = (batch_size, *model.inputs[0].shape[1:])
+    if any(s is None for s in shape[1:]):
+        raise ValueError(
+            f"Export needs a static input size; the model's input is {shape}. Rebuild it "
+            "with `model.with_image_size((height, width))` or pass `image_size=` to the exporter."
+        )
+    post = postprocess or (lambda outputs: outputs)
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    def serve(images):
+        return post(model(images, training=False))
+
+    return serve
+
+
+class Task(ByNameWeightsMixin, keras.Model):
+    """Base class of the task models (classifier, SSD, DeepLabV3).
+
+    Subclasses call ``_init_task(backbone, preprocessor)`` after building their
+    graph. Attributes: ``backbone``, ``preprocessor``, ``image_size``.
+    """
+
+    #: kwargs for the backbone that ``from_preset`` builds (e.g. SSD's min_depth 16).
+    backbone_defaults: dict[str, Any] = {}
+
+    def _init_task(self, backbone: keras.Model, preprocessor: Any) -> None:
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+    @property
+    def image_size(self) -> tuple:
+        """(height, width) of the model input (``None`` sides: any size)."""
+        return tuple(self.inputs[0].shape[1:3])
+
+    # ----------------------------------------------------------- serving path
+    def postprocess(self, outputs: Any, export: bool = False) -> Any:
+        """Raw model outputs -> final results (identity unless overridden).
+
+        ``export=True`` asks for a graph that converts to TFLite builtins.
+        """
+        return outputs
+
+    def predict_step(self, data):
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        return self.postprocess(self(x, training=False))
+
+    def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
+        """The exported function: ``postprocess(self(images), export=True)``."""
+        post = functools.partial(self.postprocess, export=True, **postprocess_kwargs)
+        return serving_function(self, batch_size, post)
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        # Not keras.Model.get_config: a functional config cannot be passed back
+        # to a subclass constructor (same choice as KerasHub's Task).
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": serialize(self.backbone),
+            "preprocessor": serialize(self.preprocessor),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return cls(**{k: _maybe_deserialize(v) for k, v in config.items()})
+
+    def with_image_size(self, image_size: int | tuple, copy_weights: bool = True):
+        """The same model for another input size (weights copied).
+
+        Every task here is fully convolutional up to its head, so all weights
+        fit; detectors recompute their anchors.
+        """
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        config = self.get_config()
+        channels = self.inputs[0].shape[-1]
+        config["backbone"] = self.backbone.with_input_shape((*size, channels), copy_weights=False)
+        if "image_size" in config:
+            config["image_size"] = list(size)
+        rebuilt = type(self).from_config(config)
+        if copy_weights:
+            rebuilt.set_weights(self.get_weights())
+        return rebuilt
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def from_preset(cls, preset: str, input_shape: tuple | None = None, **kwargs: Any):
+        """Builds this task on a preset.
+
+        A preset of this task (same ``task`` in its manifest entry and the
+        same head size) loads whole; any other preset initialises the backbone
+        only and the head starts fresh (transfer learning), as in KerasHub.
+
+        Args:
+            preset: a name from ``mobilenet_zoo.presets.list_presets()``.
+            input_shape: the backbone's input (default: the preset's size;
+                detectors rebuild it at their ``image_size``).
+            **kwargs: the task's constructor arguments (``num_classes``...).
+        """
+        meta = presets.get_preset(preset)
+        backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
+        model = cls(backbone=backbone, **kwargs)
+        if meta.get("task") == cls.__name__ and presets.head_matches(model, meta):
+            presets.load_into(model, preset)
+        return model
