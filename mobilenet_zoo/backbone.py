@@ -328,12 +328,11 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
     def with_input_shape(self, input_shape: tuple, copy_weights: bool = True) -> MobileNetBackbone:
         """The same backbone built for another ``input_shape`` (weights copied).
 
-        Returns ``self`` when the size already matches or the backbone takes any
-        size. The network is fully convolutional, so every weight fits.
+        Returns ``self`` when the shape already matches. The network is fully
+        convolutional, so every weight fits.
         """
         input_shape = tuple(input_shape)
-        current = tuple(self.inputs[0].shape[1:])
-        if current == input_shape or current[:2] == (None, None):
+        if tuple(self.inputs[0].shape[1:]) == input_shape:
             return self
         config = dict(self.get_config(), input_shape=input_shape, rho=None)
         rebuilt = type(self).from_config(config)

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_PRESET = "mobilenet_v1_1.0_224_imagenet"
+from mobilenet_zoo import presets
+
+DEFAULT_PRESET = presets.IMAGENET
 _CLASSES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
 
 

@@ -130,6 +130,15 @@ class Task(ByNameWeightsMixin, keras.Model):
         config["backbone"] = self.backbone.with_input_shape((*size, channels), copy_weights=False)
         if "image_size" in config:
             config["image_size"] = list(size)
+        if self.preprocessor is not None and hasattr(self.preprocessor, "image_size"):
+            pre = self.preprocessor.get_config()
+            square = size[0] if size[0] == size[1] else None
+            pre["image_size"] = list(size) if isinstance(pre["image_size"], list) else square
+            if pre["image_size"] is None:
+                raise ValueError(
+                    f"{type(self.preprocessor).__name__} takes square images; got image_size={size}."
+                )
+            config["preprocessor"] = type(self.preprocessor).from_config(pre)
         rebuilt = type(self).from_config(config)
         if copy_weights:
             rebuilt.set_weights(self.get_weights())

@@ -23,6 +23,22 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
+def add_model_flags(
+    parser: argparse.ArgumentParser, image_size: int, weights: str | None = "imagenet",
+    alpha: float = 1.0,
+) -> None:
+    """``--alpha``, ``--image-size`` and (unless ``weights`` is None) ``--weights``:
+    one flag name per idea in every recipe; resolve ``--weights`` with
+    ``mobilenet_zoo.presets.resolve_weights``."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--alpha", type=float, default=alpha, help="backbone width multiplier (paper s.3.3)")
+    g.add_argument("--image-size", type=int, default=image_size, help="input side in pixels")
+    if weights is not None:
+        g.add_argument("--weights", default=weights,
+                       help="backbone init: imagenet (shipped preset, alpha 1.0), scratch, a preset "
+                            "name or a weights file")
+
+
 def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
     """Flags every recipe has (documented in ``--help``)."""
     g = parser.add_argument_group("run")

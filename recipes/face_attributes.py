@@ -1,7 +1,7 @@
 """Face attributes with distillation (paper Table 12): a MobileNet student learns a
 teacher's 40 CelebA attribute scores, optionally from unlabeled images only.
 
-    python recipes/face_attributes.py --data-dir DIR --alpha 0.5 --resolution 128 --unlabeled
+    python recipes/face_attributes.py --data-dir DIR --alpha 0.5 --image-size 128 --unlabeled
     python recipes/face_attributes.py --teacher teacher.keras --data-dir DIR
     python recipes/face_attributes.py --smoke                   # mock celeb_a, a few steps
 
@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
+from mobilenet_zoo.distillation.models import mobilenet_head_model
 
-from mobilenet_zoo import training  # noqa: E402
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
-from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller  # noqa: E402
-from mobilenet_zoo.distillation.models import mobilenet_head_model  # noqa: E402
-
-TABLE_12 = {  # (alpha, resolution) -> mean AP %
+TABLE_12 = {  # (alpha, image_size) -> mean AP %
     (1.0, 224): 88.7, (0.5, 224): 88.1, (0.25, 224): 87.2,
     (1.0, 128): 88.1, (0.5, 128): 87.7, (0.25, 128): 86.4,
 }  # fmt: skip
@@ -38,8 +35,6 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding celeb_a")
     p.add_argument("--teacher", default=None, help="a saved Keras model giving 40 attribute logits")
     p.add_argument("--teacher-epochs", type=int, default=5, help="epochs to train a teacher when none is given")
-    p.add_argument("--alpha", type=float, default=0.5, help="student width multiplier (Table 12 rows)")
-    p.add_argument("--resolution", type=int, default=128, help="student input side (Table 12 rows)")
     p.add_argument("--unlabeled", action="store_true", help="distill from images only (no label loss)")
     p.add_argument("--label-weight", type=float, default=0.0,
                    help="weight of the label loss when labels are used (0 = pure distillation)")
@@ -47,7 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--image-size", type=int, default=224, help="side the pipeline resizes images to")
+    p.add_argument("--teacher-image-size", type=int, default=224, help="side the pipeline resizes images to")
+    training.add_model_flags(p, image_size=128, weights=None, alpha=0.5)  # student (Table 12 rows)
     training.add_common_flags(p, "runs/face_attributes")
     return p.parse_args(argv)
 
@@ -55,7 +51,7 @@ def parse_args(argv=None):
 def _split(name, args, data_dir):
     def convert(ex):
         attrs = tf.stack([tf.cast(ex["attributes"][k], tf.float32) for k in sorted(ex["attributes"])])
-        image = tf.image.resize(tf.cast(ex["image"], tf.float32), (args.image_size, args.image_size))
+        image = tf.image.resize(tf.cast(ex["image"], tf.float32), (args.teacher_image_size, args.teacher_image_size))
         return image, attrs
 
     ds = load_split("celeb_a", name, data_dir, check=not args.smoke)
@@ -76,7 +72,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         import tensorflow_datasets as tfds
 
-        args.image_size, args.epochs, args.batch_size, args.teacher_epochs = 64, 1, 4, 1
+        args.teacher_image_size, args.epochs, args.batch_size, args.teacher_epochs = 64, 1, 4, 1
         with tfds.testing.mock_data(num_examples=16):
             train, test = _split("train", args, data_dir), _split("test", args, data_dir)
         line = "data: tfds.testing.mock_data celeb_a (--smoke)"
@@ -97,14 +93,14 @@ def main(argv=None) -> dict:
             teacher = keras.saving.load_model(args.teacher, compile=False)
         else:
             teacher = mobilenet_head_model(NUM_ATTRIBUTES, 1.0, 64 if args.smoke else 224,
-                                           weights="mobilenet_v1_1.0_224_imagenet", name="teacher")
+                                           weights=presets.IMAGENET, name="teacher")
             teacher.compile(keras.optimizers.Adam(args.lr), keras.losses.BinaryCrossentropy(from_logits=True))
     if not args.teacher:
         print(f"training the teacher on labels for {args.teacher_epochs} epochs", flush=True)
         teacher.fit(train_b, epochs=args.teacher_epochs, verbose=args.verbose)
         teacher.save(os.path.join(args.out, "teacher.keras"))
     with strategy.scope():
-        student = mobilenet_head_model(NUM_ATTRIBUTES, args.alpha, 64 if args.smoke else args.resolution)
+        student = mobilenet_head_model(NUM_ATTRIBUTES, args.alpha, 64 if args.smoke else args.image_size)
         weight = 0.0 if args.unlabeled else args.label_weight
         distiller = make_distiller(
             teacher, student, SigmoidDistillation(args.temperature),
@@ -118,7 +114,7 @@ def main(argv=None) -> dict:
     scores = {name: mean_average_precision(y_true, np.concatenate([m.predict_on_batch(x) for x, _ in test_b]))
               for name, m in (("student", student), ("teacher", teacher))}
     student.save(os.path.join(args.out, "student.keras"))
-    paper = None if args.smoke else TABLE_12.get((args.alpha, args.resolution))
+    paper = None if args.smoke else TABLE_12.get((args.alpha, args.image_size))
     results = {"data": line, "mean_ap": scores, "paper_mean_ap_percent": paper,
                "unlabeled": not weight, "args": vars(args)}
     print(f"mean AP: student {100 * scores['student']:.1f}%, teacher {100 * scores['teacher']:.1f}% "

@@ -1,7 +1,7 @@
 """FaceNet distillation (paper Table 14): a MobileNet student reproduces a face-embedding
 teacher by squared L2 on embeddings, trained on unlabeled faces.
 
-    python recipes/facenet_distill.py --teacher facenet.keras --data-dir DIR --alpha 1.0 --resolution 160
+    python recipes/facenet_distill.py --teacher facenet.keras --data-dir DIR --alpha 1.0 --image-size 160
     python recipes/facenet_distill.py --smoke                   # mock lfw, stand-in teacher
 
 Evaluation: face verification on TFDS lfw pairs built deterministically (half same
@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mobilenet_zoo import training  # noqa: E402
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
-from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller  # noqa: E402
-from mobilenet_zoo.distillation.models import mobilenet_head_model  # noqa: E402
-from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics  # noqa: E402
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
+from mobilenet_zoo.distillation.models import mobilenet_head_model
+from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
 
 TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accuracy, %
 
@@ -34,14 +31,13 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding lfw")
     p.add_argument("--teacher", default=None,
                    help="a saved Keras face-embedding model (pixels in [0, 255] -> embedding)")
-    p.add_argument("--alpha", type=float, default=1.0, help="student width multiplier")
-    p.add_argument("--resolution", type=int, default=160, help="student input side")
     p.add_argument("--embedding-dim", type=int, default=128, help="must match the teacher's")
     p.add_argument("--normalize", action="store_true", help="L2-normalise embeddings before the loss")
     p.add_argument("--pairs", type=int, default=6000, help="verification pairs (half same, half different)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    training.add_model_flags(p, image_size=160, weights=None)  # student (Table 14 rows)
     training.add_common_flags(p, "runs/facenet_distill")
     return p.parse_args(argv)
 
@@ -52,7 +48,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         import tensorflow_datasets as tfds
 
-        args.epochs, args.batch_size, args.resolution, args.pairs = 1, 4, 64, 20
+        args.epochs, args.batch_size, args.image_size, args.pairs = 1, 4, 64, 20
         with tfds.testing.mock_data(num_examples=24):
             ds = load_split("lfw", "train", check=False)
         line = "data: tfds.testing.mock_data lfw (--smoke)"
@@ -76,8 +72,8 @@ def main(argv=None) -> dict:
             teacher = keras.saving.load_model(args.teacher, compile=False)
         else:  # stand-in: ImageNet features + projection; NOT a face model
             teacher = mobilenet_head_model(args.embedding_dim, 1.0, size, l2_normalize=True,
-                                           weights="mobilenet_v1_1.0_224_imagenet", name="stand_in_teacher")
-        student = mobilenet_head_model(args.embedding_dim, args.alpha, args.resolution,
+                                           weights=presets.IMAGENET, name="stand_in_teacher")
+        student = mobilenet_head_model(args.embedding_dim, args.alpha, args.image_size,
                                        l2_normalize=args.normalize)
         distiller = make_distiller(teacher, student, EmbeddingDistillation(args.normalize),
                                    optimizer=keras.optimizers.Adam(args.lr))
@@ -100,7 +96,7 @@ def main(argv=None) -> dict:
     pairs, same = make_pairs(labels, args.pairs, seed=0)
     metrics = {name: verification_metrics(np.concatenate(e), pairs, same) for name, e in emb.items()}
     student.save(os.path.join(args.out, "student.keras"))
-    paper = None if args.smoke else TABLE_14.get((args.alpha, args.resolution))
+    paper = None if args.smoke else TABLE_14.get((args.alpha, args.image_size))
     results = {"data": line, "verification": metrics, "paper_1e-4_accuracy_percent": paper,
                "teacher": args.teacher or "stand-in (smoke)", "args": vars(args)}
     s = metrics["student"]

@@ -1,7 +1,7 @@
 """The paper's ImageNet experiments (Tables 4-9) on TFDS imagenet2012.
 
     python recipes/imagenet.py --table 6                 # list Table 6's rows and their commands
-    python recipes/imagenet.py --alpha 0.5 --resolution 160 --data-dir ~/tensorflow_datasets
+    python recipes/imagenet.py --alpha 0.5 --image-size 160 --data-dir ~/tensorflow_datasets
     python recipes/imagenet.py --table 6 --run-table --data-dir DIR   # run the whole sweep
     python recipes/imagenet.py --smoke                   # mock data, a few steps
 
@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
 
-import keras  # noqa: E402
-
-from mobilenet_zoo import training  # noqa: E402
-from mobilenet_zoo.classification import trainer  # noqa: E402
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
+from mobilenet_zoo import training
+from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
 
 DATASET = "imagenet2012"
 
@@ -40,7 +37,7 @@ def parse_args(argv=None):
 
 
 def row_command(row) -> str:
-    return (f"python recipes/imagenet.py --alpha {row['alpha']} --resolution {row['resolution']} "
+    return (f"python recipes/imagenet.py --alpha {row['alpha']} --image-size {row['image_size']} "
             f"--variant {row['variant']} --data-dir DIR --out runs/imagenet/{row['label'].replace(' ', '_')}")
 
 
@@ -63,7 +60,7 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
         )
     config = training.config_from_args(trainer.ClassificationConfig, args)
     if args.smoke:
-        config = dataclasses.replace(config, alpha=min(config.alpha, 0.25), resolution=64, batch_size=4,
+        config = dataclasses.replace(config, alpha=min(config.alpha, 0.25), image_size=64, batch_size=4,
                                      epochs=trainer.smoke_epochs(config, trainer.ClassificationConfig()),
                                      steps_per_epoch=config.steps_per_epoch or 2)
     strategy = training.get_strategy(args.strategy, args.tpu)
@@ -71,7 +68,7 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
     results = []
     for row in rows or [None]:
         cfg = config if row is None else dataclasses.replace(
-            config, alpha=row["alpha"], resolution=row["resolution"], variant=row["variant"])
+            config, alpha=row["alpha"], image_size=row["image_size"], variant=row["variant"])
         paper = _paper_for(cfg)
         out = args.out if row is None else os.path.join(args.out, row["label"].replace(" ", "_"))
         train, val, n_train, line = load_data(args, data_dir)
@@ -87,7 +84,7 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
 def _paper_for(cfg) -> dict:
     for table in ("4", "5", "6", "7", "9"):
         for row in trainer.paper_rows(table):
-            if (row["alpha"], row["resolution"], row["variant"]) == (cfg.alpha, cfg.resolution, cfg.variant):
+            if (row["alpha"], row["image_size"], row["variant"]) == (cfg.alpha, cfg.image_size, cfg.variant):
                 return {"table": table, "label": row["label"], "top1": row["paper_top1"]}
     return {}
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, training  # noqa: E402
-from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km  # noqa: E402
+from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets, training
+from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km
 
 TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
 
@@ -41,12 +38,10 @@ def parse_args(argv=None):
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--min-photos", type=int, default=50, help="drop cells with fewer photos (PlaNet t_min)")
     p.add_argument("--max-photos", type=int, default=10000, help="split cells with more (PlaNet t_max)")
-    p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--resolution", type=int, default=224)
-    p.add_argument("--init", default="imagenet", help="imagenet | scratch | weights file")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    training.add_model_flags(p, image_size=224)
     training.add_common_flags(p, "runs/planet")
     return p.parse_args(argv)
 
@@ -88,7 +83,7 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     if args.smoke:
         args.csv, args.min_photos, args.max_photos = smoke_csv(args.out), 2, 8
-        args.epochs, args.batch_size, args.resolution = 1, 8, 64
+        args.epochs, args.batch_size, args.image_size = 1, 8, 64
     if args.tfds:
         from mobilenet_zoo.data.tfds_utils import load_split
 
@@ -117,7 +112,7 @@ def main(argv=None) -> dict:
     print(f"{len(cells)} S2 cells (levels {min(cells.levels)}-{max(cells.levels)}) from {(~is_test).sum()} "
           f"training photos", flush=True)
     keras.utils.set_random_seed(args.seed)
-    size = args.resolution
+    size = args.image_size
     table = tf.data.Dataset.from_tensor_slices((labels, is_test))
     data = tf.data.Dataset.zip((images, table)).map(
         lambda im, t: (tf.image.resize(tf.cast(im, tf.float32), (size, size)), t[0], t[1]),
@@ -125,7 +120,7 @@ def main(argv=None) -> dict:
     train = data.filter(lambda x, y, t: tf.logical_and(tf.logical_not(t), y >= 0)).map(
         lambda x, y, t: (x, y)).shuffle(1000, seed=args.seed).batch(args.batch_size).prefetch(2)
     test = data.filter(lambda x, y, t: t).map(lambda x, y, t: x).batch(args.batch_size)
-    weights = {"imagenet": "mobilenet_v1_1.0_224_imagenet", "scratch": None}.get(args.init, args.init)
+    weights = presets.resolve_weights(args.weights)
     with training.get_strategy(args.strategy, args.tpu).scope():
         model = MobileNetClassifier(
             MobileNetBackbone(alpha=args.alpha, input_shape=(size, size, 3), weights=weights),

@@ -13,26 +13,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mobilenet_zoo import MobileNetBackbone, training  # noqa: E402
-from mobilenet_zoo.export import TFLiteRunner, to_tflite  # noqa: E402
-from mobilenet_zoo.segmentation import (  # noqa: E402
+from mobilenet_zoo import MobileNetBackbone, presets, training
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.segmentation import (
     DeepLabV3,
     MeanIoU,
     PixelAccuracy,
+    SegmentationPreprocessor,
     confusion_matrix,
     segmentation_loss,
     segmentation_scores,
 )
-from mobilenet_zoo.segmentation import data as sdata  # noqa: E402
-from mobilenet_zoo.segmentation.visualize import save_overlays  # noqa: E402
+from mobilenet_zoo.segmentation import data as sdata
+from mobilenet_zoo.segmentation.visualize import save_overlays
 
 
 def parse_args(argv=None):
@@ -42,18 +40,16 @@ def parse_args(argv=None):
     p.add_argument("--voc-root", default=None, help="VOC2012 folder (voc)")
     p.add_argument("--embedded-classes", type=int, choices=[2, 11], default=2,
                    help="embedded set: 2 = background/digit, 11 = background + each digit")
-    p.add_argument("--alpha", type=float, default=1.0, help="backbone width multiplier")
     p.add_argument("--output-stride", type=int, default=16, choices=[8, 16, 32])
-    p.add_argument("--init", default="imagenet", help="imagenet (preset, alpha 1.0), scratch or a weights file")
     p.add_argument("--decoder", action="store_true", help="DeepLabV3+ decoder with a low-level skip")
     p.add_argument("--separable-aspp", action="store_true", help="depthwise separable ASPP branches")
-    p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=None, help="default 4 (embedded), 30 otherwise")
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--tflite-argmax", action="store_true", help="export class ids (ArgMax) instead of logits")
     p.add_argument("--no-tflite", action="store_true")
+    training.add_model_flags(p, image_size=160)
     training.add_common_flags(p, "runs/segmentation")
     return p.parse_args(argv)
 
@@ -91,20 +87,21 @@ def main(argv=None) -> dict:
     n = len(train_src.class_names)
     size = 64 if args.smoke else args.image_size
     batch = 2 if args.smoke else args.batch_size
-    train_ds = sdata.segmentation_pipeline(train_src, n, size, batch, training=True, seed=args.seed)
-    val_ds = sdata.segmentation_pipeline(val_src, n, size, batch)
     steps = args.steps_per_epoch or (2 if args.smoke else None)
-    if steps:
-        train_ds = train_ds.repeat()
     epochs = args.epochs or (1 if args.smoke else 4 if args.dataset == "embedded" else 30)
-    weights = {"imagenet": "mobilenet_v1_1.0_224_imagenet", "scratch": None}.get(args.init, args.init)
+    weights = presets.resolve_weights(args.weights)
     strategy = training.get_strategy(args.strategy, args.tpu)
     with strategy.scope():
         backbone = MobileNetBackbone(alpha=args.alpha, output_stride=args.output_stride,
                                      input_shape=(None, None, 3), weights=weights)
-        model = DeepLabV3(backbone, n, decoder=args.decoder, separable_aspp=args.separable_aspp)
+        model = DeepLabV3(backbone, n, use_decoder=args.decoder, separable_aspp=args.separable_aspp,
+                          preprocessor=SegmentationPreprocessor(size, n))
         model.compile(keras.optimizers.Adam(args.lr), segmentation_loss(),
                       metrics=[MeanIoU(n), PixelAccuracy()])
+    train_ds = model.preprocessor.pipeline(train_src, batch, training=True, seed=args.seed)
+    val_ds = model.preprocessor.pipeline(val_src, batch)
+    if steps:
+        train_ds = train_ds.repeat()
     os.makedirs(args.out, exist_ok=True)
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
               verbose=args.verbose, callbacks=training.standard_callbacks(args.out, args.resume))
@@ -121,7 +118,7 @@ def main(argv=None) -> dict:
                "val": scores, "overlays_png": png, "args": vars(args)}
     if not args.no_tflite:
         path = os.path.join(args.out, "model.tflite")
-        to_tflite(model, path, input_shape=(size, size, 3), argmax=args.tflite_argmax)
+        to_tflite(model, path, image_size=size, argmax=args.tflite_argmax)
         lite = next(iter(TFLiteRunner(path)(np.asarray(images)[:1]).values()))
         keras_out = model.predict_on_batch(np.asarray(images)[:1])
         ref = np.argmax(keras_out, -1) if args.tflite_argmax else keras_out

@@ -14,32 +14,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mobilenet_zoo import (
-    MobileNetBackbone,  # noqa: E402
-    training,  # noqa: E402
-)
-from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared  # noqa: E402
-from mobilenet_zoo.detection import (  # noqa: E402
-    SSD,
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
+from mobilenet_zoo.detection import (
     FocalLoss,
     SSDLoss,
-    embedded,  # noqa: E402
+    embedded,
     evaluate_coco,
+    ssd_mobilenet_v1,
 )
-from mobilenet_zoo.detection import data as ddata  # noqa: E402
-from mobilenet_zoo.detection.coco_eval import format_table  # noqa: E402
-from mobilenet_zoo.detection.visualize import draw_detections  # noqa: E402
-from mobilenet_zoo.export import TFLiteRunner, to_tflite  # noqa: E402
+from mobilenet_zoo.detection import data as ddata
+from mobilenet_zoo.detection.coco_eval import format_table
+from mobilenet_zoo.detection.visualize import draw_detections
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.paper import TABLE_13
 
-PAPER_TABLE_13 = {"SSD 300 MobileNet": {"mAP": 19.3, "billion_mult_adds": 1.2, "million_params": 6.8}}
+PAPER_TABLE_13 = {"SSD 300 MobileNet": TABLE_13["SSD 300 MobileNet"]}
 
 
 def parse_args(argv=None):
@@ -53,10 +48,6 @@ def parse_args(argv=None):
     d.add_argument("--embedded-train", type=int, default=600, help="images in the embedded train split")
     d.add_argument("--embedded-val", type=int, default=100, help="images in the embedded val split")
     m = p.add_argument_group("model (TF OD API ssd_mobilenet_v1_coco defaults)")
-    m.add_argument("--alpha", type=float, default=1.0, help="backbone width multiplier")
-    m.add_argument("--image-size", type=int, default=300, help="input side (300: 1917 anchors)")
-    m.add_argument("--weights", default="imagenet",
-                   help="backbone init: imagenet (shipped preset, alpha 1.0), scratch, or a weights file")
     m.add_argument("--loss", choices=["hard_mining", "focal"], default="hard_mining")
     m.add_argument("--class-prior", type=float, default=0.01,
                    help="initial class probability (RetinaNet init; 0 = zero bias as TF OD API)")
@@ -75,6 +66,7 @@ def parse_args(argv=None):
     e.add_argument("--eval-batches", type=int, default=None, help="evaluate on this many batches only")
     e.add_argument("--no-tflite", action="store_true", help="skip the TFLite export")
     e.add_argument("--quantize", choices=["none", "dynamic", "float16"], default="none")
+    training.add_model_flags(p, image_size=300)  # 300: 1917 anchors (Table 13)
     training.add_common_flags(p, "runs/ssd_coco")
     return p.parse_args(argv)
 
@@ -112,12 +104,11 @@ def choose_data(args):
 
 
 def build_model(args, num_classes, strategy):
-    weights = {"imagenet": "mobilenet_v1_1.0_224_imagenet", "scratch": None}.get(args.weights, args.weights)
     with strategy.scope():
-        backbone = MobileNetBackbone(alpha=args.alpha, min_depth=16, weights=weights)
         loss = FocalLoss() if args.loss == "focal" else SSDLoss()
-        model = SSD(backbone, num_classes, image_size=args.image_size, loss=loss,
-                    weight_decay=args.weight_decay, class_prior=args.class_prior or None)
+        model = ssd_mobilenet_v1(num_classes, alpha=args.alpha, image_size=args.image_size,
+                                 weights=presets.resolve_weights(args.weights), detection_loss=loss,
+                                 weight_decay=args.weight_decay, class_prior=args.class_prior or None)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             args.lr, args.lr_decay_steps, args.lr_decay_factor, staircase=True)
         model.compile(keras.optimizers.RMSprop(
@@ -135,11 +126,11 @@ def main(argv=None) -> dict:
     epochs = args.epochs or (1 if args.smoke else 11 if is_embedded else 100)
     steps = args.steps_per_epoch or (2 if args.smoke else None)
     batch = 2 if args.smoke else args.batch_size
-    train_ds = ddata.detection_pipeline(train_src, args.image_size, batch, training=True, seed=args.seed)
+    model = build_model(args, len(train_src.class_names), strategy)
+    train_ds = model.preprocessor.pipeline(train_src, batch, training=True, seed=args.seed)
     if steps:
         train_ds = train_ds.repeat()
-    val_ds = ddata.detection_pipeline(val_src, args.image_size, 2 if args.smoke else 25)
-    model = build_model(args, len(train_src.class_names), strategy)
+    val_ds = model.preprocessor.pipeline(val_src, 2 if args.smoke else 25)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, verbose=args.verbose,

@@ -1,38 +1,34 @@
 """Fine-grained recognition on Stanford Dogs (paper Table 10), from the ImageNet preset.
 
     python recipes/stanford_dogs.py --table 10            # list the rows and their commands
-    python recipes/stanford_dogs.py --alpha 1.0 --resolution 224 --data-dir DIR
+    python recipes/stanford_dogs.py --alpha 1.0 --image-size 224 --data-dir DIR
     python recipes/stanford_dogs.py --smoke               # mock data, a few steps
 
 Stanford Dogs is cut out of ImageNet's training set, so the paper's setup
-fine-tunes an ImageNet model; `--init imagenet` (default) loads the shipped
-preset (alpha 1.0), `--init scratch` or a weights file otherwise.
+fine-tunes an ImageNet model; `--weights imagenet` (default) loads the shipped
+preset (alpha 1.0), `--weights scratch` or a weights file otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mobilenet_zoo import training  # noqa: E402
-from mobilenet_zoo.classification import trainer  # noqa: E402
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared  # noqa: E402
+from mobilenet_zoo import training
+from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
 
 DATASET = "stanford_dogs"
 NUM_CLASSES = 120
 # Table 10 (top-1, million mult-adds, million params without the 1000-way classifier).
 TABLE_10 = [
-    {"label": "1.0 MobileNet-224", "alpha": 1.0, "resolution": 224, "paper_top1": 83.3},
-    {"label": "0.75 MobileNet-224", "alpha": 0.75, "resolution": 224, "paper_top1": 81.9},
-    {"label": "1.0 MobileNet-192", "alpha": 1.0, "resolution": 192, "paper_top1": 81.9},
-    {"label": "0.75 MobileNet-192", "alpha": 0.75, "resolution": 192, "paper_top1": 80.5},
+    {"label": "1.0 MobileNet-224", "alpha": 1.0, "image_size": 224, "paper_top1": 83.3},
+    {"label": "0.75 MobileNet-224", "alpha": 0.75, "image_size": 224, "paper_top1": 81.9},
+    {"label": "1.0 MobileNet-192", "alpha": 1.0, "image_size": 192, "paper_top1": 81.9},
+    {"label": "0.75 MobileNet-192", "alpha": 0.75, "image_size": 192, "paper_top1": 80.5},
 ]
 # Fine-tuning defaults (our choice): shorter, gentler than ImageNet from scratch.
-FINE_TUNE = trainer.ClassificationConfig(init="imagenet", epochs=30, learning_rate=0.01,
+FINE_TUNE = trainer.ClassificationConfig(weights="imagenet", epochs=30, learning_rate=0.01,
                                          batch_size=64)
 
 
@@ -52,7 +48,7 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
         print("Table 10 rows (paper top-1) and the command for each:")
         for row in TABLE_10:
             print(f"  {row['label']:20s} {row['paper_top1']:5.1f}%   python recipes/stanford_dogs.py "
-                  f"--alpha {row['alpha']} --resolution {row['resolution']} --data-dir DIR")
+                  f"--alpha {row['alpha']} --image-size {row['image_size']} --data-dir DIR")
         return None
     if not args.smoke and not tfds_prepared(DATASET, data_dir):
         raise SystemExit(
@@ -61,12 +57,12 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
             "and pass --data-dir. Use --smoke to check the plumbing on mock data."
         )
     config = training.config_from_args(trainer.ClassificationConfig, args)
-    if config.init == "imagenet" and config.alpha != 1.0:
+    if config.weights == "imagenet" and config.alpha != 1.0:
         print(f"note: the shipped ImageNet preset is alpha 1.0; alpha {config.alpha} starts from scratch "
-              "(convert a TF-slim checkpoint of that alpha and pass --init PATH).")
-        config = dataclasses.replace(config, init="scratch")
+              "(convert a TF-slim checkpoint of that alpha and pass --weights PATH).")
+        config = dataclasses.replace(config, weights="scratch")
     if args.smoke:
-        config = dataclasses.replace(config, resolution=64, batch_size=4,
+        config = dataclasses.replace(config, image_size=64, batch_size=4,
                                      epochs=trainer.smoke_epochs(config, FINE_TUNE),
                                      steps_per_epoch=config.steps_per_epoch or 2)
         import tensorflow_datasets as tfds
@@ -84,7 +80,7 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
 
     keras.utils.set_random_seed(args.seed)
     paper = next(({"table": "10", **r} for r in TABLE_10
-                  if (r["alpha"], r["resolution"]) == (config.alpha, config.resolution)), {})
+                  if (r["alpha"], r["image_size"]) == (config.alpha, config.image_size)), {})
     r = trainer.run(config, train, test, NUM_CLASSES, args.out,
                     training.get_strategy(args.strategy, args.tpu), args.resume, paper, n_train,
                     extra_callbacks, args.verbose, line)

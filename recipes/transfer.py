@@ -3,6 +3,7 @@
     python recipes/transfer.py                                  # embedded faces vs non-faces
     python recipes/transfer.py --data path/to/folder            # one sub-folder per class
     python recipes/transfer.py --tfds oxford_flowers102 --data-dir ~/tensorflow_datasets
+    python recipes/transfer.py --smoke                          # a few steps, tiny images
 
 Writes ``<out>/model.keras`` and ``<out>/results.json``.
 """
@@ -10,19 +11,16 @@ Writes ``<out>/model.keras`` and ``<out>/results.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from mobilenet_zoo.classification import transfer  # noqa: E402
-from mobilenet_zoo.data import embedded  # noqa: E402
-from mobilenet_zoo.data.tfds_utils import load_split  # noqa: E402
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.classification import transfer
+from mobilenet_zoo.data import embedded
+from mobilenet_zoo.data.tfds_utils import load_split
 
 
 def parse_args(argv=None):
@@ -35,10 +33,6 @@ def parse_args(argv=None):
         help="embedded real data (default lfw_faces: scikit-image faces vs non-faces)",
     )
     p.add_argument("--data-dir", default=None, help="TFDS data dir (with --tfds)")
-    p.add_argument("--weights", default=transfer.IMAGENET_PRESET,
-                   help="backbone preset or weights file; 'scratch' for random init")
-    p.add_argument("--alpha", type=float, default=1.0, help="width multiplier (must match weights)")
-    p.add_argument("--input-size", type=int, default=128, help="square input side")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--head-epochs", type=int, default=5, help="epochs with the backbone frozen")
     p.add_argument("--fine-tune-epochs", type=int, default=3, help="epochs with top blocks unfrozen")
@@ -46,14 +40,14 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head stage")
     p.add_argument("--fine-tune-lr", type=float, default=1e-4, help="learning rate of stage 2")
     p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (folders, embedded)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/transfer", help="output directory")
+    training.add_model_flags(p, image_size=128)
+    training.add_common_flags(p, "runs/transfer")
     return p.parse_args(argv)
 
 
 def load_data(args):
     """Returns (train, val, class_names, description) as batched uint8-pixel datasets."""
-    size, bs = args.input_size, args.batch_size
+    size, bs = args.image_size, args.batch_size
     if args.data:
         if not os.path.isdir(args.data):
             raise SystemExit(f"error: --data {args.data!r} is not a directory")
@@ -91,16 +85,24 @@ def load_data(args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.smoke:  # a few steps on small images: checks the plumbing, not accuracy
+        args.image_size, args.head_epochs, args.fine_tune_epochs = 64, 1, 1
     keras.utils.set_random_seed(args.seed)
     train, val, names, description = load_data(args)
+    if args.smoke:
+        train, val = train.take(2), val.take(1)
     print(f"data: {description}, {len(names)} classes", flush=True)
-    weights = None if args.weights == "scratch" else args.weights
-    model = transfer.build_transfer_classifier(len(names), args.input_size, weights, args.alpha)
-    result = transfer.fine_tune(
-        model, train, val, args.head_epochs, args.fine_tune_epochs, args.unfreeze_blocks,
-        args.lr, args.fine_tune_lr, verbose=2,
-    )
+    strategy = training.get_strategy(args.strategy, args.tpu)
     os.makedirs(args.out, exist_ok=True)
+    with strategy.scope():
+        model = transfer.build_transfer_classifier(
+            len(names), args.image_size, presets.resolve_weights(args.weights), args.alpha)
+        result = transfer.fine_tune(
+            model, train, val, args.head_epochs, args.fine_tune_epochs, args.unfreeze_blocks,
+            args.lr, args.fine_tune_lr, verbose=args.verbose,
+            callbacks=lambda stage: training.standard_callbacks(
+                os.path.join(args.out, stage), args.resume),
+        )
     model.save(os.path.join(args.out, "model.keras"))
     results = {
         "data": description,
@@ -111,8 +113,7 @@ def main(argv=None) -> dict:
         "trainable_layers_stage2": result.trainable_layers,
         "args": vars(args),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+    training.write_results(args.out, results)
     print(
         f"val accuracy: {result.head_val_accuracy:.3f} after the head stage, "
         f"{result.final_val_accuracy:.3f} after fine-tuning; saved {args.out}/model.keras"

@@ -78,7 +78,7 @@ def test_facenet_distill_requires_a_teacher_outside_smoke(tmp_path):
 
 
 def test_planet_smoke_reports_table_11_columns(tmp_path):
-    r = planet.main(["--smoke", "--out", str(tmp_path), "--verbose", "0", "--init", "scratch",
+    r = planet.main(["--smoke", "--out", str(tmp_path), "--verbose", "0", "--weights", "scratch",
                      "--alpha", "0.25"])
     assert set(r["within"]) == {"1km", "25km", "200km", "750km", "2500km"}
     assert r["num_cells"] >= 4 and (tmp_path / "results.json").exists()

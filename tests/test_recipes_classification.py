@@ -19,7 +19,7 @@ import stanford_dogs  # noqa: E402
 
 def test_imagenet_smoke_trains_evaluates_saves_and_reports(tmp_path):
     [r] = imagenet.main(["--smoke", "--out", str(tmp_path), "--verbose", "0", "--alpha", "0.25",
-                         "--resolution", "128"])
+                         "--image-size", "128"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["measured"]) == {"top1", "top5", "loss"}
     assert (tmp_path / "model.keras").exists() and (tmp_path / "log.csv").exists()
@@ -28,13 +28,13 @@ def test_imagenet_smoke_trains_evaluates_saves_and_reports(tmp_path):
 
 
 def test_paper_row_is_reported_beside_the_measurement():
-    assert imagenet._paper_for(trainer.ClassificationConfig(alpha=0.5, resolution=160)) == {
+    assert imagenet._paper_for(trainer.ClassificationConfig(alpha=0.5, image_size=160)) == {
         "table": "9", "label": "0.50 MobileNet-160", "top1": 60.2}
 
 
 def test_stanford_dogs_smoke_from_the_imagenet_preset(tmp_path):
     r = stanford_dogs.main(["--smoke", "--out", str(tmp_path), "--verbose", "0"])
-    assert r["config"]["init"] == "imagenet" and r["config"]["resolution"] == 64
+    assert r["config"]["weights"] == "imagenet" and r["config"]["image_size"] == 64
     assert r["paper"] == {}  # smoke size: no Table 10 row
     assert (tmp_path / "results.json").exists()
 
@@ -42,7 +42,7 @@ def test_stanford_dogs_smoke_from_the_imagenet_preset(tmp_path):
 def test_table_listing_runs_nothing(capsys, tmp_path):
     assert imagenet.main(["--table", "6", "--out", str(tmp_path)]) == []
     out = capsys.readouterr().out
-    assert "0.25 MobileNet-224" in out and "--alpha 0.25 --resolution 224" in out
+    assert "0.25 MobileNet-224" in out and "--alpha 0.25 --image-size 224" in out
     assert not (tmp_path / "results.json").exists()
     stanford_dogs.main(["--table", "10"])
     assert "0.75 MobileNet-192" in capsys.readouterr().out
@@ -144,7 +144,7 @@ def test_recipe_machinery_learns_digits_with_alpha_025():
 
     d = digits()
     # bn_momentum 0.9: TF-slim's 0.9997 suits ImageNet's 1M steps, not 240 steps.
-    cfg = trainer.ClassificationConfig(alpha=0.25, resolution=64, batch_size=32, epochs=6,
+    cfg = trainer.ClassificationConfig(alpha=0.25, image_size=64, batch_size=32, epochs=6,
                                        learning_rate=0.01, epochs_per_decay=100, augment=False,
                                        bn_momentum=0.9)
     up = lambda x: np.repeat(np.repeat(x, 8, 1), 8, 2)  # noqa: E731

@@ -155,7 +155,7 @@ def _recipe():
 
 
 def test_recipe_smoke_on_mock_pets(tmp_path):
-    r = _recipe().main(["--smoke", "--alpha", "0.25", "--init", "scratch", "--out", str(tmp_path),
+    r = _recipe().main(["--smoke", "--alpha", "0.25", "--weights", "scratch", "--out", str(tmp_path),
                         "--verbose", "0", "--tflite-argmax"])
     assert r["data"].startswith("data: tfds.testing.mock_data")
     for f in ("model.keras", "model.tflite", "overlays.png", "results.json"):
@@ -165,7 +165,7 @@ def test_recipe_smoke_on_mock_pets(tmp_path):
 
 def test_recipe_runs_on_the_embedded_default(tmp_path, monkeypatch):
     monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
-    r = _recipe().main(["--alpha", "0.25", "--init", "scratch", "--image-size", "64", "--epochs", "1",
+    r = _recipe().main(["--alpha", "0.25", "--weights", "scratch", "--image-size", "64", "--epochs", "1",
                         "--steps-per-epoch", "2", "--batch-size", "2", "--out", str(tmp_path / "run"),
                         "--verbose", "0", "--no-tflite"])
     assert "embedded" in r["data"] and 0 <= r["val"]["mean_iou"] <= 1

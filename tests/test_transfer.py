@@ -68,7 +68,7 @@ def test_pretrained_backbone_beats_random_init_on_real_faces():
 def test_recipe_runs_end_to_end_on_embedded_data(tmp_path):
     out = tmp_path / "run"
     results = transfer_recipe.main(
-        ["--head-epochs", "1", "--fine-tune-epochs", "1", "--input-size", "64", "--out", str(out)]
+        ["--head-epochs", "1", "--fine-tune-epochs", "1", "--image-size", "64", "--out", str(out)]
     )
     assert results["data"].startswith("embedded skimage lfw_subset")
     saved = json.loads((out / "results.json").read_text())
@@ -86,7 +86,7 @@ def test_recipe_fine_tunes_an_image_folder(tmp_path):
             Image.fromarray(photo[y : y + 200, x : x + 200]).save(tmp_path / "imgs" / cls / f"{i}.png")
     results = transfer_recipe.main(
         ["--data", str(tmp_path / "imgs"), "--head-epochs", "1", "--fine-tune-epochs", "0",
-         "--input-size", "64", "--out", str(tmp_path / "run")]
+         "--image-size", "64", "--out", str(tmp_path / "run")]
     )
     assert results["classes"] == ["cat", "coffee"]
     assert results["data"].startswith("image folder")

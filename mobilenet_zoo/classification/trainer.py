@@ -18,13 +18,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mobilenet_zoo import training
+from mobilenet_zoo import presets, training
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.classification.preprocessor import pipeline, preprocess  # noqa: F401
 from mobilenet_zoo.paper import PAPER_TABLES
 
-IMAGENET_PRESET = "mobilenet_v1_1.0_224_imagenet"
+IMAGENET_PRESET = presets.IMAGENET
 
 
 def _f(default, help_text, **meta):
@@ -36,10 +36,10 @@ class ClassificationConfig:
     """Hyperparameters; each default cites its source."""
 
     alpha: float = _f(1.0, "width multiplier (paper s.3.3)")
-    resolution: int = _f(224, "input side; rho = resolution / 224 (paper s.3.4)")
+    image_size: int = _f(224, "input side; rho = image_size / 224 (paper s.3.4)")
     variant: str = _f("separable", "separable | full (Table 4) | shallow (Table 5)",
                       choices=("separable", "full", "shallow"))
-    init: str = _f("scratch", "scratch | imagenet (shipped preset) | path to weights")
+    weights: str = _f("scratch", "scratch | imagenet (shipped preset) | a preset name | path to weights")
     batch_size: int = _f(96, "global batch size (our choice; the paper does not give it)")
     epochs: int = _f(100, "training epochs (our choice)")
     steps_per_epoch: int = _f(0, "0 = one pass over the training split")
@@ -57,9 +57,9 @@ class ClassificationConfig:
 
 
 def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier:
-    init = {"scratch": None, "imagenet": IMAGENET_PRESET}.get(config.init, config.init)
+    init = presets.resolve_weights(config.weights)
     backbone = MobileNetBackbone(
-        alpha=config.alpha, input_shape=(config.resolution, config.resolution, 3),
+        alpha=config.alpha, input_shape=(config.image_size, config.image_size, 3),
         variant=config.variant, bn_momentum=config.bn_momentum,
         weight_decay=config.weight_decay, weights=init,
     )
@@ -100,9 +100,9 @@ def run(
     data_description: str = "",
 ) -> dict[str, Any]:
     """Trains and evaluates; returns (and writes) the results."""
-    train = one_hot(pipeline(train_raw, config.resolution, config.batch_size, True, config.augment),
+    train = one_hot(pipeline(train_raw, config.image_size, config.batch_size, True, config.augment),
                     num_classes)
-    evaluation = one_hot(pipeline(eval_raw, config.resolution, config.batch_size, False), num_classes)
+    evaluation = one_hot(pipeline(eval_raw, config.image_size, config.batch_size, False), num_classes)
     steps = config.steps_per_epoch or max(1, (num_train_examples or config.batch_size) // config.batch_size)
     train = train.repeat()
     with strategy.scope():
@@ -143,5 +143,5 @@ def paper_rows(table: str) -> list[dict[str, Any]]:
         rows = PAPER_TABLES[table]["rows"]
     else:
         raise ValueError(f"`--table` must be one of 4, 5, 6, 7, 8, 9; got {table!r}.")
-    return [{"label": r["label"], "alpha": r["alpha"], "resolution": r["size"],
+    return [{"label": r["label"], "alpha": r["alpha"], "image_size": r["size"],
              "variant": r["variant"], "paper_top1": r["top1"]} for r in rows]

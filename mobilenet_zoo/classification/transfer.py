@@ -9,6 +9,7 @@ wreck them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import BLOCK_SPECS, MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 
-IMAGENET_PRESET = "mobilenet_v1_1.0_224_imagenet"
+IMAGENET_PRESET = presets.IMAGENET
 
 
 def build_transfer_classifier(
     num_classes: int,
-    input_size: int = 128,
+    image_size: int = 128,
     weights: str | None = IMAGENET_PRESET,
     alpha: float = 1.0,
     dropout: float = 0.2,
@@ -34,7 +36,7 @@ def build_transfer_classifier(
 
     Args:
         num_classes: classes of the new task.
-        input_size: square input side (ImageNet weights load at any size).
+        image_size: square input side (ImageNet weights load at any size).
         weights: preset name / weights file for the backbone, or None (scratch).
         alpha: width multiplier (must match ``weights``).
         dropout: dropout before the new logits.
@@ -42,7 +44,7 @@ def build_transfer_classifier(
             train BatchNorm from scratch, so its moving statistics catch up).
     """
     backbone = MobileNetBackbone(
-        alpha=alpha, input_shape=(input_size, input_size, 3), weights=weights,
+        alpha=alpha, input_shape=(image_size, image_size, 3), weights=weights,
         bn_momentum=bn_momentum,
     )
     return MobileNetClassifier(
@@ -110,16 +112,27 @@ def fine_tune(
     unfreeze_blocks: int = 2,
     learning_rate: float = 1e-3,
     fine_tune_learning_rate: float = 1e-4,
-    callbacks: list | None = None,
+    callbacks: list | Callable[[str], list] | None = None,
     verbose: int | str = "auto",
 ) -> TransferResult:
-    """Two-stage transfer learning; returns validation accuracy after each stage."""
+    """Two-stage transfer learning; returns validation accuracy after each stage.
+
+    ``callbacks``: a list used by both stages, or a function of the stage name
+    (``"head"``, ``"fine_tune"``) returning that stage's callbacks (for example
+    one ``BackupAndRestore`` folder per stage, so ``--resume`` continues the
+    stage that was interrupted).
+    """
+
+    def stage_callbacks(stage: str):
+        return callbacks(stage) if callable(callbacks) else callbacks
+
     loss = keras.losses.SparseCategoricalCrossentropy()
     set_trainable_blocks(model.backbone, 0)
     model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
     history: dict[str, Any] = {}
     if head_epochs:
-        h = model.fit(train, validation_data=val, epochs=head_epochs, callbacks=callbacks, verbose=verbose)
+        h = model.fit(train, validation_data=val, epochs=head_epochs,
+                      callbacks=stage_callbacks("head"), verbose=verbose)
         history["head"] = h.history
     head_acc = float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
     names = set_trainable_blocks(model.backbone, unfreeze_blocks)
@@ -127,7 +140,8 @@ def fine_tune(
     if fine_tune_epochs and unfreeze_blocks:
         model.compile(keras.optimizers.Adam(fine_tune_learning_rate), loss, metrics=["accuracy"])
         h = model.fit(
-            train, validation_data=val, epochs=fine_tune_epochs, callbacks=callbacks, verbose=verbose
+            train, validation_data=val, epochs=fine_tune_epochs,
+            callbacks=stage_callbacks("fine_tune"), verbose=verbose,
         )
         history["fine_tune"] = h.history
         final_acc = float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])

@@ -125,7 +125,8 @@ class SSD(Task):
             )
         alpha = backbone.alpha
         channels = backbone.inputs[0].shape[-1]
-        backbone = backbone.with_input_shape((*size, channels))
+        if tuple(backbone.inputs[0].shape[1:3]) != (None, None):  # a dynamic one takes any size
+            backbone = backbone.with_input_shape((*size, channels))
 
         init = keras.initializers.TruncatedNormal(stddev=KERNEL_INIT_STDDEV)
         inputs = keras.Input((*size, channels), name="images")

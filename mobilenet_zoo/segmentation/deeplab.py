@@ -84,7 +84,7 @@ class DeepLabV3(Task):
 
     ```python
     backbone = MobileNetBackbone(output_stride=16, input_shape=(None, None, 3),
-                                 weights="mobilenet_v1_1.0_224_imagenet")
+                                 weights=presets.IMAGENET)
     model = DeepLabV3(backbone, num_classes=3, use_decoder=True)
     model.compile("adam", segmentation_loss(), metrics=[MeanIoU(3)])
     ```
