@@ -10,8 +10,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["mobilenet_zoo", "mobilenet_zoo.*"]),
-    package_data={"mobilenet_zoo": ["data/*.txt", "data/*.json"]},
+    # The repository's weights/ folder travels inside the package as
+    # mobilenet_zoo/weights, so a wheel or a non-editable install has its presets.
+    packages=find_packages(include=["mobilenet_zoo", "mobilenet_zoo.*"]) + ["mobilenet_zoo.weights"],
+    package_dir={"mobilenet_zoo.weights": "weights"},
+    package_data={
+        "mobilenet_zoo": ["data/*.txt", "data/*.json"],
+        "mobilenet_zoo.weights": ["*.weights.h5", "manifest.json"],
+    },
     install_requires=[
         "keras>=3.5,<4",
         "tensorflow>=2.16",
@@ -30,6 +36,8 @@ setup(
         "s2cell",  # S2 cell ids for PlaNet geolocation (pure Python)
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist", "ruff"],
+        # jax: the tests check that the backbone, classifier and presets give the same
+        # outputs on the JAX backend (Keras 3 multi-backend).
+        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax>=0.4"],
     },
 )

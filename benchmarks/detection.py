@@ -4,10 +4,11 @@ Same process, same backbone (alpha 1.0), same input size (320), same batch:
 training images/s (one optimizer step on a fixed batch) and inference latency
 (batch 1, graph mode, raw head outputs). Ratios are ours / theirs for
 throughput (higher is better) and theirs / ours for latency (higher is better).
-Then the float TFLite latency of SSD 300 at alpha 1.0 and 0.5 (2 threads,
-decoding and NMS included).
+Then SSD 300 with BatchNorm folded against the same SSD unfolded (raw
+outputs, graph mode, batch 1 and 8; target >= 1.3x), and the float TFLite
+latency of SSD 300 at alpha 1.0 and 0.5 (2 threads, decoding and NMS included).
 
-Run: ``python benchmarks/detection.py [--repeats N]``
+Run: ``python benchmarks/detection.py [--repeats N] [--part all|vs_retinanet|folded|tflite]``
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import json
 
 import keras
 import numpy as np
+from backbone import randomize_batch_norm
 
 from common import compiled_forward, median_seconds
-from mobilenet_zoo import MobileNetBackbone
+from mobilenet_zoo import MobileNetBackbone, fold_batch_norm
 from mobilenet_zoo.detection import SSD
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
@@ -58,6 +60,36 @@ def _train_step_seconds(model, x, y, repeats):
     return (time.perf_counter() - start) / repeats
 
 
+def folded_rows(repeats: int) -> dict:
+    """SSD 300 (alpha 1.0) folded vs as built: images/s of the raw forward pass."""
+    model = SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=CLASSES, image_size=300)
+    randomize_batch_norm(model)
+    folded = fold_batch_norm(model)
+    f_model, f_folded = compiled_forward(model), compiled_forward(folded)
+    out = {}
+    for batch in (1, 8):
+        x = np.random.default_rng(0).uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
+        t_model = median_seconds(lambda: [v.numpy() for v in f_model(x).values()], repeats=repeats)
+        t_folded = median_seconds(lambda: [v.numpy() for v in f_folded(x).values()], repeats=repeats)
+        diff = float(np.abs(f_model(x)["classes"].numpy() - f_folded(x)["classes"].numpy()).max())
+        out[f"batch_{batch}"] = {"unfolded_img_s": round(batch / t_model, 1),
+                                 "folded_img_s": round(batch / t_folded, 1),
+                                 "ratio": round(t_model / t_folded, 3), "max_abs_diff": diff}
+    print(json.dumps({"ssd300_folded": out}), flush=True)
+    return out
+
+
+def tflite_rows(repeats: int) -> dict:
+    lite = {}
+    x300 = np.random.default_rng(0).uniform(0, 255, (1, 300, 300, 3)).astype("float32")
+    for alpha in (1.0, 0.5):
+        model = SSD(MobileNetBackbone(alpha=alpha, min_depth=16), num_classes=CLASSES, image_size=300)
+        runner = TFLiteRunner(to_tflite(model), num_threads=2)
+        lite[f"alpha_{alpha}"] = round(1e3 * median_seconds(lambda r=runner: r(x300), repeats=repeats * 3), 1)
+    print(json.dumps({"tflite_ms_ssd300": lite}), flush=True)
+    return lite
+
+
 def run(repeats: int) -> dict:
     import keras_cv
 
@@ -87,28 +119,32 @@ def run(repeats: int) -> dict:
                      "retinanet": round(theirs.count_params() / 1e6, 2)},
     }
     print(json.dumps(rows), flush=True)
-    lite = {}
-    x300 = x[:1, :300, :300]
-    for alpha in (1.0, 0.5):
-        model = SSD(MobileNetBackbone(alpha=alpha, min_depth=16), num_classes=CLASSES, image_size=300)
-        runner = TFLiteRunner(to_tflite(model), num_threads=2)
-        lite[f"alpha_{alpha}"] = round(1e3 * median_seconds(lambda r=runner: r(x300), repeats=repeats * 3), 1)
-    rows["tflite_ms_ssd300"] = lite
-    print(json.dumps({"tflite_ms_ssd300": lite}), flush=True)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
-    r = run(parser.parse_args().repeats)
+    parser.add_argument("--part", choices=["all", "vs_retinanet", "folded", "tflite"], default="all")
+    args = parser.parse_args()
+    if args.part in ("all", "folded"):
+        f = folded_rows(args.repeats)
+        print("\n| SSD 300 alpha 1.0 | unfolded img/s | folded img/s | ratio |")
+        print("|---|---|---|---|")
+        for k, v in f.items():
+            print(f"| {k} | {v['unfolded_img_s']} | {v['folded_img_s']} | {v['ratio']} |")
+    if args.part in ("all", "tflite"):
+        lite = tflite_rows(args.repeats)
+        print(f"\nTFLite float SSD 300, 2 threads, with NMS: alpha 1.0 {lite['alpha_1.0']} ms, "
+              f"alpha 0.5 {lite['alpha_0.5']} ms")
+    if args.part not in ("all", "vs_retinanet"):
+        return
+    r = run(args.repeats)
     print("\n| measure | SSD-MobileNet (ours) | keras-cv RetinaNet (same backbone) | ratio |")
     print("|---|---|---|---|")
     print(f"| training img/s (batch {BATCH}) | {r['train_img_s']['ssd']} | {r['train_img_s']['retinanet']} | {r['train_img_s']['ratio']} |")
     print(f"| inference latency ms (batch 1) | {r['latency_ms_batch1']['ssd']} | {r['latency_ms_batch1']['retinanet']} | {r['latency_ms_batch1']['ratio']} |")
     print(f"| params (M) | {r['params_m']['ssd']} | {r['params_m']['retinanet']} | |")
-    print(f"\nTFLite float SSD 300, 2 threads, with NMS: alpha 1.0 {r['tflite_ms_ssd300']['alpha_1.0']} ms, "
-          f"alpha 0.5 {r['tflite_ms_ssd300']['alpha_0.5']} ms")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from mobilenet_zoo.backbone import MobileNetBackbone  # noqa: E402
 from mobilenet_zoo.classification import ImageClassifierPreprocessor, MobileNetClassifier  # noqa: E402
 from mobilenet_zoo.detection import SSD, DetectionPreprocessor, ssd_mobilenet_v1  # noqa: E402
 from mobilenet_zoo.distillation import losses as _distillation_losses  # noqa: E402,F401
+from mobilenet_zoo.fold import fold_batch_norm  # noqa: E402
 from mobilenet_zoo.preprocessing import preprocess_input  # noqa: E402
 from mobilenet_zoo.presets import list_presets  # noqa: E402
 from mobilenet_zoo.segmentation import DeepLabV3, SegmentationPreprocessor  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "DeepLabV3",
     "SegmentationPreprocessor",
     "preprocess_input",
+    "fold_batch_norm",
     "list_presets",
     "__version__",
 ]

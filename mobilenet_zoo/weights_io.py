@@ -78,6 +78,24 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(raw) if raw is not None else {}
 
 
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """``write(tmp_path)`` then fsync and rename onto ``path``: a reader (or a
+    crash) sees the old file or the complete new one, never a partial file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    tmp = os.path.join(directory, f".{base}.tmp-{os.getpid()}{os.path.splitext(base)[1]}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_by_name(
     model_or_weights: keras.Model | dict[str, list[np.ndarray]],
     path: str | os.PathLike,
@@ -93,6 +111,10 @@ def save_by_name(
         var_names = {
             layer.name: [f"{layer.name}/{w.name}" for w in layer.weights] for layer in layers
         }
+    atomic_write(path, lambda tmp: _write_by_name(tmp, items, var_names, metadata))
+
+
+def _write_by_name(path, items, var_names, metadata) -> None:
     with h5py.File(os.fspath(path), "w") as f:
         f.attrs["layer_names"] = [n.encode("utf8") for n, _ in items]
         f.attrs["backend"] = b"tensorflow"
@@ -168,6 +190,29 @@ def assign_by_name(
         report.loaded.append(layer.name)
     model_names = {layer.name for layer in iter_weighted_layers(model)}
     report.unused = [n for n in weights if n not in model_names]
+    return report
+
+
+def assign_matching(
+    model: keras.Model, weights: dict[str, list[np.ndarray]], source: str = "weights"
+) -> LoadReport:
+    """Sets every layer whose name and shapes match; the others keep their values
+    (listed in ``report.missing``). For initialising a new head from a model
+    trained on other classes."""
+    report = LoadReport()
+    for layer in iter_weighted_layers(model):
+        found = weights.get(layer.name)
+        if found is None or len(found) != len(layer.weights) or any(
+            tuple(v.shape) != tuple(np.shape(a)) for v, a in zip(layer.weights, found)
+        ):
+            report.missing.append(layer.name)
+            continue
+        layer.set_weights(found)
+        report.loaded.append(layer.name)
+    if not report.loaded:
+        raise ValueError(f"{source} shares no layer of matching shape with `{model.name}`.")
+    names = {layer.name for layer in iter_weighted_layers(model)}
+    report.unused = [n for n in weights if n not in names]
     return report
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
+from PIL import Image
 
 from mobilenet_zoo.detection import data as ddata
 from mobilenet_zoo.utils import ConfigMixin
@@ -82,6 +84,39 @@ class DetectionPreprocessor(ConfigMixin):
     def from_model_boxes(self, boxes):
         """The model's normalised yxyx -> ``bounding_box_format``."""
         return self._convert(boxes, MODEL_BOX_FORMAT, self.bounding_box_format)
+
+    def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+        """Fits an ``(h, w, 3)`` uint8 image into ``image_size`` keeping its aspect ratio.
+
+        Returns the float32 canvas (pixels 0-255, the rest black), the scale and
+        the (top, left) offset, for ``boxes_to_original``.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"letterbox takes an (H, W, 3) RGB image, got shape {image.shape}.")
+        h, w = image.shape[:2]
+        target_h, target_w = self.image_size
+        scale = min(target_h / h, target_w / w)
+        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+        resized = np.asarray(Image.fromarray(image.astype(np.uint8)).resize((new_w, new_h),
+                                                                            Image.BILINEAR))
+        top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
+        canvas = np.zeros((target_h, target_w, 3), np.float32)
+        canvas[top:top + new_h, left:left + new_w] = resized
+        return canvas, scale, (top, left)
+
+    def boxes_to_original(self, boxes, scale: float, offset: tuple[int, int],
+                          original_size: tuple[int, int]) -> np.ndarray:
+        """Boxes in ``bounding_box_format`` on a letterboxed input -> ``xyxy``
+        pixels of the original ``(height, width)`` image, clipped to it."""
+        h, w = self.image_size
+        xyxy = keras.ops.convert_to_numpy(keras.utils.bounding_boxes.convert_format(
+            np.asarray(boxes, np.float32), source=self.bounding_box_format, target="xyxy",
+            height=h, width=w))
+        top, left = offset
+        out = (xyxy - np.array([left, top, left, top], np.float32)) / scale
+        oh, ow = original_size
+        return np.clip(out, 0, [ow, oh, ow, oh])
 
     def pipeline(self, source: Any, batch_size: int, training: bool = False, seed: int | None = None,
                  **kwargs: Any):

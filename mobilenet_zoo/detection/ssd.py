@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo import presets
-from mobilenet_zoo.backbone import MobileNetBackbone, check_backbone
+from mobilenet_zoo.backbone import MobileNetBackbone, batch_norm, check_backbone
 from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.losses import SSDLoss, build_targets
@@ -68,6 +68,8 @@ class SSD(Task):
             init, helps short runs); ``None`` = zeros as the TF OD API.
         preprocessor: a ``DetectionPreprocessor``; default one built from
             ``image_size`` and ``bounding_box_format`` (a given one must agree).
+        class_names: optional names of the ``num_classes`` classes (saved with
+            the model; the detect CLI prints them).
 
     Training data: images plus ``{"boxes": (B, M, 4), "classes": (B, M)}`` padded
     with -1. ``predict`` returns ``{"boxes", "classes", "scores",
@@ -100,9 +102,14 @@ class SSD(Task):
         weight_decay: float = WEIGHT_DECAY,
         class_prior: float | None = None,
         preprocessor: DetectionPreprocessor | dict | None = None,
+        class_names: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         check_num_classes(num_classes)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"`class_names` has {len(class_names)} names for num_classes={num_classes}."
+            )
         size = as_image_size(image_size)
         if preprocessor is None:
             preprocessor = DetectionPreprocessor(size, bounding_box_format)
@@ -138,6 +145,8 @@ class SSD(Task):
         )
         maps = list(extractor(x))
 
+        folded = backbone.folded_batch_norm
+
         def depth(d):
             return max(int(d * alpha), min_depth)
 
@@ -148,10 +157,10 @@ class SSD(Task):
                 (f"Conv2d_13_pointwise_2_Conv2d_{index}_3x3_s2_{depth(d)}", depth(d), 3, 2),
             ):
                 h = layers.Conv2D(
-                    filters, kernel, strides=stride, padding="same", use_bias=False,
+                    filters, kernel, strides=stride, padding="same", use_bias=folded,
                     kernel_initializer=init, name=name,
                 )(h)
-                h = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(h)
+                h = batch_norm(h, f"{name}_bn", folded)
                 h = layers.ReLU(6.0, name=f"{name}_relu")(h)
             maps.append(h)
 
@@ -188,6 +197,7 @@ class SSD(Task):
         self.decoder = build_piece(decoder, DetectionDecoder)
         self.weight_decay = weight_decay
         self.class_prior = class_prior
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
         grids = [tuple(m.shape[1:3]) for m in maps]
         assert grids == feature_map_sizes(size, n_maps), (grids, feature_map_sizes(size, n_maps))
         self.anchors = anchor_generator(size, grids)
@@ -282,6 +292,7 @@ class SSD(Task):
             "decoder": serialize(self.decoder),
             "weight_decay": self.weight_decay,
             "class_prior": self.class_prior,
+            "class_names": self.class_names,
         })
         return config
 
@@ -302,9 +313,13 @@ def ssd_mobilenet_v1(
 
     Args:
         num_classes: object classes without background (COCO: 80 or 90).
-        alpha: backbone width multiplier (the shipped ImageNet preset is 1.0).
+        alpha: backbone width multiplier (the shipped presets are 1.0).
         image_size: input side or (h, w) (300 in the paper).
-        weights: backbone initialisation: a preset name, a file or ``None``.
+        weights: initialisation: ``None``, a weights file for the backbone, or a
+            preset. A classification preset initialises the backbone; a
+            detection preset (``ssd_mobilenet_v1_face_512``) the whole detector:
+            feature extractor, extra layers and box predictor, and the class
+            head when ``num_classes`` matches (its anchor order too).
         **kwargs: other ``SSD`` arguments (``bounding_box_format``, pieces...).
 
     Example:
@@ -313,5 +328,10 @@ def ssd_mobilenet_v1(
     model = ssd_mobilenet_v1(num_classes=80)   # ImageNet-initialised backbone
     ```
     """
+    if weights is not None and weights in presets.list_presets():
+        meta = presets.get_preset(weights)
+        if meta["alpha"] != alpha:
+            raise ValueError(f"Preset {weights!r} has alpha {meta['alpha']}; got alpha={alpha}.")
+        return SSD.from_preset(weights, num_classes=num_classes, image_size=image_size, **kwargs)
     backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH, weights=weights)
     return SSD(backbone, num_classes, image_size=image_size, **kwargs)

@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from mobilenet_zoo.backbone import check_backbone
+from mobilenet_zoo.backbone import batch_norm, check_backbone
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.segmentation.data import IGNORE_LABEL
 from mobilenet_zoo.segmentation.preprocessor import SegmentationPreprocessor
@@ -46,15 +46,15 @@ class ResizeLike(layers.Layer):
         return (x[0], ref[1], ref[2], x[3])
 
 
-def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False):
+def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False, folded=False):
     if separable and kernel > 1:
-        x = layers.DepthwiseConv2D(kernel, padding="same", dilation_rate=rate, use_bias=False,
+        x = layers.DepthwiseConv2D(kernel, padding="same", dilation_rate=rate, use_bias=folded,
                                    name=f"{name}_depthwise")(x)
-        x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_depthwise_bn")(x)
+        x = batch_norm(x, f"{name}_depthwise_bn", folded)
         x = layers.ReLU(name=f"{name}_depthwise_relu")(x)
         kernel, rate = 1, 1
-    x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=rate, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn")(x)
+    x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=rate, use_bias=folded, name=name)(x)
+    x = batch_norm(x, f"{name}_bn", folded)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -129,22 +129,23 @@ class DeepLabV3(Task):
         if isinstance(high, (list, tuple)):
             high = high[0]
 
-        branches = [_conv_bn_relu(high, aspp_filters, "aspp_1x1")]
+        folded = backbone.folded_batch_norm
+        branches = [_conv_bn_relu(high, aspp_filters, "aspp_1x1", folded=folded)]
         for i, rate in enumerate(rates, start=1):
             branches.append(_conv_bn_relu(high, aspp_filters, f"aspp_atrous_{i}", 3, int(rate),
-                                          separable_aspp))
+                                          separable_aspp, folded=folded))
         pooled = layers.GlobalAveragePooling2D(keepdims=True, name="aspp_image_pool")(high)
-        pooled = _conv_bn_relu(pooled, aspp_filters, "aspp_image_pool_conv")
+        pooled = _conv_bn_relu(pooled, aspp_filters, "aspp_image_pool_conv", folded=folded)
         branches.append(ResizeLike(name="aspp_image_pool_upsample")([pooled, high]))
         y = layers.Concatenate(name="aspp_concat")(branches)
-        y = _conv_bn_relu(y, aspp_filters, "aspp_projection")
+        y = _conv_bn_relu(y, aspp_filters, "aspp_projection", folded=folded)
         y = layers.Dropout(dropout, name="aspp_dropout")(y)
         if decoder:
-            low = _conv_bn_relu(features[1], LOW_LEVEL_FILTERS, "decoder_low_level")
+            low = _conv_bn_relu(features[1], LOW_LEVEL_FILTERS, "decoder_low_level", folded=folded)
             y = ResizeLike(name="decoder_upsample")([y, low])
             y = layers.Concatenate(name="decoder_concat")([y, low])
-            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_1", 3, separable=True)
-            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_2", 3, separable=True)
+            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_1", 3, separable=True, folded=folded)
+            y = _conv_bn_relu(y, DECODER_FILTERS, "decoder_conv_2", 3, separable=True, folded=folded)
         y = layers.Conv2D(num_classes, 1, name="logits")(y)
         logits = ResizeLike(name="logits_upsample", dtype="float32")([y, inputs])
         kwargs.setdefault("name", "deeplabv3_mobilenet_v1")
