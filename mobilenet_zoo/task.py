@@ -169,7 +169,10 @@ class Task(ByNameWeightsMixin, keras.Model):
         meta = presets.get_preset(preset)
         backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
         own = meta.get("task") == cls.__name__
-        model = cls(backbone=backbone, **{**(meta.get("task_config", {}) if own else {}), **kwargs})
+        config = dict(meta.get("task_config", {})) if own else {}
+        if kwargs.get("num_classes", config.get("num_classes")) != config.get("num_classes"):
+            config.pop("class_names", None)  # a new head: the preset's names do not apply
+        model = cls(backbone=backbone, **{**config, **kwargs})
         if own:
             presets.load_into(model, preset, skip_mismatched_head=not presets.head_matches(model, meta))
         return model
