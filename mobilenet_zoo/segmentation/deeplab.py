@@ -170,8 +170,9 @@ class DeepLabV3(Task):
         self._explicit_rates = aspp_rates is not None
 
     def postprocess(self, outputs, export: bool = False, argmax: bool = False):
-        """Logits, or class ids per pixel with ``argmax=True``."""
-        return keras.ops.cast(keras.ops.argmax(outputs, axis=-1), "int32") if argmax else outputs
+        """Logits, or class ids per pixel with ``argmax=True`` (tf.argmax: a TFLite
+        builtin, unlike keras.ops.argmax's NaN handling)."""
+        return tf.argmax(outputs, axis=-1, output_type=tf.int32) if argmax else outputs
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
