@@ -7,9 +7,41 @@ writes after this import alone.
 """
 
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # silence TF C++ start-up logs
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ INFO and WARNING logs
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up lines discarded.
+
+    TF writes absl / oneDNN / CUDA-stub lines to the stderr file descriptor
+    before its log level applies (TF_CPP_MIN_LOG_LEVEL does not reach them), so
+    a CLI or recipe would start with a page of them. Python-level warnings and
+    import errors are unaffected (errors still raise). Set
+    ``MOBILENET_ZOO_TF_LOGS=1`` to see the lines.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("MOBILENET_ZOO_TF_LOGS"):
+        return
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no stderr descriptor (embedded interpreters)
+        return
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device start-up logs (CUDA probes) too
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
 
 # The order below is the layering of the package: backbone, task base, tasks.
 from mobilenet_zoo.backbone import MobileNetBackbone  # noqa: E402

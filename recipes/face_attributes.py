@@ -11,6 +11,9 @@ trained on the labels first. Metric: mean average precision over attributes.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import os
 

@@ -10,6 +10,9 @@ person, half different), accuracy and true-accept rate at false-accept 1e-3 / 1e
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import os
 

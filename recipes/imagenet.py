@@ -12,6 +12,9 @@ and run `tfds build imagenet2012 --data_dir <data-dir>` once.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import dataclasses
 import os

@@ -12,6 +12,9 @@ and 2500 km beside Table 11.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import csv
 import os

@@ -12,6 +12,9 @@ decoding and NMS) and a PNG of detections on validation images in --out.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import os
 import time

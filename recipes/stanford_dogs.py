@@ -11,6 +11,9 @@ preset (alpha 1.0), `--weights scratch` or a weights file otherwise.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import dataclasses
 

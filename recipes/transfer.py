@@ -10,6 +10,9 @@ Writes ``<out>/model.keras`` and ``<out>/results.json``.
 
 from __future__ import annotations
 
+# isort: off
+import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
+# isort: on
 import argparse
 import os
 

@@ -247,3 +247,13 @@ def test_package_exports_the_task_api():
     for name in ("Task", "SSD", "ssd_mobilenet_v1", "DeepLabV3", "MobileNetClassifier",
                  "DetectionPreprocessor", "SegmentationPreprocessor", "ImageClassifierPreprocessor"):
         assert hasattr(mobilenet_zoo, name), name
+
+
+def test_cli_and_recipe_start_quietly():
+    """No page of TensorFlow C++ start-up lines before our own output."""
+    for cmd in ([sys.executable, "-m", "mobilenet_zoo.presets"],
+                [sys.executable, str(ROOT / "recipes" / "transfer.py"), "--help"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "I0000" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
+        assert "RuntimeWarning" not in done.stderr

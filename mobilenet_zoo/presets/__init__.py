@@ -58,10 +58,11 @@ def weights_dir() -> Path:
     env = os.environ.get(ENV_WEIGHTS_DIR)
     if env:
         return Path(env)
-    packaged = Path(__file__).resolve().parent / "weights"
+    package = Path(__file__).resolve().parent.parent  # mobilenet_zoo/
+    packaged = package / "weights"
     if (packaged / "manifest.json").is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "weights"
+    return package.parent / "weights"
 
 
 def cache_dir() -> Path:
@@ -258,6 +259,3 @@ def main(argv: list[str] | None = None) -> int:
               f"\n  source: {r['source']}\n  ({r['location']})")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
