@@ -93,12 +93,81 @@ class NaNGuard(keras.callbacks.Callback):
             )
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose backups survive a kill at any instant.
+
+    Each epoch's backup (weights with the optimizer state, and the epoch
+    counter) is written to temporary files, fsynced, then renamed into place
+    after the previous backup is moved to ``prev``: at every instant the folder
+    holds at least one complete, consistent backup. ``--resume`` loads the newest
+    complete one (``latest``, else ``prev``) and says which; a truncated or
+    garbage file is skipped with a message, never a crash.
+    """
+
+    def __init__(self, backup_dir: str, verbose: bool = True) -> None:
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        self.verbose = verbose
+        self.resumed_from: str | None = None
+
+    def _pair(self, tag: str) -> tuple[str, str]:
+        return (os.path.join(self.backup_dir, f"{tag}.weights.h5"),
+                os.path.join(self.backup_dir, f"{tag}_training_metadata.json"))
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp_w, tmp_m = self._pair("tmp")
+        self.model.save_weights(tmp_w, overwrite=True)
+        with open(tmp_m, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        for path in (tmp_w, tmp_m):
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        for src, dst in zip(self._pair("latest"), self._pair("prev")):
+            if os.path.exists(src):
+                os.replace(src, dst)
+        for src, dst in zip((tmp_w, tmp_m), self._pair("latest")):
+            os.replace(src, dst)
+
+    def _try_load(self, tag: str) -> int | None:
+        weights, meta = self._pair(tag)
+        if not (os.path.isfile(weights) and os.path.isfile(meta)):
+            return None
+        try:
+            with open(meta) as f:
+                epoch = int(json.load(f)["epoch"])
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(weights)
+        except Exception as err:  # truncated / garbage: try the older backup
+            print(f"resume: backup {weights} is unreadable ({type(err).__name__}: {err}); "
+                  "trying the previous one", flush=True)
+            return None
+        return epoch
+
+    def on_train_begin(self, logs=None):
+        for tag in ("latest", "prev"):
+            epoch = self._try_load(tag)
+            if epoch is not None:
+                self.model._initial_epoch = epoch
+                self.resumed_from = os.path.join(self.backup_dir, tag)
+                print(f"resume: continuing after epoch {epoch} from {self.resumed_from}", flush=True)
+                return
+        if self.verbose:
+            print(f"resume: no complete backup in {self.backup_dir}; starting from epoch 1",
+                  flush=True)
+
+    def on_train_end(self, logs=None):  # keep the backups (resume after a finished run is a no-op)
+        pass
+
+
 def standard_callbacks(out_dir: str, resume: bool) -> list:
     """TensorBoard, per-epoch checkpoint, BackupAndRestore (resume), NaN guard, CSV log.
 
     Without ``resume`` an old backup in ``out_dir`` is removed so the run starts
     fresh; with it, ``fit`` continues from the last completed epoch (model,
-    optimizer state, epoch and step counter). Backups are per epoch on purpose:
+    optimizer state, epoch and step counter) of the newest complete backup
+    (``AtomicBackupAndRestore``), and says which; with nothing to resume it
+    says so and starts from epoch 1. Backups are per epoch on purpose:
     Keras restores a mid-epoch backup's weights but replays that epoch from its
     start, training its first steps twice. Shorten epochs with
     ``steps_per_epoch`` on large datasets instead.
@@ -108,7 +177,7 @@ def standard_callbacks(out_dir: str, resume: bool) -> list:
         shutil.rmtree(backup)
     os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(backup, save_freq="epoch", delete_checkpoint=False),
+        AtomicBackupAndRestore(backup, verbose=resume),
         keras.callbacks.ModelCheckpoint(
             os.path.join(out_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
             save_weights_only=True,

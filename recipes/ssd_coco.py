@@ -65,6 +65,9 @@ def parse_args(argv=None):
     o.add_argument("--weight-decay", type=float, default=4e-5, help="L2 (slim convention)")
     o.add_argument("--epochs", type=int, default=None, help="default: 11 embedded, 100 COCO")
     o.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the data")
+    o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
+                   help="freeze the pretrained backbone up to this pyramid level (default: P3 on the "
+                        "embedded set with pretrained weights, 1.75x faster steps; none otherwise)")
     e = p.add_argument_group("evaluation and export")
     e.add_argument("--eval-batches", type=int, default=None, help="evaluate on this many batches only")
     e.add_argument("--no-tflite", action="store_true", help="skip the TFLite export")
@@ -106,12 +109,15 @@ def choose_data(args):
             f"data: embedded digits-on-photos set at {root} ({why})")
 
 
-def build_model(args, num_classes, strategy):
+def build_model(args, class_names, strategy, freeze="none"):
+    num_classes = len(class_names)
     with strategy.scope():
         loss = FocalLoss() if args.loss == "focal" else SSDLoss()
         model = ssd_mobilenet_v1(num_classes, alpha=args.alpha, image_size=args.image_size,
                                  weights=presets.resolve_weights(args.weights), detection_loss=loss,
-                                 weight_decay=args.weight_decay, class_prior=args.class_prior or None)
+                                 weight_decay=args.weight_decay, class_prior=args.class_prior or None,
+                                 class_names=class_names)
+        model.backbone.freeze_until(None if freeze == "none" else freeze)  # before compile
         schedule = keras.optimizers.schedules.ExponentialDecay(
             args.lr, args.lr_decay_steps, args.lr_decay_factor, staircase=True)
         model.compile(keras.optimizers.RMSprop(
@@ -127,10 +133,16 @@ def main(argv=None) -> dict:
     strategy = training.get_strategy(args.strategy, args.tpu)
     is_embedded = "embedded" in line
     epochs = args.epochs or (1 if args.smoke else 11 if is_embedded else 100)
-    steps = args.steps_per_epoch or (2 if args.smoke else None)
     batch = 2 if args.smoke else args.batch_size
-    model = build_model(args, len(train_src.class_names), strategy)
-    train_ds = model.preprocessor.pipeline(train_src, batch, training=True, seed=args.seed)
+    # A fixed number of steps over a repeated dataset keeps one iterator for the
+    # whole run: no shuffle-buffer refill (600 decodes) at the start of each epoch.
+    steps = args.steps_per_epoch or (2 if args.smoke else
+                                     max(1, (train_src.num_examples or 0) // batch) or None)
+    freeze = args.freeze_until or ("P3" if is_embedded and args.weights != "scratch" else "none")
+    model = build_model(args, train_src.class_names, strategy, freeze)
+    # The embedded set is small: decode it once (cache) instead of every epoch.
+    train_ds = model.preprocessor.pipeline(train_src, batch, training=True, seed=args.seed,
+                                           cache=is_embedded)
     if steps:
         train_ds = train_ds.repeat()
     val_ds = model.preprocessor.pipeline(val_src, 2 if args.smoke else 25)
@@ -149,7 +161,7 @@ def main(argv=None) -> dict:
                           val_src.class_names, model.bounding_box_format,
                           os.path.join(args.out, "detections.png"))
     results = {
-        "data": line, "epochs": epochs, "train_seconds": round(train_seconds, 1),
+        "data": line, "epochs": epochs, "frozen_until": freeze, "train_seconds": round(train_seconds, 1),
         "final_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
         "coco_metrics": metrics, "paper": PAPER_TABLE_13, "detections_png": png,
         "args": vars(args),

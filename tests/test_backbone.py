@@ -256,3 +256,16 @@ def test_grayscale_input_from_scratch_is_allowed_but_not_with_preprocessing():
         MobileNetClassifier(backbone, include_preprocessing=True)
     with pytest.raises(ValueError, match="num_classes"):
         MobileNetClassifier(backbone, num_classes=0)
+
+
+def test_freeze_until_freezes_the_layers_up_to_a_pyramid_level():
+    backbone = MobileNetBackbone(alpha=0.25)
+    frozen = backbone.freeze_until("P3")
+    assert frozen[-1] == "conv_pw_5_relu" and "conv_dw_6" not in frozen
+    assert not backbone.get_layer("conv_pw_5").trainable and not backbone.get_layer("conv_pw_5_bn").trainable
+    assert backbone.get_layer("conv_dw_6").trainable
+    trainable = {v.path.split("/")[0] for v in backbone.trainable_weights}
+    assert "conv1" not in trainable and "conv_pw_13" in trainable
+    assert backbone.freeze_until(None) == [] and backbone.get_layer("conv1").trainable
+    with pytest.raises(ValueError, match="P1"):
+        backbone.freeze_until("P9")
