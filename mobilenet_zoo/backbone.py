@@ -9,6 +9,7 @@ of ``keras.applications.MobileNet`` so weights move between the two by name.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -46,8 +47,9 @@ BN_EPSILON = 1e-3
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
 
 
 def resolve_input_shape(
@@ -191,6 +193,14 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
         **kwargs: Any,
     ) -> None:
         _check_positive("alpha", alpha)
+        if isinstance(min_depth, int) and min_depth >= 1 and alpha * 1024 < min_depth:
+            # Below min_depth / 1024 every layer sits at the min_depth floor: the
+            # network no longer depends on alpha (alpha=1e-9 would still build).
+            raise ValueError(
+                f"`alpha`={alpha!r} is below min_depth / 1024 = {min_depth / 1024:.4g}: every "
+                f"layer would have min_depth={min_depth} channels whatever alpha is. The paper's "
+                "smallest is 0.25; use alpha >= that floor (or lower min_depth)."
+            )
         if (
             isinstance(depth_multiplier, bool)
             or not isinstance(depth_multiplier, int)

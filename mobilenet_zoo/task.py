@@ -26,6 +26,7 @@ it from ``mobilenet_zoo/__init__.py``.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,34 @@ def _maybe_deserialize(value: Any) -> Any:
 def serialize(obj: Any) -> Any:
     """``keras.saving.serialize_keras_object`` that leaves ``None`` alone."""
     return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``fit`` met a NaN or infinite loss: the weights are no longer usable."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises ``NonFiniteLossError`` at the first NaN / inf batch loss.
+
+    Every ``Task.fit`` adds it (Keras' ``TerminateOnNaN`` only sets
+    ``stop_training``, so ``fit`` returns normally with NaN weights).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"The loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; "
+                "training stopped (the weights are not finite any more). Check the data "
+                "(NaN pixels, boxes, labels) or lower the learning rate."
+            )
 
 
 def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
@@ -93,6 +122,33 @@ class Task(ByNameWeightsMixin, keras.Model):
         ``export=True`` asks for a graph that converts to TFLite builtins.
         """
         return outputs
+
+    def _check_images(self, x: Any, where: str) -> None:
+        """Clear error when arrays of the wrong image shape reach the model."""
+        expected = tuple(self.inputs[0].shape[1:])
+        shape = getattr(x, "shape", None)
+        if shape is None or len(expected) != 3:
+            return
+        got = tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
+        ok = len(got) == 3 and all(e is None or g is None or e == g for e, g in zip(expected, got))
+        if not ok:
+            raise ValueError(
+                f"{type(self).__name__}.{where} expects images of shape (batch, "
+                f"{', '.join('any' if e is None else str(e) for e in expected)}); got {tuple(shape)}. "
+                "Resize (or letterbox with model.preprocessor) and give RGB images."
+            )
+
+    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` that stops with ``NonFiniteLossError`` on a NaN loss."""
+        self._check_images(x, "fit")
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
+            callbacks.append(StopOnNonFiniteLoss())
+        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_images(x, "predict")
+        return super().predict(x, *args, **kwargs)
 
     def predict_step(self, *args):
         # The backend trainer's own step (JAX passes (state, data) and returns

@@ -3,7 +3,8 @@
 Each recipe parses its own flags plus ``add_common_flags``; this module turns
 them into a ``tf.distribute`` strategy, the standard callbacks (progress bar,
 TensorBoard, a checkpoint every epoch, ``--resume`` through
-``keras.callbacks.BackupAndRestore``, a NaN guard, a CSV log) and a
+``AtomicBackupAndRestore``, a clear stop at the first non-finite loss, a CSV
+log) and a
 ``results.json`` with the measured metric beside the paper's number.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import time
@@ -19,6 +19,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from mobilenet_zoo.task import StopOnNonFiniteLoss
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
@@ -69,28 +71,6 @@ def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
-
-
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss with a message saying what to try."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stopped_at: tuple[int, int] | None = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.stopped_at = (self._epoch, batch)
-            self.model.stop_training = True
-            print(
-                f"\nNaN guard: loss became {loss} at epoch {self._epoch + 1}, batch {batch}. "
-                "Training stopped; lower the learning rate or check the data (boxes, labels)."
-            )
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -161,7 +141,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def standard_callbacks(out_dir: str, resume: bool) -> list:
-    """TensorBoard, per-epoch checkpoint, BackupAndRestore (resume), NaN guard, CSV log.
+    """TensorBoard, per-epoch checkpoint, atomic backups (resume), non-finite loss stop, CSV log.
 
     Without ``resume`` an old backup in ``out_dir`` is removed so the run starts
     fresh; with it, ``fit`` continues from the last completed epoch (model,
@@ -184,7 +164,7 @@ def standard_callbacks(out_dir: str, resume: bool) -> list:
         ),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), write_graph=False),
         keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=resume),
-        NaNGuard(),
+        StopOnNonFiniteLoss(),
     ]
 
 

@@ -70,6 +70,9 @@ class SSD(Task):
             ``image_size`` and ``bounding_box_format`` (a given one must agree).
         class_names: optional names of the ``num_classes`` classes (saved with
             the model; the detect CLI prints them).
+        invalid_boxes: ground-truth boxes that are non-finite, empty or wholly
+            outside the image are never trained on: ``"drop"`` (default; counted
+            in the ``invalid_boxes`` metric) or ``"raise"``.
 
     Training data: images plus ``{"boxes": (B, M, 4), "classes": (B, M)}`` padded
     with -1. ``predict`` returns ``{"boxes", "classes", "scores",
@@ -103,8 +106,11 @@ class SSD(Task):
         class_prior: float | None = None,
         preprocessor: DetectionPreprocessor | dict | None = None,
         class_names: Sequence[str] | None = None,
+        invalid_boxes: str = "drop",
         **kwargs: Any,
     ) -> None:
+        if invalid_boxes not in ("drop", "raise"):
+            raise ValueError(f"`invalid_boxes` must be 'drop' or 'raise', got {invalid_boxes!r}.")
         check_num_classes(num_classes)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
@@ -198,6 +204,7 @@ class SSD(Task):
         self.weight_decay = weight_decay
         self.class_prior = class_prior
         self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.invalid_boxes = invalid_boxes
         grids = [tuple(m.shape[1:3]) for m in maps]
         assert grids == feature_map_sizes(size, n_maps), (grids, feature_map_sizes(size, n_maps))
         self.anchors = anchor_generator(size, grids)
@@ -210,7 +217,8 @@ class SSD(Task):
             and layer.kernel_regularizer is None  # e.g. MobileNetBackbone(weight_decay=...)
         ]
         self.loss_trackers = {
-            n: keras.metrics.Mean(name=n) for n in ("cls_loss", "box_loss", "num_matches")
+            n: keras.metrics.Mean(name=n)
+            for n in ("cls_loss", "box_loss", "num_matches", "invalid_boxes")
         }
 
     def _leaf_layers(self):
@@ -236,6 +244,26 @@ class SSD(Task):
             message=f"y['classes'] has a label >= num_classes ({self.num_classes}); "
             "labels are 0-based, -1 for padding.",
         )
+        tf.debugging.assert_greater_equal(
+            classes, -1, message="y['classes'] has a label below -1; labels are 0-based, -1 for padding.",
+        )
+        # Boxes that cannot be trained on: non-finite, empty (max <= min) or wholly
+        # outside the image. Dropped (counted in the `invalid_boxes` metric) or raised.
+        finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
+        safe = tf.where(finite[..., None], boxes, 0.0)
+        ymin, xmin, ymax, xmax = tf.unstack(safe, axis=-1)
+        usable = finite & (ymax > ymin) & (xmax > xmin) & (ymax > 0) & (xmax > 0) & (ymin < 1) & (xmin < 1)
+        invalid = (classes >= 0) & ~usable
+        if self.invalid_boxes == "raise":
+            tf.debugging.assert_equal(
+                tf.reduce_any(invalid), False,
+                message="y['boxes'] has non-finite, empty or out-of-image boxes "
+                f"(format {self.bounding_box_format!r}); fix them or build the SSD with "
+                "invalid_boxes='drop'.",
+            )
+        self.loss_trackers["invalid_boxes"].update_state(tf.reduce_sum(tf.cast(invalid, tf.float32)))
+        classes = tf.where(invalid, -1, classes)
+        boxes = tf.clip_by_value(tf.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
         return boxes, classes
 
     def compute_targets(self, y):
@@ -293,6 +321,7 @@ class SSD(Task):
             "weight_decay": self.weight_decay,
             "class_prior": self.class_prior,
             "class_names": self.class_names,
+            "invalid_boxes": self.invalid_boxes,
         })
         return config
 

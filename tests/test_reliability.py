@@ -1,0 +1,152 @@
+"""No lost runs, no silent garbage, no partial files, clear errors."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, training
+from mobilenet_zoo.images import ImageError, load_rgb
+from mobilenet_zoo.task import NonFiniteLossError
+from mobilenet_zoo.weights_io import atomic_write, save_by_name
+
+
+def _tiny_classifier():
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3,
+                                include_preprocessing=True)
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    return model
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (n, 32, 32, 3)).astype("float32"), rng.integers(0, 3, n)
+
+
+def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_truncated(tmp_path, capsys):
+    x, y = _data()
+    model = _tiny_classifier()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=training.standard_callbacks(str(tmp_path), resume=False))
+    backup = tmp_path / "backup"
+    assert sorted(os.listdir(backup)) == ["latest.weights.h5", "latest_training_metadata.json",
+                                          "prev.weights.h5", "prev_training_metadata.json"]
+    latest = backup / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 4])  # killed mid-write
+    resumed = _tiny_classifier()
+    history = resumed.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                          callbacks=training.standard_callbacks(str(tmp_path), resume=True))
+    out = capsys.readouterr().out
+    assert "unreadable" in out and "continuing after epoch 1" in out and "prev" in out
+    assert len(history.history["loss"]) == 2  # epochs 2 and 3: the counter is continuous
+    assert int(resumed.optimizer.iterations) == 6  # 2 steps x 3 epochs, none lost, none twice
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path, capsys):
+    x, y = _data()
+    model = _tiny_classifier()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+              callbacks=training.standard_callbacks(str(tmp_path), resume=True))
+    assert "no complete backup" in capsys.readouterr().out
+
+
+def test_a_write_killed_midway_leaves_the_old_file_intact(tmp_path):
+    target = tmp_path / "w.weights.h5"
+    save_by_name({"layer": [np.ones(3, np.float32)]}, target)
+    before = target.read_bytes()
+
+    def dies_midway(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt  # the process is killed here
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, dies_midway)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["w.weights.h5"]  # no temporary file left behind
+
+
+def _ssd(**kwargs):
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=64, **kwargs)
+    model.compile(keras.optimizers.SGD(0.01))
+    return model
+
+
+def _boxes(bad):
+    boxes = np.full((2, 3, 4), -1, np.float32)
+    classes = np.full((2, 3), -1, np.int32)
+    boxes[:, 0], classes[:, 0] = [0.1, 0.1, 0.5, 0.5], 0
+    boxes[0, 1], classes[0, 1] = bad, 1
+    return boxes, classes
+
+
+@pytest.mark.parametrize("bad", [[np.nan, 0.1, 0.5, 0.5], [0.5, 0.5, 0.2, 0.2], [1.2, 1.2, 1.5, 1.5]])
+def test_ssd_fit_drops_nonfinite_empty_and_outside_boxes(bad):
+    model = _ssd()
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    boxes, classes = _boxes(bad)
+    history = model.fit(x, {"boxes": boxes, "classes": classes}, epochs=1, verbose=0)
+    assert history.history["invalid_boxes"][0] == 1
+    assert math.isfinite(history.history["loss"][0]) and history.history["box_loss"][0] < 10
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    strict = _ssd(invalid_boxes="raise")
+    with pytest.raises(Exception, match="out-of-image boxes"):
+        strict.fit(x, {"boxes": boxes, "classes": classes}, epochs=1, verbose=0)
+
+
+def test_ssd_fit_refuses_labels_below_minus_one():
+    model = _ssd()
+    x = np.zeros((2, 64, 64, 3), np.float32)
+    boxes, classes = _boxes([0.2, 0.2, 0.4, 0.4])
+    classes[1, 0] = -5
+    with pytest.raises(Exception, match="below -1"):
+        model.fit(x, {"boxes": boxes, "classes": classes}, epochs=1, verbose=0)
+
+
+def test_a_nan_loss_stops_fit_with_a_clear_error():
+    model = _ssd()
+    x = np.zeros((2, 64, 64, 3), np.float32)
+    x[0, 5, 5, 0] = np.nan  # one NaN pixel
+    boxes, classes = _boxes([0.2, 0.2, 0.4, 0.4])
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 1"):
+        model.fit(x, {"boxes": boxes, "classes": classes}, epochs=1, verbose=0)
+
+
+def test_wrong_image_shapes_name_the_expected_and_received_shape():
+    model = _ssd()
+    with pytest.raises(ValueError, match=r"\(batch, 64, 64, 3\); got \(1, 48, 48, 3\)"):
+        model.predict(np.zeros((1, 48, 48, 3), np.float32), verbose=0)
+    with pytest.raises(ValueError, match=r"got \(1, 64, 64\)"):
+        model.predict(np.zeros((1, 64, 64), np.float32), verbose=0)
+
+
+@pytest.mark.parametrize("alpha,message", [(float("nan"), "finite"), (float("inf"), "finite"),
+                                           (1e-9, "min_depth / 1024"), (0, "> 0")])
+def test_unusable_alpha_gets_a_clear_error(alpha, message):
+    with pytest.raises(ValueError, match=message):
+        MobileNetBackbone(alpha=alpha)
+
+
+def test_image_loader_reads_16_bit_palette_alpha_and_exif_correctly(tmp_path):
+    gray16 = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    rgb = load_rgb(tmp_path / "g16.png")
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255 and 100 < rgb[32, 0, 0] < 156  # not saturated
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:4, :, 3] = 255  # top half opaque red, bottom half transparent
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    out = load_rgb(tmp_path / "a.png")
+    assert out[0, 0].tolist() == [200, 0, 0] and out[-1, -1].tolist() == [255, 255, 255]
+    tall = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = tall.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW" orientation
+    tall.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_rgb(tmp_path / "rot.jpg").shape == (20, 10, 3)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    with pytest.raises(ImageError, match="bad.jpg"):
+        load_rgb(tmp_path / "bad.jpg")
