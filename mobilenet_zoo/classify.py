@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 
 from mobilenet_zoo.imagenet import DEFAULT_PRESET, classify
+from mobilenet_zoo.images import ImageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--preset", default=DEFAULT_PRESET)
     args = parser.parse_args(argv)
-    missing = [p for p in args.images if not os.path.isfile(p)]
-    if missing:
-        parser.exit(2, f"error: no such file: {', '.join(missing)}\n")
+    failed = 0
     for path in args.images:
+        try:
+            top = classify(path, args.top, args.preset)
+        except ImageError as err:  # unreadable: say which, go on with the others
+            print(f"skipped: {err}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         print(path)
-        for rank, (synset, name, score) in enumerate(classify(path, args.top, args.preset), 1):
+        for rank, (synset, name, score) in enumerate(top, 1):
             print(f"  {rank}. {name:30s} {score:.4f}  ({synset})")
-    return 0
+    return min(failed, 255)  # exit code: how many files could not be read
 
 
 if __name__ == "__main__":

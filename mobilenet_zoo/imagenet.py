@@ -12,6 +12,7 @@ import numpy as np
 from mobilenet_zoo import presets
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.fold import fold_batch_norm
+from mobilenet_zoo.images import load_rgb
 
 DEFAULT_PRESET = presets.IMAGENET
 _CLASSES_FILE = Path(__file__).parent / "data" / "imagenet_classes.txt"
@@ -60,11 +61,11 @@ def decode_predictions(preds: Any, top: int = 5) -> list[list[tuple[str, str, fl
 
 
 def load_image(path: str | os.PathLike, size: int = 224) -> np.ndarray:
-    """Reads an image file as uint8 RGB, resized to ``size`` x ``size``."""
+    """Reads an image file as uint8 RGB (``mobilenet_zoo.images.load_rgb``: EXIF
+    orientation, 16-bit and alpha handled), resized to ``size`` x ``size``."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(load_rgb(path)).resize((size, size), Image.BILINEAR))
 
 
 def _as_batch(image: Any, size: int) -> np.ndarray:

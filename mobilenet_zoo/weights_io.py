@@ -57,6 +57,13 @@ def is_by_name_file(path: str | os.PathLike) -> bool:
 
 def read_by_name(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     """Reads ``{layer_name: [arrays in get_weights() order]}`` from a file."""
+    try:
+        return _read_by_name(path)
+    except OSError as err:  # truncated / not HDF5: say which file and why
+        raise ValueError(f"{path} is not a readable HDF5 weights file ({err}).") from err
+
+
+def _read_by_name(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     with h5py.File(os.fspath(path), "r") as f:
         root = _weights_root(f)
         if root is None:

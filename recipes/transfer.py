@@ -52,8 +52,10 @@ def load_data(args):
     """Returns (train, val, class_names, description) as batched uint8-pixel datasets."""
     size, bs = args.image_size, args.batch_size
     if args.data:
-        if not os.path.isdir(args.data):
-            raise SystemExit(f"error: --data {args.data!r} is not a directory")
+        try:
+            transfer.check_image_folder(args.data)  # classes, empty folders, corrupt files
+        except ValueError as err:
+            raise SystemExit(f"error: --data: {err}") from err
         common = dict(
             validation_split=args.val_fraction, seed=args.seed, image_size=(size, size),
             batch_size=bs, label_mode="int",

@@ -312,7 +312,7 @@ def test_embedded_set_is_deterministic_coco_format(tmp_path):
     assert all(1 <= ann["category_id"] <= 10 and ann["area"] > 0 for ann in ja["annotations"])
     src = ddata.coco_json(a / "val" / "annotations.json")
     ex = next(iter(src.dataset))
-    assert ex["image"].shape == (300, 300, 3) and src.stats == {"boxes_clipped": 0, "boxes_dropped": 0}
+    assert ex["image"].shape == (300, 300, 3) and src.stats == {"boxes_clipped": 0, "boxes_dropped": 0, "image_sizes_corrected": 0}
 
 
 def _recipe():

@@ -150,3 +150,94 @@ def test_image_loader_reads_16_bit_palette_alpha_and_exif_correctly(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     with pytest.raises(ImageError, match="bad.jpg"):
         load_rgb(tmp_path / "bad.jpg")
+
+
+def test_image_folders_with_one_class_empty_classes_or_corrupt_files_are_refused(tmp_path):
+    from mobilenet_zoo.classification.transfer import check_image_folder
+
+    good = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        good.save(tmp_path / cls / "1.png")
+    assert check_image_folder(tmp_path) == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"\['empty'\].*no images"):
+        check_image_folder(tmp_path)
+    (tmp_path / "empty").rmdir()
+    (tmp_path / "b" / "2.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(ValueError, match="2.jpg"):
+        check_image_folder(tmp_path)
+    for f in (tmp_path / "b").iterdir():
+        f.unlink()
+    (tmp_path / "b").rmdir()
+    with pytest.raises(ValueError, match="at least two"):
+        check_image_folder(tmp_path)
+
+
+def test_coco_json_drops_nan_boxes_uses_real_image_sizes_and_names_bad_files(tmp_path):
+    import json
+
+    from mobilenet_zoo.detection.data import coco_json
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    ann = {"images": [{"id": 1, "file_name": "a.png", "width": 999, "height": 999}],
+           "categories": [{"id": 7, "name": "thing"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [8, 4, 40, 20]},
+                           {"id": 2, "image_id": 1, "category_id": 7, "bbox": [float("nan"), 0, 5, 5]}]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(ann))
+    src = coco_json(path)
+    assert src.stats == {"boxes_clipped": 0, "boxes_dropped": 1, "image_sizes_corrected": 1}
+    example = next(iter(src.dataset))
+    np.testing.assert_allclose(example["boxes"].numpy(), [[0.1, 0.1, 0.6, 0.6]], atol=1e-6)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a readable COCO JSON"):
+        coco_json(path)
+    path.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(ValueError, match="categories"):
+        coco_json(path)
+    ann["annotations"][0]["image_id"] = 77
+    path.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match="image_id 77"):
+        coco_json(path)
+    ann["images"][0]["file_name"] = "gone.png"
+    path.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match="missing"):
+        coco_json(path)
+
+
+def test_segmentation_loss_takes_trailing_channel_masks_and_names_bad_labels():
+    import tensorflow as tf
+
+    from mobilenet_zoo.segmentation import segmentation_loss
+
+    loss = segmentation_loss()
+    logits = tf.constant([[[[5.0, 0.0], [0.0, 5.0]]]])
+    flat = float(loss(tf.constant([[[0, 1]]]), logits))
+    assert float(loss(tf.constant([[[[0], [1]]]]), logits)) == pytest.approx(flat)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, num_classes\) or 255"):
+        loss(tf.constant([[[0, 7]]]), logits)
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(restored) is type(loss) and restored.ignore_label == 255
+
+
+def test_weights_accepts_keras_save_weights_files_and_names_garbage(tmp_path):
+    source = MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3))
+    source.save_weights(tmp_path / "keras_format.weights.h5")
+    loaded = MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3),
+                               weights=str(tmp_path / "keras_format.weights.h5"))
+    np.testing.assert_array_equal(loaded.get_layer("conv1").get_weights()[0],
+                                  source.get_layer("conv1").get_weights()[0])
+    (tmp_path / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="garbage.h5"):
+        MobileNetBackbone(alpha=0.25, weights=str(tmp_path / "garbage.h5"))
+
+
+def test_a_renamed_copy_of_a_preset_file_is_checksum_checked(tmp_path):
+    from mobilenet_zoo import presets
+
+    fake = tmp_path / presets.get_preset(presets.IMAGENET)["file"]
+    save_by_name(MobileNetBackbone(alpha=1.0), fake)
+    with pytest.raises(ValueError, match="sha256"):
+        MobileNetBackbone(alpha=1.0, weights=str(fake))

@@ -9,13 +9,16 @@ wreck them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import BLOCK_SPECS, MobileNetBackbone
@@ -50,6 +53,44 @@ def build_transfer_classifier(
     return MobileNetClassifier(
         backbone, num_classes=num_classes, dropout=dropout, include_preprocessing=True
     )
+
+
+# The extensions keras.utils.image_dataset_from_directory reads.
+FOLDER_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def check_image_folder(root: str | os.PathLike) -> list[str]:
+    """Checks a one-sub-folder-per-class image folder before any training starts.
+
+    Returns the class names (sorted, as Keras labels them). Raises ValueError
+    for fewer than two classes, a class folder without images, or image files
+    that do not decode (all of them named): a corrupt file is found here, not
+    mid-epoch.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a directory (expected one sub-folder per class).")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files = {c: [p for p in sorted((root / c).rglob("*")) if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+             for c in classes}
+    empty = [c for c, f in files.items() if not f]
+    if empty:
+        raise ValueError(f"Class folder(s) {empty} in {root} hold no images "
+                         f"({', '.join(FOLDER_IMAGE_SUFFIXES)}); remove them or add images.")
+    if len(classes) < 2:
+        raise ValueError(f"{root} has {len(classes)} class folder(s) {classes}; a classifier needs "
+                         "at least two (one sub-folder per class).")
+    broken = []
+    for path in (p for f in files.values() for p in f):
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except (OSError, SyntaxError) as err:
+            broken.append(f"{path} ({err})")
+    if broken:
+        raise ValueError(f"{len(broken)} image(s) in {root} do not decode: {broken[:5]}"
+                         + (" ..." if len(broken) > 5 else "") + "; remove or replace them.")
+    return classes
 
 
 def set_trainable_blocks(backbone: MobileNetBackbone, num_blocks: int) -> list[str]:

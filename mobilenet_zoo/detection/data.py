@@ -110,26 +110,62 @@ def tfds_voc(split: str = "train", data_dir: str | None = None, check: bool = Tr
 def coco_json(annotation_file: str | os.PathLike, image_dir: str | os.PathLike | None = None) -> DetectionSource:
     """A COCO-format folder (``annotations.json`` + images) as a detection source.
 
-    Boxes are clipped to the image, degenerate ones (zero width or height after
-    clipping) dropped; the counts are in ``source.stats``.
+    Boxes are clipped to the image, degenerate or non-finite ones dropped; the
+    image sizes are read from the image files (a wrong ``width`` / ``height`` in
+    the JSON is corrected and counted); the counts are in ``source.stats``.
+    Malformed files, unknown ids and missing images fail here with a message
+    naming them, before any training starts.
     """
+    from PIL import Image
+
     annotation_file = Path(annotation_file)
     image_dir = Path(image_dir) if image_dir else annotation_file.parent / "images"
-    coco = json.loads(annotation_file.read_text())
+    try:
+        coco = json.loads(annotation_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{annotation_file} is not a readable COCO JSON file: {err}") from err
+    missing_keys = [k for k in ("images", "annotations", "categories") if k not in coco]
+    if missing_keys:
+        raise ValueError(f"{annotation_file} has no {missing_keys}: a COCO detection file needs "
+                         "'images', 'annotations' and 'categories'.")
     categories = sorted(c["id"] for c in coco["categories"])
     names = {c["id"]: c["name"] for c in coco["categories"]}
     label_of = {cid: i for i, cid in enumerate(categories)}
     per_image = {img["id"]: [] for img in coco["images"]}
-    clipped = dropped = 0
-    sizes = {img["id"]: (img["height"], img["width"]) for img in coco["images"]}
+    clipped = dropped = corrected = 0
+    sizes = {}
+    missing = []
+    for img in coco["images"]:
+        path = image_dir / img["file_name"]
+        try:
+            with Image.open(path) as opened:  # reads the header only
+                w, h = opened.size
+        except FileNotFoundError:
+            missing.append(str(path))
+            continue
+        except OSError as err:
+            raise ValueError(f"{path} (image {img['id']} of {annotation_file}) is not a readable "
+                             f"image: {err}") from err
+        if (img.get("height"), img.get("width")) != (h, w):
+            corrected += 1
+        sizes[img["id"]] = (h, w)
+    if missing:
+        raise ValueError(f"{len(missing)} image file(s) of {annotation_file} are missing, e.g. "
+                         f"{missing[:3]}; image_dir is {image_dir}.")
     for ann in coco["annotations"]:
         if ann["category_id"] not in label_of:
             raise ValueError(
                 f"Annotation {ann.get('id')} has category_id {ann['category_id']}, not among "
                 f"the categories {categories} of {annotation_file}."
             )
+        if ann.get("image_id") not in sizes:
+            raise ValueError(f"Annotation {ann.get('id')} refers to image_id {ann.get('image_id')!r}, "
+                             f"which is not in the 'images' of {annotation_file}.")
         h, w = sizes[ann["image_id"]]
-        x, y, bw, bh = ann["bbox"]
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        if not all(np.isfinite([x, y, bw, bh])):
+            dropped += 1
+            continue
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)
         if (x0, y0, x1, y1) != (x, y, x + bw, y + bh):
             clipped += 1
@@ -170,7 +206,8 @@ def coco_json(annotation_file: str | os.PathLike, image_dir: str | os.PathLike |
         ds, [names[c] for c in categories], categories, f"COCO-format {annotation_file}",
         num_examples=len(images),
     )
-    source.stats = {"boxes_clipped": clipped, "boxes_dropped": dropped}
+    source.stats = {"boxes_clipped": clipped, "boxes_dropped": dropped,
+                    "image_sizes_corrected": corrected}
     return source
 
 

@@ -180,7 +180,15 @@ def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         path = preset_path(weights)
     elif os.path.isfile(weights):
         path = Path(weights)
+        if not weights_io.is_by_name_file(path):
+            return path, {}  # a Keras save_weights file (or garbage): load_into says which
         meta = weights_io.read_metadata(path)
+        for name, entry in _registry().items():  # a copy of a preset's file: check it too
+            if entry["file"] == path.name and sha256_of(path) != entry["sha256"]:
+                raise ValueError(
+                    f"{path} has the file name of preset {name!r} but not its sha256 "
+                    f"({entry['sha256'][:12]}...): the file is corrupt or another model."
+                )
     else:
         raise ValueError(
             f"`weights` must be None, a preset name or an existing file; got "
@@ -200,6 +208,15 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
     detection preset). The report lists what was skipped in ``missing``.
     """
     path, meta = _resolve(weights)
+    if not weights_io.is_by_name_file(path):
+        try:  # Keras' own model.save_weights() format holds the same layers
+            model.load_weights(path)
+        except Exception as err:
+            raise ValueError(
+                f"{path} is neither a by-layer-name HDF5 file (keras.applications layout, our "
+                f"converters) nor a Keras .weights.h5 of this architecture: {err}"
+            ) from err
+        return weights_io.LoadReport(loaded=[la.name for la in weights_io.iter_weighted_layers(model)])
     arch = _architecture_of(model)
     for key in ("alpha", "depth_multiplier", "variant"):
         if key in meta and arch[key] is not None and meta[key] != arch[key]:

@@ -189,6 +189,41 @@ class DeepLabV3(Task):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class SegmentationLoss(keras.losses.SparseCategoricalCrossentropy):
+    """Per-pixel softmax cross-entropy on logits that ignores ``ignore_label``.
+
+    Masks may be ``(B, H, W)`` or ``(B, H, W, 1)``; a label outside
+    ``[0, num_classes)`` other than ``ignore_label`` stops ``fit`` with a message
+    naming the allowed range (instead of an error deep in the graph).
+    """
+
+    def __init__(self, ignore_label: int = IGNORE_LABEL, name: str = "segmentation_loss", **kwargs):
+        kwargs.pop("from_logits", None)
+        kwargs.pop("ignore_class", None)
+        super().__init__(from_logits=True, ignore_class=ignore_label, name=name, **kwargs)
+        self.ignore_label = ignore_label
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, tf.int32)
+        if y_true.shape.rank == 4 and y_true.shape[-1] == 1:
+            y_true = y_true[..., 0]
+        num_classes = tf.shape(y_pred)[-1]
+        ok = tf.reduce_all(((y_true >= 0) & (y_true < num_classes)) | (y_true == self.ignore_label))
+        tf.debugging.assert_equal(
+            ok, True,
+            message=f"mask labels must be in [0, num_classes) or {self.ignore_label} (ignored); "
+            "check num_classes (it counts background) and the mask values",
+        )
+        return super().call(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("from_logits", None)
+        config.pop("ignore_class", None)
+        return {**config, "ignore_label": self.ignore_label}
+
+
 def segmentation_loss(ignore_label: int = IGNORE_LABEL) -> keras.losses.Loss:
-    """Per-pixel softmax cross-entropy on logits, ignoring ``ignore_label``."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_label)
+    """Per-pixel softmax cross-entropy on logits, ignoring ``ignore_label`` (``SegmentationLoss``)."""
+    return SegmentationLoss(ignore_label)
