@@ -14,7 +14,7 @@ import json
 import keras
 import numpy as np
 
-from common import compiled_forward, median_seconds
+from common import compiled_forward, interleaved_medians
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, fold_batch_norm
 from mobilenet_zoo.weights_io import iter_weighted_layers
 
@@ -41,9 +41,12 @@ def run(repeats: int) -> list[dict]:
         for batch in (1, 32):
             x = np.random.default_rng(0).uniform(-1, 1, (batch, 224, 224, 3)).astype("float32")
             diff = float(np.abs(f_folded(x).numpy() - f_ours(x).numpy()).max())
-            t_ours = median_seconds(lambda: f_ours(x).numpy(), repeats=repeats)
-            t_theirs = median_seconds(lambda: f_theirs(x).numpy(), repeats=repeats)
-            t_folded = median_seconds(lambda: f_folded(x).numpy(), repeats=repeats)
+            t = interleaved_medians({
+                "ours": lambda: f_ours(x).numpy(),
+                "theirs": lambda: f_theirs(x).numpy(),
+                "folded": lambda: f_folded(x).numpy(),
+            }, repeats=repeats)
+            t_ours, t_theirs, t_folded = t["ours"], t["theirs"], t["folded"]
             rows.append(
                 {
                     "alpha": alpha,
@@ -62,7 +65,7 @@ def run(repeats: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     rows = run(args.repeats)
     print("\n| alpha | batch | keras.applications img/s | ours img/s (ratio) | ours folded img/s (ratio) |")

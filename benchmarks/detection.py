@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from backbone import randomize_batch_norm
 
-from common import compiled_forward, median_seconds
+from common import compiled_forward, interleaved_medians, median_seconds
 from mobilenet_zoo import MobileNetBackbone, fold_batch_norm
 from mobilenet_zoo.detection import SSD
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
@@ -69,8 +69,11 @@ def folded_rows(repeats: int) -> dict:
     out = {}
     for batch in (1, 8):
         x = np.random.default_rng(0).uniform(0, 255, (batch, 300, 300, 3)).astype("float32")
-        t_model = median_seconds(lambda: [v.numpy() for v in f_model(x).values()], repeats=repeats)
-        t_folded = median_seconds(lambda: [v.numpy() for v in f_folded(x).values()], repeats=repeats)
+        t = interleaved_medians({
+            "model": lambda: [v.numpy() for v in f_model(x).values()],
+            "folded": lambda: [v.numpy() for v in f_folded(x).values()],
+        }, repeats=repeats)
+        t_model, t_folded = t["model"], t["folded"]
         diff = float(np.abs(f_model(x)["classes"].numpy() - f_folded(x)["classes"].numpy()).max())
         out[f"batch_{batch}"] = {"unfolded_img_s": round(batch / t_model, 1),
                                  "folded_img_s": round(batch / t_folded, 1),

@@ -36,35 +36,26 @@ def peak_float32_madds(repeats: int, n: int = 2048) -> float:
     return n**3 / seconds
 
 
-def _dense_tflite(n: int, int8: bool, threads: int):
+def _dense_tflite(n: int, rows: int, int8: bool, threads: int) -> TFLiteRunner:
     import keras
     import tensorflow as tf
 
-    model = keras.Sequential([keras.Input((n,)), keras.layers.Dense(n, use_bias=False)])
+    model = keras.Sequential([keras.Input(batch_shape=(rows, n)), keras.layers.Dense(n, use_bias=False)])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         rng = np.random.default_rng(0)
-        converter.representative_dataset = lambda: ([rng.normal(size=(1, n)).astype("float32")]
-                                                    for _ in range(8))
+        converter.representative_dataset = lambda: ([rng.normal(size=(rows, n)).astype("float32")]
+                                                    for _ in range(4))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return TFLiteRunner(converter.convert(), num_threads=threads)
 
 
 def peak_tflite_madds(repeats: int, threads: int, int8: bool, n: int = 1024, rows: int = 256) -> float:
     """Multiply-adds per second of a TFLite (rows x n) @ (n x n) fully-connected op."""
-    runner = _dense_tflite(n, int8, threads)
-    interpreter = runner.interpreter
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], (rows, n))
-    interpreter.allocate_tensors()
+    runner = _dense_tflite(n, rows, int8, threads)
     x = np.random.default_rng(0).normal(size=(rows, n)).astype("float32")
-
-    def call():
-        interpreter.set_tensor(detail["index"], x)
-        interpreter.invoke()
-
-    return rows * n * n / median_seconds(call, repeats=repeats)
+    return rows * n * n / median_seconds(lambda: runner(x), repeats=repeats)
 
 
 def run(repeats: int, threads: int) -> dict:
