@@ -16,17 +16,7 @@ import numpy as np
 
 from common import compiled_forward, interleaved_medians
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, fold_batch_norm
-from mobilenet_zoo.weights_io import iter_weighted_layers
-
-
-def randomize_batch_norm(model, seed: int = 0) -> None:
-    """Trained-like BatchNorm statistics (a fresh BatchNorm is the identity)."""
-    rng = np.random.default_rng(seed)
-    for layer in iter_weighted_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c),
-                               rng.normal(0, 0.2, c), rng.uniform(0.5, 2.0, c)])
+from mobilenet_zoo.testing import randomize_batch_norm
 
 
 def run(repeats: int) -> list[dict]:

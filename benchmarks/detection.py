@@ -18,12 +18,12 @@ import json
 
 import keras
 import numpy as np
-from backbone import randomize_batch_norm
 
 from common import compiled_forward, interleaved_medians, median_seconds
 from mobilenet_zoo import MobileNetBackbone, fold_batch_norm
 from mobilenet_zoo.detection import SSD
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.testing import randomize_batch_norm
 
 # keras-cv's RetinaNet FPN needs sides divisible by 32 (300 fails), so the
 # head-to-head runs both at 320; the TFLite latency is for SSD 300.

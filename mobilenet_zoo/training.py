@@ -64,7 +64,11 @@ def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # A dead peer makes collectives fail after this many seconds instead of
+        # hanging forever (MOBILENET_ZOO_COLLECTIVE_TIMEOUT, default 600).
+        timeout = float(os.environ.get("MOBILENET_ZOO_COLLECTIVE_TIMEOUT", "600"))
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -138,6 +142,32 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):  # keep the backups (resume after a finished run is a no-op)
         pass
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def output_dir(out_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """``out_dir`` for the chief; a private temporary folder for other workers.
+
+    Under ``MultiWorkerMirroredStrategy`` every worker runs the same program and
+    writes checkpoints, backups and results: only the chief's go to ``--out``
+    (TF's multi-worker guide: workers write to temporary directories).
+    """
+    if is_chief(strategy):
+        return out_dir
+    import tempfile
+
+    resolver = strategy.cluster_resolver
+    return tempfile.mkdtemp(prefix=f"mobilenet_zoo_{resolver.task_type}{resolver.task_id}_")
 
 
 def standard_callbacks(out_dir: str, resume: bool) -> list:

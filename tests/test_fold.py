@@ -12,17 +12,8 @@ from mobilenet_zoo import (
     fold_batch_norm,
 )
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.testing import randomize_batch_norm
 from mobilenet_zoo.weights_io import iter_weighted_layers
-
-
-def _randomize_batch_norm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in iter_weighted_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.3, c),
-                               rng.normal(0, 0.3, c), rng.uniform(0.3, 3.0, c)])
-    return model
 
 
 def _batch_norms(model):
@@ -53,7 +44,7 @@ def _flat(out):
 @pytest.mark.parametrize("name", ["classifier", "backbone_os16", "ssd", "deeplab"])
 def test_folded_model_has_no_batch_norm_and_the_same_outputs(name):
     model, x = _models()[name]
-    _randomize_batch_norm(model)
+    randomize_batch_norm(model)
     folded = fold_batch_norm(model)
     assert type(folded) is type(model)
     assert _batch_norms(model) and not _batch_norms(folded)
@@ -67,7 +58,7 @@ def test_folded_model_has_no_batch_norm_and_the_same_outputs(name):
 
 def test_folded_ssd_round_trips_through_keras_and_tflite(tmp_path):
     model, x = _models()["ssd"]
-    _randomize_batch_norm(model)
+    randomize_batch_norm(model)
     folded = fold_batch_norm(model)
     folded.save(tmp_path / "folded.keras")
     loaded = keras.saving.load_model(tmp_path / "folded.keras")
@@ -83,7 +74,7 @@ def test_folded_ssd_round_trips_through_keras_and_tflite(tmp_path):
 
 def test_folded_classifier_tflite_equals_keras():
     model, x = _models()["classifier"]
-    _randomize_batch_norm(model)
+    randomize_batch_norm(model)
     folded = fold_batch_norm(model)
     x = x.astype("float32")
     lite = np.concatenate([next(iter(TFLiteRunner(to_tflite(folded, fold=False))(xi[None]).values()))

@@ -99,7 +99,12 @@ def run(
     verbose: int = 1,
     data_description: str = "",
 ) -> dict[str, Any]:
-    """Trains and evaluates; returns (and writes) the results."""
+    """Trains and evaluates; returns (and writes) the results.
+
+    Under a multi-worker strategy only the chief writes to ``out_dir``; the other
+    workers write to temporary folders (``training.output_dir``).
+    """
+    out_dir = training.output_dir(out_dir, strategy)
     train = one_hot(pipeline(train_raw, config.image_size, config.batch_size, True, config.augment),
                     num_classes)
     evaluation = one_hot(pipeline(eval_raw, config.image_size, config.batch_size, False), num_classes)
