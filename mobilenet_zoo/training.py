@@ -57,6 +57,35 @@ def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
                    help="Keras verbosity: 1 progress bar, 2 one line per epoch")
 
 
+def _patch_keras_multi_worker_reduce() -> None:
+    """Keras 3.15's TF trainer reduces each step's logs across workers with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails on the scalar losses and
+    metrics ("Invalid reduction dimension 0 for input with 0 dimensions"): no
+    multi-worker ``fit`` can run. Scalars are reduced with ``axis=None`` (the
+    mean over replicas, what Keras means); everything else is left to Keras."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer.reduce_per_replica, "_mobilenet_zoo_patch", False):
+        return
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
+        ):
+            def reduce_one(v):
+                local = v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v
+                if hasattr(local, "shape") and local.shape.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return keras.tree.map_structure(reduce_one, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._mobilenet_zoo_patch = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """``default`` | ``mirrored`` (all local devices) | ``multiworker`` (TF_CONFIG) | ``tpu``."""
     if name == "default":
@@ -68,6 +97,7 @@ def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         # hanging forever (MOBILENET_ZOO_COLLECTIVE_TIMEOUT, default 600).
         timeout = float(os.environ.get("MOBILENET_ZOO_COLLECTIVE_TIMEOUT", "600"))
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        _patch_keras_multi_worker_reduce()
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
