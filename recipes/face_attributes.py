@@ -90,6 +90,7 @@ def main(argv=None) -> dict:
     train_b = train.shuffle(2048, seed=args.seed).batch(args.batch_size).prefetch(2)
     test_b = test.batch(args.batch_size).prefetch(2)
     strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     os.makedirs(args.out, exist_ok=True)
     with strategy.scope():
         if args.teacher:

@@ -70,6 +70,7 @@ def main(argv=None) -> dict:
     images = ds.map(lambda ex: tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                     num_parallel_calls=tf.data.AUTOTUNE)
     strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     with strategy.scope():
         if args.teacher:
             teacher = keras.saving.load_model(args.teacher, compile=False)

@@ -84,6 +84,9 @@ def choose_data(args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The strategy first: multi-worker collectives must be configured before any TF op runs.
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     train_src, val_src, line = choose_data(args)
     print(line, flush=True)
     keras.utils.set_random_seed(args.seed)
@@ -93,7 +96,6 @@ def main(argv=None) -> dict:
     steps = args.steps_per_epoch or (2 if args.smoke else None)
     epochs = args.epochs or (1 if args.smoke else 4 if args.dataset == "embedded" else 30)
     weights = presets.resolve_weights(args.weights)
-    strategy = training.get_strategy(args.strategy, args.tpu)
     with strategy.scope():
         backbone = MobileNetBackbone(alpha=args.alpha, output_stride=args.output_stride,
                                      input_shape=(None, None, 3), weights=weights)

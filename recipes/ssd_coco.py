@@ -127,10 +127,12 @@ def build_model(args, class_names, strategy, freeze="none"):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The strategy first: multi-worker collectives must be configured before any TF op runs.
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     train_src, val_src, line = choose_data(args)
     print(line, flush=True)
     keras.utils.set_random_seed(args.seed)
-    strategy = training.get_strategy(args.strategy, args.tpu)
     is_embedded = "embedded" in line
     epochs = args.epochs or (1 if args.smoke else 11 if is_embedded else 100)
     batch = 2 if args.smoke else args.batch_size

@@ -98,6 +98,7 @@ def main(argv=None) -> dict:
         train, val = train.take(2), val.take(1)
     print(f"data: {description}, {len(names)} classes", flush=True)
     strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     os.makedirs(args.out, exist_ok=True)
     with strategy.scope():
         model = transfer.build_transfer_classifier(

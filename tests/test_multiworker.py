@@ -87,3 +87,22 @@ def test_a_killed_worker_makes_the_other_fail_clearly_within_the_timeout(tmp_pat
     assert time.time() - start < 240
     assert re.search(r"DeadlineExceeded|Unavailable|peer|collective|timed out|Cancelled", output,
                      re.IGNORECASE), output[-3000:]
+
+
+def test_two_workers_run_the_ssd_coco_smoke(tmp_path):
+    out = tmp_path / "out"
+    args = [str(ROOT / "recipes" / "ssd_coco.py"), "--smoke", "--strategy", "multiworker",
+            "--alpha", "0.25", "--weights", "scratch", "--image-size", "128", "--out", str(out),
+            "--verbose", "0", "--no-tflite"]
+    procs = _start_workers(args, tmp_path)
+    outs = _finish(procs)
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-4000:]
+    assert (out / "results.json").is_file() and (out / "model.keras").is_file()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["backup", "checkpoints", "detections.png", "log.csv", "model.keras", "results.json",
+         "tensorboard"])
+    paths = [Path(re.search(r"results: (\S+)", o).group(1)) for o in outs]
+    assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
+    chief, worker = (json.loads(p.read_text()) for p in paths)
+    assert chief["final_loss"] == pytest.approx(worker["final_loss"], rel=1e-5)
