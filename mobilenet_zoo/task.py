@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone
@@ -127,6 +128,11 @@ class Task(ByNameWeightsMixin, keras.Model):
         """Clear error when arrays of the wrong image shape reach the model."""
         expected = tuple(self.inputs[0].shape[1:])
         shape = getattr(x, "shape", None)
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(
+                f"{type(self).__name__}.{where}: the images contain {int((~np.isfinite(x)).sum())} "
+                "NaN or infinite pixel values; a model fed them returns confident nonsense."
+            )
         if shape is None or len(expected) != 3:
             return
         got = tuple(shape[1:]) if len(shape) == 4 else tuple(shape)

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from mobilenet_zoo import weights_io
 from mobilenet_zoo.task import StopOnNonFiniteLoss
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
@@ -233,8 +234,15 @@ def write_results(out_dir: str, results: dict[str, Any]) -> str:
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     payload = dict(results, written_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    text = json.dumps(payload, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    weights_io.atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+    return path
+
+
+def save_model(model: keras.Model, path: str) -> str:
+    """``model.save(path)`` written to a temporary file and renamed: a kill during the
+    save leaves the previous file (or none), never a truncated one."""
+    weights_io.atomic_write(path, model.save)
     return path
 
 

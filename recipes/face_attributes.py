@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     if not args.teacher:
         print(f"training the teacher on labels for {args.teacher_epochs} epochs", flush=True)
         teacher.fit(train_b, epochs=args.teacher_epochs, verbose=args.verbose)
-        teacher.save(os.path.join(args.out, "teacher.keras"))
+        training.save_model(teacher, os.path.join(args.out, "teacher.keras"))
     with strategy.scope():
         student = mobilenet_head_model(NUM_ATTRIBUTES, args.alpha, 64 if args.smoke else args.image_size)
         weight = 0.0 if args.unlabeled else args.label_weight
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     y_true = np.concatenate([y.numpy() for _, y in test_b])
     scores = {name: mean_average_precision(y_true, np.concatenate([m.predict_on_batch(x) for x, _ in test_b]))
               for name, m in (("student", student), ("teacher", teacher))}
-    student.save(os.path.join(args.out, "student.keras"))
+    training.save_model(student, os.path.join(args.out, "student.keras"))
     paper = None if args.smoke else TABLE_12.get((args.alpha, args.image_size))
     results = {"data": line, "mean_ap": scores, "paper_mean_ap_percent": paper,
                "unlabeled": not weight, "args": vars(args)}

@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
         labels = np.arange(len(labels)) % 4
     pairs, same = make_pairs(labels, args.pairs, seed=0)
     metrics = {name: verification_metrics(np.concatenate(e), pairs, same) for name, e in emb.items()}
-    student.save(os.path.join(args.out, "student.keras"))
+    training.save_model(student, os.path.join(args.out, "student.keras"))
     paper = None if args.smoke else TABLE_14.get((args.alpha, args.image_size))
     results = {"data": line, "verification": metrics, "paper_1e-4_accuracy_percent": paper,
                "teacher": args.teacher or "stand-in (smoke)", "args": vars(args)}

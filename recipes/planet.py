@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     guess = cells.centers[predicted]
     errors = great_circle_km(lats[is_test], lons[is_test], guess[:, 0], guess[:, 1])
     within = fraction_within(errors)
-    model.save(os.path.join(args.out, "model.keras"))
+    training.save_model(model, os.path.join(args.out, "model.keras"))
     results = {"data": line, "num_cells": len(cells), "cells": cells.tokens, "test_photos": int(is_test.sum()),
                "within": within, "median_error_km": float(np.median(errors)), "paper_table_11": TABLE_11,
                "args": vars(args)}

@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
         cm += confusion_matrix(masks, np.argmax(model.predict_on_batch(images), -1), n)
     scores = segmentation_scores(cm)
     print(f"val mean IoU {scores['mean_iou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}")
-    model.save(os.path.join(args.out, "model.keras"))
+    training.save_model(model, os.path.join(args.out, "model.keras"))
     images, masks = next(iter(val_ds))
     png = save_overlays(np.asarray(images), np.argmax(model.predict_on_batch(images), -1),
                         os.path.join(args.out, "overlays.png"), np.asarray(masks))

@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
     metrics = evaluate_coco(model, val_ds, val_src.category_ids, val_src.class_names,
                             max_batches=args.eval_batches or (1 if args.smoke else None))
     print(f"COCO metrics ({val_src.description}):\n{format_table(metrics)}", flush=True)
-    model.save(os.path.join(args.out, "model.keras"))
+    training.save_model(model, os.path.join(args.out, "model.keras"))
     images, _ = next(iter(val_ds))
     dets = model.predict_on_batch(images)
     png = draw_detections(np.asarray(images)[:8], {k: np.asarray(v)[:8] for k, v in dets.items()},

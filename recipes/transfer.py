@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
             callbacks=lambda stage: training.standard_callbacks(
                 os.path.join(args.out, stage), args.resume),
         )
-    model.save(os.path.join(args.out, "model.keras"))
+    training.save_model(model, os.path.join(args.out, "model.keras"))
     results = {
         "data": description,
         "classes": list(names),

@@ -109,10 +109,15 @@ def test_ssd_fit_refuses_labels_below_minus_one():
 def test_a_nan_loss_stops_fit_with_a_clear_error():
     model = _ssd()
     x = np.zeros((2, 64, 64, 3), np.float32)
-    x[0, 5, 5, 0] = np.nan  # one NaN pixel
+    x[0, 5, 5, 0] = np.nan  # one NaN pixel, arriving through tf.data (arrays are checked earlier)
     boxes, classes = _boxes([0.2, 0.2, 0.4, 0.4])
-    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 1"):
+    with pytest.raises(ValueError, match="NaN or infinite pixel"):
         model.fit(x, {"boxes": boxes, "classes": classes}, epochs=1, verbose=0)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensors((x, {"boxes": boxes, "classes": classes}))
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 1"):
+        model.fit(ds, epochs=1, verbose=0)
 
 
 def test_wrong_image_shapes_name_the_expected_and_received_shape():
@@ -241,3 +246,19 @@ def test_a_renamed_copy_of_a_preset_file_is_checksum_checked(tmp_path):
     save_by_name(MobileNetBackbone(alpha=1.0), fake)
     with pytest.raises(ValueError, match="sha256"):
         MobileNetBackbone(alpha=1.0, weights=str(fake))
+
+
+def test_nan_pixels_are_refused_at_predict_instead_of_giving_confident_nonsense():
+    model = _ssd()
+    x = np.zeros((1, 64, 64, 3), np.float32)
+    x[0, 1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite pixel"):
+        model.predict(x, verbose=0)
+
+
+def test_results_json_is_written_atomically(tmp_path):
+    import json
+
+    path = training.write_results(str(tmp_path), {"a": np.float32(1.5)})
+    assert json.loads(open(path).read())["a"] == 1.5
+    assert sorted(os.listdir(tmp_path)) == ["results.json"]

@@ -21,7 +21,11 @@ import tensorflow as tf
 from mobilenet_zoo import presets, training
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
-from mobilenet_zoo.classification.preprocessor import pipeline, preprocess  # noqa: F401
+from mobilenet_zoo.classification.preprocessor import (  # noqa: F401  (pipeline: re-exported)
+    ImageClassifierPreprocessor,
+    pipeline,
+    preprocess,
+)
 from mobilenet_zoo.paper import PAPER_TABLES
 
 IMAGENET_PRESET = presets.IMAGENET
@@ -64,7 +68,8 @@ def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier
         weight_decay=config.weight_decay, weights=init,
     )
     return MobileNetClassifier(backbone, num_classes, dropout=config.dropout,
-                               include_preprocessing=True)
+                               include_preprocessing=True,
+                               preprocessor=ImageClassifierPreprocessor(config.image_size, config.augment))
 
 
 def compile_model(model, config: ClassificationConfig, steps_per_epoch: int) -> None:
@@ -105,21 +110,21 @@ def run(
     workers write to temporary folders (``training.output_dir``).
     """
     out_dir = training.output_dir(out_dir, strategy)
-    train = one_hot(pipeline(train_raw, config.image_size, config.batch_size, True, config.augment),
-                    num_classes)
-    evaluation = one_hot(pipeline(eval_raw, config.image_size, config.batch_size, False), num_classes)
     steps = config.steps_per_epoch or max(1, (num_train_examples or config.batch_size) // config.batch_size)
-    train = train.repeat()
     with strategy.scope():
         model = build(config, num_classes)
         compile_model(model, config, steps)
+    # The model's own preprocessor: its image size and augmentation, nothing to keep in sync.
+    train = one_hot(model.preprocessor.pipeline(train_raw, config.batch_size, training=True),
+                    num_classes).repeat()
+    evaluation = one_hot(model.preprocessor.pipeline(eval_raw, config.batch_size), num_classes)
     callbacks = training.standard_callbacks(out_dir, resume) + list(extra_callbacks or [])
     start = time.time()
     history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
                         verbose=verbose)
     seconds = time.time() - start
     scores = model.evaluate(evaluation, return_dict=True, verbose=0)
-    model.save(os.path.join(out_dir, "model.keras"))
+    training.save_model(model, os.path.join(out_dir, "model.keras"))
     results = {
         "data": data_description,
         "config": dataclasses.asdict(config),
