@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilenet_zoo.weights_io import atomic_write
+
 VERSION = 2  # 2: per-pixel masks (masks/*.png) for segmentation
 CLASS_NAMES = [str(d) for d in range(10)]
 _RGB_PHOTOS = (
@@ -156,5 +158,7 @@ def build(
             "annotations": annotations,
             "categories": [{"id": d + 1, "name": str(d)} for d in range(10)],
         }
-        (out / split / "annotations.json").write_text(json.dumps(coco))
+        # Written last and atomically: its presence marks a complete split for reuse.
+        text = json.dumps(coco)
+        atomic_write(out / split / "annotations.json", lambda tmp: Path(tmp).write_text(text))
     return out
