@@ -1,6 +1,6 @@
 """Does the classification input pipeline keep up with the model on this machine?
 
-Times ``classification.trainer.pipeline`` (JPEG decode, random crop, flip, resize,
+Times ``classification.preprocessor.pipeline`` (JPEG decode, random crop, flip, resize,
 batch; parallel map, prefetch) over in-memory JPEGs of real photos, against the
 training throughput of MobileNet 1.0-224 in the same process. A ratio
 pipeline / model above 1 means the model, not the input, is the bottleneck.
@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data as skdata
 
-from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.classification import preprocessor, trainer
 
 BATCH, N = 32, 512
 
@@ -37,7 +37,7 @@ def jpeg_dataset() -> tf.data.Dataset:
 
 
 def run() -> dict:
-    ds = trainer.pipeline(jpeg_dataset(), 224, BATCH, training=True)
+    ds = preprocessor.pipeline(jpeg_dataset(), 224, BATCH, training=True)
     for _ in ds.take(2):
         pass
     start = time.perf_counter()

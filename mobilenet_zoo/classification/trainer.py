@@ -21,11 +21,7 @@ import tensorflow as tf
 from mobilenet_zoo import presets, training
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
-from mobilenet_zoo.classification.preprocessor import (  # noqa: F401  (pipeline: re-exported)
-    ImageClassifierPreprocessor,
-    pipeline,
-    preprocess,
-)
+from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
 from mobilenet_zoo.paper import PAPER_TABLES
 
 IMAGENET_PRESET = presets.IMAGENET
