@@ -249,13 +249,15 @@ def save_model(model: keras.Model, path: str) -> str:
 # ----------------------------------------------------------------------------
 # Flags mirrored from one config object
 # ----------------------------------------------------------------------------
-def add_config_flags(parser: argparse.ArgumentParser, config) -> None:
-    """One ``--flag`` per dataclass field, its default the field's, its help the
-    field's ``metadata["help"]`` (which says where the default comes from)."""
+def add_config_flags(parser: argparse.ArgumentParser, config, exclude: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per dataclass field (but ``exclude``), its default the field's,
+    its help the field's ``metadata["help"]`` (which says where the default comes from)."""
     import dataclasses
 
     g = parser.add_argument_group(f"hyperparameters ({type(config).__name__})")
     for f in dataclasses.fields(config):
+        if f.name in exclude:
+            continue
         default = getattr(config, f.name)
         flag = "--" + f.name.replace("_", "-")
         helptext = f"{f.metadata.get('help', '')} (default: {default})"

@@ -13,9 +13,12 @@ from mobilenet_zoo.utils import ConfigMixin
 CENTRAL_FRACTION = 0.875
 
 
-def preprocess(image, size: int, training: bool, seed=None):
-    """Little augmentation (paper s.4): random crop and flip; eval: central 87.5% crop."""
+def preprocess(image, size: int, training: bool, seed=None, central_fraction: float = CENTRAL_FRACTION):
+    """Little augmentation (paper s.4): random crop and flip; eval: central crop
+    (87.5% by default, Inception / TF-slim; 1.0 keeps the whole image)."""
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
+    if image.shape.rank == 3 and image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
     if training:
         begin, crop, _ = tf.image.sample_distorted_bounding_box(
             tf.shape(image), tf.zeros((1, 0, 4)), min_object_covered=0.25,
@@ -23,18 +26,18 @@ def preprocess(image, size: int, training: bool, seed=None):
             use_image_if_no_bounding_boxes=True, seed=seed or 0,
         )
         image = tf.image.random_flip_left_right(tf.slice(image, begin, crop), seed=seed)
-    else:
-        image = tf.image.central_crop(image, CENTRAL_FRACTION)
+    elif central_fraction < 1.0:
+        image = tf.image.central_crop(image, central_fraction)
     image = tf.image.resize(image, (size, size))
     return image * 255.0  # the model's preprocessing layer maps [0, 255] to [-1, 1]
 
 
 def pipeline(ds: tf.data.Dataset, size: int, batch_size: int, training: bool, augment: bool = True,
-             seed=None) -> tf.data.Dataset:
+             seed=None, central_fraction: float = CENTRAL_FRACTION) -> tf.data.Dataset:
     """(image, label) pairs -> batches; parallel decode/augment, prefetch, no Python per example."""
     if training:
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed), y),
+    ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed, central_fraction), y),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
@@ -46,6 +49,9 @@ class ImageClassifierPreprocessor(ConfigMixin):
     Args:
         image_size: square side images are resized to (the model's input).
         augment: random crop + flip in training (paper s.4: little augmentation).
+        central_fraction: central crop at evaluation (0.875: Inception / TF-slim
+            evaluation; 1.0 keeps the whole image, for small centred objects as in
+            Fashion-MNIST). Grayscale (H, W, 1) images are repeated to RGB.
 
     Example:
 
@@ -54,16 +60,22 @@ class ImageClassifierPreprocessor(ConfigMixin):
     ```
     """
 
-    def __init__(self, image_size: int = 224, augment: bool = True) -> None:
+    def __init__(self, image_size: int = 224, augment: bool = True,
+                 central_fraction: float = CENTRAL_FRACTION) -> None:
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
             raise ValueError(f"`image_size` must be an int >= 32, got {image_size!r}.")
+        if not 0.0 < float(central_fraction) <= 1.0:
+            raise ValueError(f"`central_fraction` must be in (0, 1], got {central_fraction!r}.")
         self.image_size = image_size
         self.augment = augment
+        self.central_fraction = float(central_fraction)
 
     def pipeline(self, ds: tf.data.Dataset, batch_size: int, training: bool = False,
                  seed: int | None = None) -> tf.data.Dataset:
         """``(image uint8, label)`` pairs -> batches of the model's input size."""
-        return pipeline(ds, self.image_size, batch_size, training, self.augment, seed)
+        return pipeline(ds, self.image_size, batch_size, training, self.augment, seed,
+                        self.central_fraction)
 
     def get_config(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "augment": self.augment}
+        return {"image_size": self.image_size, "augment": self.augment,
+                "central_fraction": self.central_fraction}

@@ -54,6 +54,7 @@ class ClassificationConfig:
     dropout: float = _f(1e-3, "dropout before the logits (keras.applications; slim keeps 0.999)")
     label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
     augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
+    central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
 
 
 def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier:
@@ -65,7 +66,8 @@ def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier
     )
     return MobileNetClassifier(backbone, num_classes, dropout=config.dropout,
                                include_preprocessing=True,
-                               preprocessor=ImageClassifierPreprocessor(config.image_size, config.augment))
+                               preprocessor=ImageClassifierPreprocessor(
+                                   config.image_size, config.augment, config.central_fraction))
 
 
 def compile_model(model, config: ClassificationConfig, steps_per_epoch: int) -> None:
