@@ -46,7 +46,13 @@ _import_tensorflow_quietly()
 # The order below is the layering of the package: backbone, task base, tasks.
 from mobilenet_zoo.backbone import MobileNetBackbone  # noqa: E402
 from mobilenet_zoo.classification import ImageClassifierPreprocessor, MobileNetClassifier  # noqa: E402
-from mobilenet_zoo.detection import SSD, DetectionPreprocessor, ssd_mobilenet_v1  # noqa: E402
+from mobilenet_zoo.detection import (  # noqa: E402
+    SSD,
+    DetectionPreprocessor,
+    FasterRCNN,
+    faster_rcnn_mobilenet_v1,
+    ssd_mobilenet_v1,
+)
 from mobilenet_zoo.distillation import losses as _distillation_losses  # noqa: E402,F401
 from mobilenet_zoo.fold import fold_batch_norm  # noqa: E402
 from mobilenet_zoo.preprocessing import preprocess_input  # noqa: E402
@@ -63,6 +69,8 @@ __all__ = [
     "ImageClassifierPreprocessor",
     "SSD",
     "ssd_mobilenet_v1",
+    "FasterRCNN",
+    "faster_rcnn_mobilenet_v1",
     "DetectionPreprocessor",
     "DeepLabV3",
     "SegmentationPreprocessor",

@@ -53,16 +53,18 @@ class Profile:
         return "\n".join(rows)
 
 
-def _nodes(model: keras.Model) -> Iterator[tuple[keras.layers.Layer, Any, Any]]:
-    """Yields (layer, input tensor, output tensor) for every leaf layer call."""
+def _nodes(model: keras.Model, repeats: int = 1) -> Iterator[tuple[keras.layers.Layer, Any, Any, int]]:
+    """Yields (layer, input tensor, output tensor, calls per example) for every leaf
+    layer call. A nested model with ``calls_per_example = n`` runs n times per
+    input example (Faster R-CNN's second stage: once per proposal)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model) and hasattr(layer, "_inbound_nodes"):
-            yield from _nodes(layer)
+            yield from _nodes(layer, repeats * int(getattr(layer, "calls_per_example", 1)))
             continue
         for node in getattr(layer, "_inbound_nodes", []):
             ins = node.input_tensors
             outs = node.output_tensors
-            yield layer, (ins[0] if ins else None), (outs[0] if outs else None)
+            yield layer, (ins[0] if ins else None), (outs[0] if outs else None), repeats
 
 
 def _layer_mult_adds(layer: keras.layers.Layer, x: Any, y: Any) -> int:
@@ -117,13 +119,13 @@ def profile(model: keras.Model, input_shape: tuple | None = None) -> Profile:
             "Pass input_shape=(height, width, channels)."
         )
     rows = []
-    for layer, x, y in _nodes(model):
+    for layer, x, y, repeats in _nodes(model):
         rows.append(
             LayerCost(
                 name=layer.name,
                 kind=type(layer).__name__,
                 params=layer.count_params() if layer.built else 0,
-                mult_adds=int(_layer_mult_adds(layer, x, y)),
+                mult_adds=int(_layer_mult_adds(layer, x, y)) * repeats,
                 output_shape=tuple(y.shape[1:]) if y is not None else (),
             )
         )

@@ -1,7 +1,13 @@
-"""SSD object detection on MobileNetBackbone (paper Table 13)."""
+"""Object detection on MobileNetBackbone (paper Table 13): SSD and Faster R-CNN."""
 
 from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.faster_rcnn import (
+    FasterRCNN,
+    GridAnchorGenerator,
+    faster_rcnn_mobilenet_v1,
+    keep_aspect_ratio_size,
+)
 from mobilenet_zoo.detection.losses import FocalLoss, SSDLoss
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
@@ -11,6 +17,10 @@ from mobilenet_zoo.detection.ssd import SSD, ssd_mobilenet_v1
 __all__ = [
     "SSD",
     "ssd_mobilenet_v1",
+    "FasterRCNN",
+    "faster_rcnn_mobilenet_v1",
+    "GridAnchorGenerator",
+    "keep_aspect_ratio_size",
     "DetectionPreprocessor",
     "SSDAnchorGenerator",
     "feature_map_sizes",

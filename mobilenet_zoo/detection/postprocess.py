@@ -29,9 +29,13 @@ class DetectionDecoder(keras.layers.Layer):
         iou_threshold: per-class NMS IoU (config: 0.6).
         max_detections_per_class: config: 100.
         max_detections: config: 100.
+        score_converter: "sigmoid" (SSD configs) or "softmax" (Faster R-CNN
+            configs); the background column 0 is dropped after it.
         **kwargs: ``name`` and other ``keras.layers.Layer`` arguments.
 
     ``decoder(box_codes, class_logits, anchors, box_coder=..., export=False)``
+    (box codes ``(B, N, 4)`` shared by the classes, or ``(B, N, C, 4)`` one box per
+    class as Faster R-CNN's second stage; anchors ``(N, 4)`` or per image ``(B, N, 4)``)
     returns a dict of ``boxes (B, K, 4)``, ``scores (B, K)``, ``classes (B, K)``
     int32 (0-based, no background; -1 on padding) and ``num_detections (B,)``.
 
@@ -49,9 +53,13 @@ class DetectionDecoder(keras.layers.Layer):
         iou_threshold: float = 0.6,
         max_detections_per_class: int = 100,
         max_detections: int = 100,
+        score_converter: str = "sigmoid",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if score_converter not in ("sigmoid", "softmax"):
+            raise ValueError(f"`score_converter` must be 'sigmoid' or 'softmax', got {score_converter!r}.")
+        self.score_converter = score_converter
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"`iou_threshold` must be in [0, 1], got {iou_threshold}.")
         if max_detections < 1 or max_detections_per_class < 1:
@@ -63,8 +71,12 @@ class DetectionDecoder(keras.layers.Layer):
 
     def scores_and_boxes(self, box_codes, class_logits, anchors, box_coder):
         """Decoded boxes (B, N, 4) and per-class sigmoid scores (B, N, C)."""
-        boxes = box_coder.decode(tf.cast(box_codes, tf.float32), anchors)
-        scores = tf.sigmoid(tf.cast(class_logits, tf.float32))[..., 1:]  # drop background
+        codes = tf.cast(box_codes, tf.float32)
+        if codes.shape.rank == 4:  # one box per class: decode each against its anchor
+            anchors = anchors[..., None, :]
+        boxes = box_coder.decode(codes, anchors)
+        convert = tf.sigmoid if self.score_converter == "sigmoid" else tf.nn.softmax
+        scores = convert(tf.cast(class_logits, tf.float32))[..., 1:]  # drop background
         return boxes, scores
 
     def call(self, box_codes, class_logits, anchors, box_coder, export: bool = False) -> dict:
@@ -73,7 +85,7 @@ class DetectionDecoder(keras.layers.Layer):
         if export:
             return self._loop_nms(boxes, scores)
         nms = tf.image.combined_non_max_suppression(
-            boxes[:, :, None, :],
+            boxes if boxes.shape.rank == 4 else boxes[:, :, None, :],
             scores,
             max_output_size_per_class=self.max_detections_per_class,
             max_total_size=self.max_detections,
@@ -110,11 +122,12 @@ class DetectionDecoder(keras.layers.Layer):
             # Padded single-class NMS (NonMaxSuppressionV5): static shapes, which
             # is how the TFLite kernel returns them anyway.
             idx, sc, count = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=boxes, scores=scores[:, c], max_output_size=per_class,
+                boxes=boxes if boxes.shape.rank == 2 else boxes[:, c], scores=scores[:, c],
+                max_output_size=per_class,
                 iou_threshold=self.iou_threshold, score_threshold=self.score_threshold,
                 soft_nms_sigma=0.0, pad_to_max_output_size=True,
             )
-            sel_boxes.append(tf.gather(boxes, idx))
+            sel_boxes.append(tf.gather(boxes if boxes.shape.rank == 2 else boxes[:, c], idx))
             sel_scores.append(tf.where(tf.range(per_class) < count, sc, -1.0))
             sel_classes.append(tf.fill([per_class], c))
         all_scores = tf.concat(sel_scores, 0)
@@ -137,5 +150,6 @@ class DetectionDecoder(keras.layers.Layer):
             "iou_threshold": self.iou_threshold,
             "max_detections_per_class": self.max_detections_per_class,
             "max_detections": self.max_detections,
+            "score_converter": self.score_converter,
         })
         return config
