@@ -119,9 +119,6 @@ class GridAnchorGenerator(ConfigMixin):
         ratios, scales = ratios.ravel(), scales.ravel()
         return np.stack([scales / np.sqrt(ratios), scales * np.sqrt(ratios)], -1) * self.base_anchor_size
 
-    def smallest_side(self) -> float:
-        return float(self.sizes().min())
-
     def __call__(self, image_size: int | Sequence[int], grid: Sequence[int]) -> np.ndarray:
         h, w = as_image_size(image_size)
         gh, gw = grid
@@ -164,7 +161,11 @@ class ProposalLayer(layers.Layer):
 
     def call(self, box_codes, objectness_logits):
         boxes = self.box_coder.decode(tf.cast(box_codes, tf.float32), tf.constant(self.anchors))
-        boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+        # Clipped to the image (TF OD API clip_to_window), the far edge kept 1e-5 inside:
+        # a box edge at exactly 1.0 samples position H - 1 in crop_and_resize, which float
+        # round-off puts either inside or outside the map (zeros) depending on how the
+        # arithmetic is ordered, so the TF kernel and the TFLite builtin crop could disagree.
+        boxes = tf.clip_by_value(boxes, 0.0, 1.0 - 1e-5)
         scores = tf.nn.softmax(tf.cast(objectness_logits, tf.float32))[..., 1]
         k = min(self.max_proposals, self.anchors.shape[0])
         if self.tflite_ops:
@@ -223,7 +224,9 @@ def crop_and_resize_builtin(features, boxes, box_indices, crop_size: Sequence[in
             pos = lo[:, None] * (size - 1) + tf.range(n, dtype=tf.float32)[None, :] * step[:, None]
         else:
             pos = 0.5 * (lo + hi)[:, None] * (size - 1)
-        valid = (pos >= 0.0) & (pos <= size - 1)
+        # Outside the map -> 0 (extrapolation). A 1e-3 pixel slack keeps a box edge at
+        # exactly 1.0 inside whatever order graph optimisations evaluate this in.
+        valid = (pos >= -1e-3) & (pos <= size - 1 + 1e-3)
         low = tf.floor(pos)
         frac = pos - low
         low_i = tf.clip_by_value(tf.cast(low, tf.int32), 0, size - 1)
@@ -488,12 +491,6 @@ class FasterRCNN(Task):
                              f"{sorted(loss_weights or {})}.")
         check_backbone(backbone, "FasterRCNN", levels=(FIRST_STAGE_LEVEL,), strides={FIRST_STAGE_LEVEL: 16})
         anchor_generator = build_piece(anchor_generator, GridAnchorGenerator)
-        if min(size) < anchor_generator.smallest_side():
-            raise ValueError(
-                f"`image_size` {size} is smaller than the smallest anchor "
-                f"({anchor_generator.smallest_side():g} pixels: scales {anchor_generator.scales} of "
-                f"{anchor_generator.base_anchor_size:g}), so no anchor fits in the image; use images of "
-                "at least that side or smaller anchor scales.")
         preprocessor = preprocessor or DetectionPreprocessor(size, bounding_box_format, augment=False)
         if tuple(preprocessor.image_size) != size or preprocessor.bounding_box_format != bounding_box_format:
             raise ValueError(
@@ -560,8 +557,13 @@ class FasterRCNN(Task):
         self.anchors = anchors
         self.inside = ((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 1)
                        & (anchors[:, 3] <= 1))
-        if not self.inside.any():
-            raise ValueError(f"No anchor lies fully inside a {size} image; use larger images.")
+        if not self.inside.any():  # RPN training samples only anchors inside the image
+            h_min, w_min = anchor_generator.sizes().min(0)
+            raise ValueError(
+                f"`image_size` {size} is too small: no anchor fits inside the image (the smallest "
+                f"anchor is {h_min:.0f}x{w_min:.0f} pixels: scales {anchor_generator.scales} of "
+                f"{anchor_generator.base_anchor_size:g}, centres every {anchor_generator.stride} pixels "
+                "from the corner). Use images of at least 128 pixels or smaller anchor scales.")
         self.max_proposals, self.first_stage_iou, self.crop_size = max_proposals, first_stage_iou, crop_size
         self.second_stage_depth, self.rpn_depth = second_stage_depth, rpn_depth
         self.box_coder = box_coder
