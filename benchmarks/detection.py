@@ -8,7 +8,12 @@ Then SSD 300 with BatchNorm folded against the same SSD unfolded (raw
 outputs, graph mode, batch 1 and 8; target >= 1.3x), and the float TFLite
 latency of SSD 300 at alpha 1.0 and 0.5 (2 threads, decoding and NMS included).
 
-Run: ``python benchmarks/detection.py [--repeats N] [--part all|vs_retinanet|folded|tflite]``
+Faster R-CNN 300 against SSD 300 on the same backbone (alpha 1.0, ImageNet-free
+random init, 80 classes): training images/s (TF OD API sampling: 64 proposals per
+image), inference latency at batch 1 (raw outputs: 300 proposals through the
+second stage) and mult-adds (``complexity.profile``).
+
+Run: ``python benchmarks/detection.py [--repeats N] [--part all|vs_retinanet|folded|tflite|faster_rcnn]``
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 
 from common import compiled_forward, interleaved_medians, median_seconds
 from mobilenet_zoo import MobileNetBackbone, fold_batch_norm
-from mobilenet_zoo.detection import SSD
+from mobilenet_zoo.complexity import profile
+from mobilenet_zoo.detection import SSD, FasterRCNN
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.testing import randomize_batch_norm
 
@@ -93,6 +99,40 @@ def tflite_rows(repeats: int) -> dict:
     return lite
 
 
+def faster_rcnn_rows(repeats: int) -> dict:
+    """Faster R-CNN 300 vs SSD 300, same backbone, same batch, same process."""
+    import tensorflow as tf
+
+    global SIZE
+    size, SIZE = SIZE, 300
+    try:
+        x, y = _batch("rel_yxyx")
+    finally:
+        SIZE = size
+    models = {
+        "ssd": SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=CLASSES, image_size=300),
+        "faster_rcnn": FasterRCNN(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=CLASSES,
+                                  image_size=300),
+    }
+    rows: dict = {"train_img_s": {}, "latency_ms_batch1": {}, "billion_mult_adds": {}}
+    for name, model in models.items():
+        model.compile(keras.optimizers.SGD(1e-3, momentum=0.9))
+        rows["train_img_s"][name] = round(BATCH / _train_step_seconds(model, x, y, max(2, repeats // 2)), 2)
+        rows["billion_mult_adds"][name] = round(profile(model).mult_adds / 1e9, 2)
+    forwards = {n: compiled_forward(m) for n, m in models.items()}
+    x1 = tf.constant(x[:1])
+    lat = interleaved_medians({n: (lambda f=f: [v.numpy() for v in f(x1).values()])
+                               for n, f in forwards.items()}, repeats=repeats)
+    rows["latency_ms_batch1"] = {n: round(1e3 * t, 1) for n, t in lat.items()}
+    rows["ratios_frcnn_over_ssd"] = {
+        "train_time": round(rows["train_img_s"]["ssd"] / rows["train_img_s"]["faster_rcnn"], 2),
+        "latency": round(lat["faster_rcnn"] / lat["ssd"], 2),
+        "mult_adds": round(rows["billion_mult_adds"]["faster_rcnn"] / rows["billion_mult_adds"]["ssd"], 2),
+    }
+    print(json.dumps({"faster_rcnn_vs_ssd": rows}), flush=True)
+    return rows
+
+
 def run(repeats: int) -> dict:
     import keras_cv
 
@@ -128,8 +168,19 @@ def run(repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--part", choices=["all", "vs_retinanet", "folded", "tflite"], default="all")
+    parser.add_argument("--part", choices=["all", "vs_retinanet", "folded", "tflite", "faster_rcnn"],
+                        default="all")
     args = parser.parse_args()
+    if args.part in ("all", "faster_rcnn"):
+        r = faster_rcnn_rows(args.repeats)
+        print("\n| 300x300, alpha 1.0 | SSD | Faster R-CNN | Faster R-CNN / SSD |")
+        print("|---|---|---|---|")
+        print(f"| training img/s (batch {BATCH}) | {r['train_img_s']['ssd']} | {r['train_img_s']['faster_rcnn']} "
+              f"| {r['ratios_frcnn_over_ssd']['train_time']}x the time |")
+        print(f"| latency ms (batch 1) | {r['latency_ms_batch1']['ssd']} | {r['latency_ms_batch1']['faster_rcnn']} "
+              f"| {r['ratios_frcnn_over_ssd']['latency']}x |")
+        print(f"| billion mult-adds | {r['billion_mult_adds']['ssd']} | {r['billion_mult_adds']['faster_rcnn']} "
+              f"| {r['ratios_frcnn_over_ssd']['mult_adds']}x |")
     if args.part in ("all", "folded"):
         f = folded_rows(args.repeats)
         print("\n| SSD 300 alpha 1.0 | unfolded img/s | folded img/s | ratio |")

@@ -23,7 +23,16 @@ import keras
 
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
-from mobilenet_zoo.paper import PAPER_TABLES, RHO_BY_SIZE, SLIM_NOTES, SLIM_PARAMS_M, SLIM_TABLE
+from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
+from mobilenet_zoo.detection.ssd import SSD
+from mobilenet_zoo.paper import (
+    PAPER_TABLES,
+    RHO_BY_SIZE,
+    SLIM_NOTES,
+    SLIM_PARAMS_M,
+    SLIM_TABLE,
+    TABLE_13,
+)
 
 PAPER_TOLERANCE = 0.02  # issue 2: within 2% where the architecture is the same.
 
@@ -199,12 +208,32 @@ def slim_table() -> list[dict[str, Any]]:
     return rows
 
 
+def detection_table() -> list[dict[str, Any]]:
+    """Table 13's MobileNet rows (COCO, 90 classes), computed beside the published values:
+    SSD 300 and Faster R-CNN 300 / 600 (the second stage counted once per proposal)."""
+    builders = {
+        "SSD 300 MobileNet": lambda: SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=90),
+        "Faster-RCNN 300 MobileNet": lambda: FasterRCNN(MobileNetBackbone(alpha=1.0, min_depth=16),
+                                                        num_classes=90, image_size=300),
+        "Faster-RCNN 600 MobileNet": lambda: FasterRCNN(MobileNetBackbone(alpha=1.0, min_depth=16),
+                                                        num_classes=90, image_size=600),
+    }
+    rows = []
+    for label, build in builders.items():
+        prof, paper = profile(build()), TABLE_13[label]
+        rows.append({"label": label, "mAP": paper["mAP"],
+                     "mult_adds": compare(prof.mult_adds / 1e9, paper["billion_mult_adds"]),
+                     "params": compare(prof.params / 1e6, paper["million_params"])})
+    return rows
+
+
 def _fmt(c: dict[str, Any]) -> str:
     flag = "" if c["within_2pct"] else (" ~" if c["agrees_at_published_precision"] else " !")
     return f"{c['computed']:9.2f} {c['published']:8g} {100 * c['rel_diff']:+6.1f}%{flag}"
 
 
-def render(paper: dict[str, Any], slim: list[dict[str, Any]]) -> str:
+def render(paper: dict[str, Any], slim: list[dict[str, Any]],
+           detection: list[dict[str, Any]] | None = None) -> str:
     head = f"{'model':26s} {'top-1':>6s} | {'M mult-adds (ours, paper, diff)':>32s} | {'M params (ours, paper, diff)':>30s}"
     lines = []
     notes: dict[str, list[str]] = {}
@@ -219,6 +248,12 @@ def render(paper: dict[str, Any], slim: list[dict[str, Any]]) -> str:
         lines.append(f"{r['label']:26s} {r['top1']:6.1f} | {_fmt(r['mult_adds'])} | {_fmt(r['params'])}")
         if r["note"]:
             notes.setdefault(r["note"], []).append(r["label"])
+    if detection:
+        lines += ["", "Table 13: COCO object detection (mAP; billions of mult-adds)",
+                  f"{'model':26s} {'mAP':>6s} | {'B mult-adds (ours, paper, diff)':>32s} | "
+                  f"{'M params (ours, paper, diff)':>30s}"]
+        for r in detection:
+            lines.append(f"{r['label']:26s} {r['mAP']:6.1f} | {_fmt(r['mult_adds'])} | {_fmt(r['params'])}")
     lines += [
         "",
         "Flags: none = within 2%; '~' = outside 2% but equal at the published precision "
@@ -235,16 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
-    paper, slim = paper_tables(), slim_table()
+    paper, slim, detection = paper_tables(), slim_table(), detection_table()
     if args.json:
-        print(json.dumps({"paper": paper, "slim": slim}, indent=2))
+        print(json.dumps({"paper": paper, "slim": slim, "detection": detection}, indent=2))
     else:
-        print(render(paper, slim))
+        print(render(paper, slim, detection))
     return 0
 
 
 __all__ = [
-    "LayerCost", "Profile", "profile", "paper_tables", "slim_table",
+    "LayerCost", "Profile", "profile", "paper_tables", "slim_table", "detection_table",
     "PAPER_TABLES", "RHO_BY_SIZE", "SLIM_TABLE",
 ]  # fmt: skip
 

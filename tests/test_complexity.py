@@ -68,7 +68,12 @@ def test_each_slim_variant_is_within_2_percent_or_explained():
 def test_cli_prints_tables_and_json(capsys):
     assert complexity.main([]) == 0
     text = capsys.readouterr().out
-    assert "Table 4" in text and "Table 9" in text and "TF-slim" in text
+    assert "Table 4" in text and "Table 9" in text and "TF-slim" in text and "Table 13" in text
+    for row in ("SSD 300 MobileNet", "Faster-RCNN 300 MobileNet", "Faster-RCNN 600 MobileNet"):
+        assert row in text
     assert complexity.main(["--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data["paper"]) == {"4", "5", "6", "7", "9"}
+    # Table 13: every MobileNet row within 5% of the paper's mult-adds and params.
+    for row in data["detection"]:
+        assert abs(row["mult_adds"]["rel_diff"]) < 0.05 and abs(row["params"]["rel_diff"]) < 0.05, row
