@@ -18,6 +18,7 @@ from mobilenet_zoo import (
     SSD,
     DeepLabV3,
     DetectionPreprocessor,
+    FasterRCNN,
     MobileNetBackbone,
     MobileNetClassifier,
     Task,
@@ -30,7 +31,7 @@ from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["face_attributes", "facenet_distill", "imagenet", "planet", "segmentation",
-           "ssd_coco", "stanford_dogs", "transfer"]
+           "ssd_coco", "faster_rcnn_coco", "stanford_dogs", "transfer"]
 
 
 def _ssd(**kwargs):
@@ -42,6 +43,8 @@ def _task_models():
         "classifier": MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3)),
                                           num_classes=4, include_preprocessing=True),
         "ssd": _ssd(bounding_box_format="xyxy"),
+        "faster_rcnn": FasterRCNN(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3,
+                                  image_size=128, bounding_box_format="xyxy", max_proposals=20),
         "deeplab": DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(None, None, 3),
                                                output_stride=16), 3, use_decoder=True),
     }
@@ -61,17 +64,19 @@ def test_load_model_works_after_import_mobilenet_zoo_alone(tmp_path):
     expected = {}
     for name, model in _task_models().items():
         model.save(tmp_path / f"{name}.keras")
-        out = model.predict(x if name != "ssd" else np.zeros((1, 128, 128, 3), "float32"), verbose=0)
-        expected[name] = out["scores"] if name == "ssd" else out
+        detector = name in ("ssd", "faster_rcnn")
+        out = model.predict(x if not detector else np.zeros((1, 128, 128, 3), "float32"), verbose=0)
+        expected[name] = out["scores"] if detector else out
         np.save(tmp_path / f"{name}.npy", expected[name])
     script = (
         "import sys, numpy as np, keras, mobilenet_zoo\n"
         "d = sys.argv[1]\n"
-        "for name in ('classifier', 'ssd', 'deeplab'):\n"
+        "for name in ('classifier', 'ssd', 'faster_rcnn', 'deeplab'):\n"
         "    m = keras.saving.load_model(f'{d}/{name}.keras')\n"
         "    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype('float32')\n"
-        "    out = m.predict(x if name != 'ssd' else np.zeros((1, 128, 128, 3), 'float32'), verbose=0)\n"
-        "    out = out['scores'] if name == 'ssd' else out\n"
+        "    det = name in ('ssd', 'faster_rcnn')\n"
+        "    out = m.predict(x if not det else np.zeros((1, 128, 128, 3), 'float32'), verbose=0)\n"
+        "    out = out['scores'] if det else out\n"
         "    np.testing.assert_allclose(out, np.load(f'{d}/{name}.npy'), atol=1e-5)\n"
         "    print(name, type(m).__name__, type(m.preprocessor).__name__)\n"
     )
@@ -79,6 +84,7 @@ def test_load_model_works_after_import_mobilenet_zoo_alone(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ssd SSD DetectionPreprocessor" in done.stdout
+    assert "faster_rcnn FasterRCNN DetectionPreprocessor" in done.stdout
     assert "deeplab DeepLabV3 SegmentationPreprocessor" in done.stdout
     assert "classifier MobileNetClassifier ImageClassifierPreprocessor" in done.stdout
 
@@ -244,7 +250,7 @@ def test_transfer_recipe_smoke_runs(tmp_path):
 
 
 def test_package_exports_the_task_api():
-    for name in ("Task", "SSD", "ssd_mobilenet_v1", "DeepLabV3", "MobileNetClassifier",
+    for name in ("Task", "SSD", "ssd_mobilenet_v1", "FasterRCNN", "faster_rcnn_mobilenet_v1", "DeepLabV3", "MobileNetClassifier",
                  "DetectionPreprocessor", "SegmentationPreprocessor", "ImageClassifierPreprocessor"):
         assert hasattr(mobilenet_zoo, name), name
 
