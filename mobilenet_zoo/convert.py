@@ -39,9 +39,16 @@ BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
 def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Constants of a frozen GraphDef by name, and facts read from the graph."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(Path(path).read_bytes())
+    try:
+        graph_def.ParseFromString(Path(path).read_bytes())
+    except (DecodeError, RuntimeWarning) as err:
+        raise ValueError(f"{path}: not a frozen TensorFlow GraphDef (.pb), or truncated: {err}") from err
+    if not graph_def.node:
+        raise ValueError(f"{path}: an empty or foreign .pb file (no graph nodes); expected a TF-slim "
+                         "frozen graph such as mobilenet_v1_1.0_224_frozen.pb.")
     tensors, info = {}, {}
     for node in graph_def.node:
         if node.op == "Const" and node.attr["value"].tensor.tensor_shape.dim:
@@ -57,7 +64,13 @@ def read_slim_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every variable of a TF checkpoint (prefix or directory) by name."""
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(os.fspath(path))
+    try:
+        reader = tf.train.load_checkpoint(os.fspath(path))
+    except (tf.errors.OpError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a readable TF checkpoint (give the prefix, e.g. model.ckpt, its .index, or "
+            f"its directory; the .index and .data files must be complete): {str(err).splitlines()[0]}"
+        ) from err
     return {
         name: reader.get_tensor(name)
         for name in reader.get_variable_to_shape_map()
@@ -347,7 +360,11 @@ def read_keras_file(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     if path.endswith(".keras"):
         import keras
 
-        model = keras.saving.load_model(path, compile=False)
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except Exception as err:  # zip, JSON or deserialisation errors of a broken file
+            raise ValueError(f"{path}: not a readable .keras file (truncated, or saved by a class "
+                             f"that is not registered): {err}") from err
         return {la.name: la.get_weights() for la in weights_io.iter_weighted_layers(model)}
     raise ValueError(
         f"{path}: not a keras.applications .h5 (layer_names layout) nor a .keras file."

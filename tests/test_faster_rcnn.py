@@ -237,14 +237,21 @@ def test_recipe_smoke_on_mock_coco(tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_on_the_embedded_set_detects_digits(tmp_path):
-    """The recipe's default run on the embedded set, from the ImageNet preset."""
+def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch):
+    """The recipe's default run on the embedded set (ImageNet preset, 5 epochs of 75 steps of
+    batch 8, backbone frozen to P3; ~10 min), against the same detector untrained."""
+    from mobilenet_zoo.detection import data as ddata
+    from mobilenet_zoo.detection import embedded, evaluate_coco
+
+    keras.utils.set_random_seed(0)
+    root = embedded.build(num_train=600, num_val=100, image_size=300)
+    val = ddata.coco_json(root / "val" / "annotations.json")
+    untrained = fr.faster_rcnn_mobilenet_v1(len(val.class_names), image_size=300)
+    before = evaluate_coco(untrained, untrained.preprocessor.pipeline(val, 10), val.category_ids,
+                           val.class_names)["AP"]
     results = _recipe().main(["--dataset", "embedded", "--out", str(tmp_path), "--verbose", "0",
                               "--no-tflite"])
     ap = results["coco_metrics"]["AP"]
-    print(f"embedded AP after the default run: {ap:.3f}")
-    assert ap >= FASTER_RCNN_EMBEDDED_AP_FLOOR
-
-
-# Bound from two measured runs of the default recipe (see README, Faster R-CNN section).
-FASTER_RCNN_EMBEDDED_AP_FLOOR = 0.0
+    print(f"embedded AP: untrained {before:.4f}, after the default run {ap:.3f}")
+    # Measured (two runs of the default recipe, 2-core CPU): AP FR_AP_RUNS; untrained 1e-7.
+    assert ap >= 0.05 and ap > 100 * max(before, 1e-4)

@@ -262,3 +262,43 @@ def test_results_json_is_written_atomically(tmp_path):
     path = training.write_results(str(tmp_path), {"a": np.float32(1.5)})
     assert json.loads(open(path).read())["a"] == 1.5
     assert sorted(os.listdir(tmp_path)) == ["results.json"]
+
+
+@pytest.mark.parametrize("suffix, message", [
+    (".pb", "not a frozen TensorFlow GraphDef"),
+    (".keras", "not a readable .keras file"),
+    ("", "not a readable TF checkpoint"),
+])
+def test_converter_names_garbage_inputs(tmp_path, suffix, message):
+    from mobilenet_zoo.convert import convert
+
+    src = tmp_path / f"mobilenet_v1_1.0_224{suffix or '.ckpt'}"
+    src.write_bytes(os.urandom(3000))
+    if not suffix:  # a checkpoint prefix whose .index is garbage
+        (tmp_path / "model.ckpt.index").write_bytes(os.urandom(3000))
+        src = tmp_path / "model.ckpt"
+    out = tmp_path / "out.weights.h5"
+    with pytest.raises(ValueError, match=message):
+        convert(src, out)
+    assert not out.exists()
+
+
+def test_teacher_cache_killed_midway_leaves_no_partial_file(tmp_path):
+    import tensorflow as tf
+
+    from mobilenet_zoo.distillation import cache_teacher_outputs, load_teacher_cache
+
+    teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = tmp_path / "teacher.tfrecord"
+    good = tf.data.Dataset.from_tensor_slices(np.ones((6, 4), np.float32)).batch(3)
+    assert cache_teacher_outputs(teacher, good, path) == 6
+
+    def dying():
+        yield np.ones((3, 4), np.float32)
+        raise KeyboardInterrupt("killed while caching")
+
+    bad = tf.data.Dataset.from_generator(dying, output_signature=tf.TensorSpec((None, 4), tf.float32))
+    with pytest.raises(Exception, match="killed while caching"):
+        cache_teacher_outputs(teacher, bad, path)
+    assert len(list(load_teacher_cache(path))) == 6  # the complete earlier cache is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher.tfrecord"]

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 from keras.distillation import Distiller
 
+from mobilenet_zoo import weights_io
 from mobilenet_zoo.distillation.losses import (
     EmbeddingDistillation,
     LogitsDistillation,
@@ -73,17 +74,24 @@ def cache_teacher_outputs(teacher: keras.Model, images: tf.data.Dataset, path: s
     ``load_teacher_cache`` + ``as_keras_loss`` without running the teacher again.
     Returns the number of examples written.
     """
-    n = 0
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    with tf.io.TFRecordWriter(os.fspath(path)) as writer:
-        for batch in images:
-            batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-            outputs = teacher(batch, training=False)
-            for x, y in zip(tf.unstack(batch), tf.unstack(outputs)):
-                ex = tf.train.Example(features=tf.train.Features(feature={
-                    "image": _feature(tf.cast(x, tf.float32)), "teacher": _feature(tf.cast(y, tf.float32))}))
-                writer.write(ex.SerializeToString())
-                n += 1
+    count = [0]
+
+    def write(tmp: str) -> None:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for batch in images:
+                batch = batch[0] if isinstance(batch, (tuple, list)) else batch
+                outputs = teacher(batch, training=False)
+                for x, y in zip(tf.unstack(batch), tf.unstack(outputs)):
+                    ex = tf.train.Example(features=tf.train.Features(feature={
+                        "image": _feature(tf.cast(x, tf.float32)),
+                        "teacher": _feature(tf.cast(y, tf.float32))}))
+                    writer.write(ex.SerializeToString())
+                    count[0] += 1
+
+    # Written to a temporary file and renamed: a run killed while caching leaves no
+    # truncated cache that a later run would read as complete.
+    weights_io.atomic_write(path, write)
+    n = count[0]
     return n
 
 
