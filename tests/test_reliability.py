@@ -302,3 +302,21 @@ def test_teacher_cache_killed_midway_leaves_no_partial_file(tmp_path):
         cache_teacher_outputs(teacher, bad, path)
     assert len(list(load_teacher_cache(path))) == 6  # the complete earlier cache is intact
     assert [p.name for p in tmp_path.iterdir()] == ["teacher.tfrecord"]
+
+
+def test_converter_takes_keras_save_weights_files(tmp_path):
+    from mobilenet_zoo.convert import convert
+    from mobilenet_zoo.weights_io import read_by_name
+
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3)), num_classes=5)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    src = tmp_path / "mine.weights.h5"
+    model.save_weights(src)
+    meta = convert(src, tmp_path / "out.weights.h5")
+    assert meta["alpha"] == 0.25 and meta["num_classes"] == 5
+    converted = read_by_name(tmp_path / "out.weights.h5")
+    for name in ("conv1", "conv_pw_13_bn", "conv_preds"):
+        for a, b in zip(converted[name], model.get_layer(name).get_weights()
+                        if name == "conv_preds" else model.backbone.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
