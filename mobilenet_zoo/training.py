@@ -132,8 +132,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         tmp_w, tmp_m = self._pair("tmp")
         self.model.save_weights(tmp_w, overwrite=True)
+        # The metadata names its weights file by checksum: a kill between the renames
+        # below can leave a weights file beside another epoch's metadata, and such a
+        # pair must not load (it would resume at the wrong epoch).
         with open(tmp_m, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                       "weights_sha256": _sha256(tmp_w)}, f)
         for path in (tmp_w, tmp_m):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
@@ -149,7 +153,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             return None
         try:
             with open(meta) as f:
-                epoch = int(json.load(f)["epoch"])
+                info = json.load(f)
+            epoch = int(info["epoch"])
+            if info.get("weights_sha256") not in (None, _sha256(weights)):
+                raise ValueError("its metadata belongs to another epoch's weights (killed between renames)")
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
             self.model.load_weights(weights)
@@ -173,6 +180,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):  # keep the backups (resume after a finished run is a no-op)
         pass
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

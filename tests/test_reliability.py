@@ -320,3 +320,65 @@ def test_converter_takes_keras_save_weights_files(tmp_path):
         for a, b in zip(converted[name], model.get_layer(name).get_weights()
                         if name == "conv_preds" else model.backbone.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_backup_pair_from_two_epochs_is_not_resumed_from(tmp_path, capsys):
+    x, y = _data()
+    model = _tiny_classifier()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=training.standard_callbacks(str(tmp_path), resume=False))
+    backup = tmp_path / "backup"
+    # Killed between the renames: epoch 2's weights moved to prev, epoch 1's metadata still there.
+    os.replace(backup / "latest.weights.h5", backup / "prev.weights.h5")
+    resumed = _tiny_classifier()
+    resumed.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                callbacks=training.standard_callbacks(str(tmp_path), resume=True))
+    out = capsys.readouterr().out
+    assert "another epoch's weights" in out and "no complete backup" in out
+
+
+@pytest.mark.slow
+def test_ssd_coco_killed_at_any_point_resumes_to_a_continuous_run(tmp_path):
+    """SIGKILL during a backup write, at a random instant and during the final save; each
+    `--resume` continues, and the finished model has exactly epochs x steps optimizer steps."""
+    import glob
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(root / "recipes" / "ssd_coco.py"), "--dataset", "embedded",
+           "--embedded-train", "8", "--embedded-val", "4", "--alpha", "0.25", "--weights", "scratch",
+           "--image-size", "128", "--batch-size", "4", "--epochs", "4", "--steps-per-epoch", "2",
+           "--no-tflite", "--verbose", "0", "--out", str(out)]
+    env = dict(os.environ, MOBILENET_ZOO_CACHE=str(tmp_path / "cache"))
+
+    def run_and_kill(extra, when, limit=300):
+        proc = subprocess.Popen(cmd + extra, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        start = time.time()
+        while proc.poll() is None and time.time() - start < limit:
+            if when():
+                proc.kill()
+                proc.wait()
+                return "killed"
+            time.sleep(0.005)
+        assert proc.poll() is not None, "run did not finish in time"
+        return proc.returncode
+
+    backup_tmp = lambda: bool(glob.glob(str(out / "backup" / "tmp*")))  # noqa: E731
+    kills = []
+    kills.append(run_and_kill([], backup_tmp))  # during the first backup write
+    t0 = time.time() + np.random.default_rng(0).uniform(10, 25)
+    kills.append(run_and_kill(["--resume"], lambda: time.time() > t0))  # a random instant
+    kills.append(run_and_kill(["--resume"], lambda: bool(glob.glob(str(out / ".model.keras.tmp*")))))
+    assert kills[0] == "killed"
+    for _ in range(3):  # resume until the run completes
+        if run_and_kill(["--resume"], lambda: False) == 0:
+            break
+    assert (out / "results.json").exists()
+    import keras as k
+
+    finished = k.saving.load_model(out / "model.keras")
+    assert int(finished.optimizer.iterations) == 4 * 2, (kills, int(finished.optimizer.iterations))
