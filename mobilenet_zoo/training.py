@@ -85,6 +85,38 @@ def _patch_keras_multi_worker_reduce() -> None:
 
     reduce_per_replica._mobilenet_zoo_patch = True
     tf_trainer.reduce_per_replica = reduce_per_replica
+    _patch_keras_multi_worker_build()
+
+
+def _patch_keras_multi_worker_build() -> None:
+    """Keras 3.15 (TF trainer) reduces the first distributed batch with
+    ``strategy.reduce`` only to learn its shapes, which MultiWorkerMirroredStrategy
+    cannot do eagerly ("Attempt to convert a value (PerReplica...)"): ``fit`` of any
+    model not yet built fails on every multi-worker run. ``Task`` models carry the
+    fix themselves; this applies it to every Keras model (the distillation recipes'
+    plain models and ``Distiller``): build from the local replica's batch, which has
+    the same structure and dtypes."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+    if getattr(original, "_mobilenet_zoo_patch", False):
+        return
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return original(self, iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            break
+        local = keras.tree.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=local)
+
+    _maybe_symbolic_build._mobilenet_zoo_patch = True
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
 
 
 def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:

@@ -71,6 +71,9 @@ def mean_average_precision(y_true, scores) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The strategy first: multi-worker collectives must be configured before any TF op runs.
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     data_dir = args.data_dir or default_data_dir()
     if args.smoke:
         import tensorflow_datasets as tfds
@@ -89,8 +92,6 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(args.seed)
     train_b = train.shuffle(2048, seed=args.seed).batch(args.batch_size).prefetch(2)
     test_b = test.batch(args.batch_size).prefetch(2)
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     os.makedirs(args.out, exist_ok=True)
     with strategy.scope():
         if args.teacher:

@@ -47,6 +47,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # The strategy first: multi-worker collectives must be configured before any TF op runs.
+    strategy = training.get_strategy(args.strategy, args.tpu)
+    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     data_dir = args.data_dir or default_data_dir()
     if args.smoke:
         import tensorflow_datasets as tfds
@@ -69,8 +72,6 @@ def main(argv=None) -> dict:
     size = 64 if args.smoke else 160
     images = ds.map(lambda ex: tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
     with strategy.scope():
         if args.teacher:
             teacher = keras.saving.load_model(args.teacher, compile=False)

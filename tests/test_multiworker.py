@@ -106,3 +106,17 @@ def test_two_workers_run_the_ssd_coco_smoke(tmp_path):
     assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
     chief, worker = (json.loads(p.read_text()) for p in paths)
     assert chief["final_loss"] == pytest.approx(worker["final_loss"], rel=1e-5)
+
+
+def test_two_workers_run_the_facenet_distillation_smoke(tmp_path):
+    """A plain Keras Distiller (not a Task) under MultiWorkerMirroredStrategy."""
+    out = tmp_path / "out"
+    args = [str(ROOT / "recipes" / "facenet_distill.py"), "--smoke", "--strategy", "multiworker",
+            "--out", str(out), "--verbose", "0"]
+    procs = _start_workers(args, tmp_path)
+    outs = _finish(procs)
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-4000:]
+    paths = [Path(re.search(r"results: (\S+)", o).group(1)) for o in outs]
+    assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
+    assert (out / "student.keras").is_file()
