@@ -194,6 +194,7 @@ def plot(summary: dict[str, Any], path: str, title: str = "") -> str:
     alpha, a point per resolution; the paper's ImageNet points (TF-slim release) on
     their own axes (top and right) to compare the shapes."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -224,6 +225,8 @@ def plot(summary: dict[str, Any], path: str, title: str = "") -> str:
                               ls="--", marker="x", color=c, alpha=0.55, label=f"paper alpha {alpha:g}")
         ax.set_xscale("log")
         paper_ax.set_xscale("log")
+        for axis in (ax.xaxis, paper_ax.xaxis):  # decade labels only: minor ones overlap
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(f"ours: {xlabel} at {summary['base_size']}px and below")
         paper_ax.set_xlabel(f"paper (ImageNet, TF-slim release): {xlabel}", fontsize=8)
         ax.set_ylabel("ours: top-1 accuracy (%)")
