@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.task import StopOnNonFiniteLoss
+from mobilenet_zoo.task import StopOnNonFiniteLoss, build_from_local_replica
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
@@ -89,13 +89,8 @@ def _patch_keras_multi_worker_reduce() -> None:
 
 
 def _patch_keras_multi_worker_build() -> None:
-    """Keras 3.15 (TF trainer) reduces the first distributed batch with
-    ``strategy.reduce`` only to learn its shapes, which MultiWorkerMirroredStrategy
-    cannot do eagerly ("Attempt to convert a value (PerReplica...)"): ``fit`` of any
-    model not yet built fails on every multi-worker run. ``Task`` models carry the
-    fix themselves; this applies it to every Keras model (the distillation recipes'
-    plain models and ``Distiller``): build from the local replica's batch, which has
-    the same structure and dtypes."""
+    """``task.build_from_local_replica`` for every Keras model (``Task`` models carry
+    it themselves): the distillation recipes' plain models and ``Distiller`` too."""
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
@@ -103,17 +98,8 @@ def _patch_keras_multi_worker_build() -> None:
         return
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if not build_from_local_replica(self, iterator):
             return original(self, iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            break
-        local = keras.tree.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0]
-            if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-        with strategy.scope():
-            self._symbolic_build(data_batch=local)
 
     _maybe_symbolic_build._mobilenet_zoo_patch = True
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build

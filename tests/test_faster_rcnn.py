@@ -211,6 +211,23 @@ def test_tflite_export_uses_builtins_and_returns_the_keras_detections():
     np.testing.assert_allclose(lite["boxes"][0, :top], ref["boxes"][0, :top], atol=1e-2)
 
 
+def test_saved_model_export_serves_the_predict_detections(tmp_path):
+    from mobilenet_zoo.export import export_saved_model
+
+    backbone = MobileNetBackbone(weights="mobilenet_v1_1.0_224_imagenet", min_depth=16)
+    model = fr.FasterRCNN(backbone, num_classes=3, image_size=128, bounding_box_format="xyxy",
+                          max_proposals=50)
+    x = tf.image.resize(skdata.astronaut()[None].astype(np.float32), (128, 128)).numpy()
+    served = tf.saved_model.load(export_saved_model(model, tmp_path / "frcnn"))
+    out = {k: v.numpy() for k, v in served.serve(tf.constant(x)).items()}
+    ref = model.predict(x, verbose=0)
+    n = int(ref["num_detections"][0])
+    assert int(out["num_detections"][0]) == n and n > 0
+    top = min(n, 20)
+    np.testing.assert_allclose(out["scores"][0, :top], ref["scores"][0, :top], atol=1e-4)
+    np.testing.assert_array_equal(out["classes"][0, :top], ref["classes"][0, :top])
+
+
 def test_keep_aspect_ratio_size_follows_the_tf_od_api_resizer():
     assert fr.keep_aspect_ratio_size(480, 640) == (600, 800)
     assert fr.keep_aspect_ratio_size(300, 1000) == (307, 1024)  # the longer side caps it

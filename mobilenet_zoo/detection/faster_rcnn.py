@@ -45,7 +45,11 @@ from mobilenet_zoo.backbone import (
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, as_image_size
+from mobilenet_zoo.detection.preprocessor import (
+    DetectionPreprocessor,
+    as_image_size,
+    ground_truth_to_model,
+)
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.task import Task, serialize
 from mobilenet_zoo.utils import ConfigMixin, build_piece, check_num_classes
@@ -587,9 +591,10 @@ class FasterRCNN(Task):
 
     # ------------------------------------------------------------------ training
     def _gt_to_normalized(self, y):
-        from mobilenet_zoo.detection.ssd import SSD
-
-        return SSD._gt_to_normalized(self, y)  # same checks, counts and error messages as SSD
+        boxes, classes, invalid = ground_truth_to_model(y, self.preprocessor, self.num_classes,
+                                                        self.invalid_boxes)
+        self.loss_trackers["invalid_boxes"].update_state(invalid)
+        return boxes, classes
 
     def _detection_losses(self, x, y, training: bool):
         boxes, classes = self._gt_to_normalized(y)

@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from mobilenet_zoo.detection import data as ddata
@@ -138,3 +139,53 @@ class DetectionPreprocessor(ConfigMixin):
             "max_boxes": self.max_boxes,
             "augment": self.augment,
         }
+
+
+def ground_truth_to_model(y: dict, preprocessor: DetectionPreprocessor, num_classes: int,
+                          invalid_boxes: str = "drop"):
+    """A detector's training targets ``{"boxes", "classes"}`` -> the model's normalised
+    yxyx boxes and int32 labels, checked (shared by every detector's ``fit``).
+
+    Labels must be in [-1, num_classes) (-1 = padding); boxes that cannot be trained on
+    (non-finite, empty or wholly outside the image) become padding with
+    ``invalid_boxes="drop"`` or stop ``fit`` with ``"raise"``. Returns
+    ``(boxes, classes, number of dropped boxes)``.
+    """
+    boxes = tf.cast(y["boxes"], tf.float32)
+    classes = tf.cast(y["classes"], tf.int32)
+    if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
+    if classes.shape.rank != 2 or (
+        boxes.shape[1] is not None and classes.shape[1] is not None
+        and boxes.shape[1] != classes.shape[1]
+    ):
+        raise ValueError(
+            f"y['classes'] must be (batch, max_boxes) with one label per box; got boxes "
+            f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
+        )
+    boxes = preprocessor.to_model_boxes(boxes)
+    tf.debugging.assert_less(
+        classes, num_classes,
+        message=f"y['classes'] has a label >= num_classes ({num_classes}); "
+        "labels are 0-based, -1 for padding.",
+    )
+    tf.debugging.assert_greater_equal(
+        classes, -1, message="y['classes'] has a label below -1; labels are 0-based, -1 for padding.",
+    )
+    # Boxes that cannot be trained on: non-finite, empty (max <= min) or wholly
+    # outside the image. Dropped (counted in the `invalid_boxes` metric) or raised.
+    finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
+    safe = tf.where(finite[..., None], boxes, 0.0)
+    ymin, xmin, ymax, xmax = tf.unstack(safe, axis=-1)
+    usable = finite & (ymax > ymin) & (xmax > xmin) & (ymax > 0) & (xmax > 0) & (ymin < 1) & (xmin < 1)
+    invalid = (classes >= 0) & ~usable
+    if invalid_boxes == "raise":
+        tf.debugging.assert_equal(
+            tf.reduce_any(invalid), False,
+            message="y['boxes'] has non-finite, empty or out-of-image boxes "
+            f"(format {preprocessor.bounding_box_format!r}); fix them or build the detector "
+            "with invalid_boxes='drop'.",
+        )
+    classes = tf.where(invalid, -1, classes)
+    boxes = tf.clip_by_value(tf.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
+    return boxes, classes, tf.reduce_sum(tf.cast(invalid, tf.float32))

@@ -28,7 +28,11 @@ from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.losses import SSDLoss, build_targets
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, as_image_size
+from mobilenet_zoo.detection.preprocessor import (
+    DetectionPreprocessor,
+    as_image_size,
+    ground_truth_to_model,
+)
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.task import Task, serialize
 from mobilenet_zoo.utils import build_piece, check_num_classes
@@ -226,44 +230,9 @@ class SSD(Task):
 
     # ------------------------------------------------------------------ training
     def _gt_to_normalized(self, y):
-        boxes = tf.cast(y["boxes"], tf.float32)
-        classes = tf.cast(y["classes"], tf.int32)
-        if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
-            raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
-        if classes.shape.rank != 2 or (
-            boxes.shape[1] is not None and classes.shape[1] is not None
-            and boxes.shape[1] != classes.shape[1]
-        ):
-            raise ValueError(
-                f"y['classes'] must be (batch, max_boxes) with one label per box; got boxes "
-                f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
-            )
-        boxes = self.preprocessor.to_model_boxes(boxes)
-        tf.debugging.assert_less(
-            classes, self.num_classes,
-            message=f"y['classes'] has a label >= num_classes ({self.num_classes}); "
-            "labels are 0-based, -1 for padding.",
-        )
-        tf.debugging.assert_greater_equal(
-            classes, -1, message="y['classes'] has a label below -1; labels are 0-based, -1 for padding.",
-        )
-        # Boxes that cannot be trained on: non-finite, empty (max <= min) or wholly
-        # outside the image. Dropped (counted in the `invalid_boxes` metric) or raised.
-        finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
-        safe = tf.where(finite[..., None], boxes, 0.0)
-        ymin, xmin, ymax, xmax = tf.unstack(safe, axis=-1)
-        usable = finite & (ymax > ymin) & (xmax > xmin) & (ymax > 0) & (xmax > 0) & (ymin < 1) & (xmin < 1)
-        invalid = (classes >= 0) & ~usable
-        if self.invalid_boxes == "raise":
-            tf.debugging.assert_equal(
-                tf.reduce_any(invalid), False,
-                message="y['boxes'] has non-finite, empty or out-of-image boxes "
-                f"(format {self.bounding_box_format!r}); fix them or build the SSD with "
-                "invalid_boxes='drop'.",
-            )
-        self.loss_trackers["invalid_boxes"].update_state(tf.reduce_sum(tf.cast(invalid, tf.float32)))
-        classes = tf.where(invalid, -1, classes)
-        boxes = tf.clip_by_value(tf.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
+        boxes, classes, invalid = ground_truth_to_model(y, self.preprocessor, self.num_classes,
+                                                        self.invalid_boxes)
+        self.loss_trackers["invalid_boxes"].update_state(invalid)
         return boxes, classes
 
     def compute_targets(self, y):
