@@ -233,6 +233,14 @@ def test_keep_aspect_ratio_size_follows_the_tf_od_api_resizer():
     assert fr.keep_aspect_ratio_size(300, 1000) == (307, 1024)  # the longer side caps it
     with pytest.raises(ValueError, match="positive"):
         fr.keep_aspect_ratio_size(0, 10)
+    # The README's use: the same detector rebuilt at the resizer's size, weights kept.
+    model = _small(max_proposals=20)
+    size = fr.keep_aspect_ratio_size(96, 128, min_dimension=128, max_dimension=256)
+    resized = model.with_image_size(size)
+    assert resized.image_size == size == (128, 171)
+    assert resized.predict(np.zeros((1, *size, 3), np.float32), verbose=0)["boxes"].shape == (1, 300, 4)
+    for a, b in zip(model.get_weights(), resized.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------- recipe

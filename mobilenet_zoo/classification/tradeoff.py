@@ -23,7 +23,13 @@ import os
 import statistics
 from typing import Any
 
+import keras
+
+from mobilenet_zoo import training
+from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.paper import PAPER_TABLES, SLIM_PARAMS_M, SLIM_TABLE
 
 ALPHAS = (1.0, 0.75, 0.5, 0.25)  # Table 6 / Figure 4
@@ -90,20 +96,16 @@ def run_one(run: Run, config: trainer.ClassificationConfig, train_raw, test_raw,
             out_dir: str, strategy, resume: bool, num_train: int, verbose: int = 0,
             data_description: str = "") -> dict[str, Any]:
     """Trains ``run`` from scratch with ``config``'s schedule; adds its complexity."""
-    import keras
-
-    from mobilenet_zoo.complexity import _count
-
     keras.utils.set_random_seed(run.seed)
     cfg = dataclasses.replace(config, alpha=run.alpha, image_size=run.image_size, variant=run.variant,
                               weights="scratch")
     result = trainer.run(cfg, train_raw, test_raw, num_classes, os.path.join(out_dir, run.key),
                          strategy, resume, {}, num_train, None, verbose, data_description)
-    prof = _count(run.alpha, run.image_size, run.variant, num_classes)
+    prof = profile(MobileNetClassifier(MobileNetBackbone(
+        alpha=run.alpha, input_shape=(run.image_size, run.image_size, 3), variant=run.variant),
+        num_classes=num_classes))
     result.update(run=dataclasses.asdict(run), mult_adds_m=prof.mult_adds / 1e6,
                   params_m=prof.params / 1e6)
-    from mobilenet_zoo import training
-
     training.write_results(os.path.join(out_dir, run.key), result)
     return result
 
