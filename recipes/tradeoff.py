@@ -60,7 +60,17 @@ def parse_args(argv=None):
                    help="fixed training subset (same for every run); 0 = all 60,000")
     training.add_config_flags(p, SWEEP, exclude=PER_RUN)
     training.add_common_flags(p, "runs/tradeoff")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.alphas = tuple(float(a) for a in args.alphas.split(","))
+        args.sizes = tuple(int(v) for v in args.sizes.split(","))
+        args.seed_points = tuple(tradeoff.parse_point(v) for v in args.seed_points.split(",") if v)
+    except ValueError as err:
+        p.error(f"--alphas takes numbers and --sizes integers, comma-separated (e.g. --alphas 1.0,0.5 "
+                f"--sizes 64,48); --seed-points ALPHA@SIZE pairs: {err}")
+    if min(args.sizes) < 32 or min(args.alphas) <= 0:
+        p.error(f"--sizes must be >= 32 pixels and --alphas > 0; got {args.sizes} and {args.alphas}.")
+    return args
 
 
 def load_data(args, seed: int = 0):
@@ -98,9 +108,7 @@ def main(argv=None) -> dict:
     args.out = training.output_dir(args.out, strategy)
     config = dataclasses.replace(SWEEP, **{f.name: getattr(args, f.name) for f in dataclasses.fields(SWEEP)
                                            if f.name not in PER_RUN})
-    alphas = tuple(float(a) for a in args.alphas.split(","))
-    sizes = tuple(int(s) for s in args.sizes.split(","))
-    seed_points = tuple(tradeoff.parse_point(p) for p in args.seed_points.split(",") if p)
+    alphas, sizes, seed_points = args.alphas, args.sizes, args.seed_points
     if args.smoke:
         alphas, sizes, seed_points = (0.25,), (40, 32), ((0.25, 32),)
         config = dataclasses.replace(config, batch_size=4, epochs=1, steps_per_epoch=2)

@@ -155,3 +155,15 @@ def test_wider_mobilenet_is_more_accurate_on_real_fashion_mnist(tmp_path):
 
 # Measured gap between alpha 1.0 and 0.25 in this slow test (see README, trade-off section).
 FASHION_WIDTH_GAP = 0.0
+
+
+@pytest.mark.parametrize("flags, message", [(["--alphas", "a,b"], "takes numbers"),
+                                            (["--sizes", "16"], ">= 32 pixels"),
+                                            (["--seed-points", "0.5x48"], "ALPHA@SIZE")])
+def test_recipe_flags_are_checked_with_a_clear_message(flags, message, capsys):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    import tradeoff as recipe
+
+    with pytest.raises(SystemExit):
+        recipe.parse_args(flags)
+    assert message in capsys.readouterr().err
