@@ -10,6 +10,8 @@ Keras models (not tasks) export their outputs as they are.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.task import Task, serving_function
 
@@ -29,6 +32,8 @@ QUANTIZE = (None, "dynamic", "int8", "float16")
 
 def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True):
     """(model at ``image_size``, BatchNorm folded, its serving function)."""
+    if argmax:
+        _check_argmax(model)
     if fold and isinstance(model, (Task, MobileNetBackbone)):
         model = fold_batch_norm(model)
     if image_size is not None:
@@ -43,12 +48,110 @@ def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True)
                 "Build the model with a static input size instead."
             )
     if isinstance(model, Task):
-        kwargs = {"argmax": True} if argmax else {}
-        return model, model.serving_fn(**kwargs)
+        if argmax and _postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
+            return model, model.serving_fn(argmax=True)
+        if argmax:  # MobileNetClassifier: class id per image, from its final scores
+            post = functools.partial(model.postprocess, export=True)
+            return model, serving_function(model, postprocess=lambda out: _argmax(post(out)))
+        return model, model.serving_fn()
     if argmax:
-        return model, serving_function(
-            model, postprocess=lambda out: tf.argmax(out, axis=-1, output_type=tf.int32))
+        return model, serving_function(model, postprocess=_argmax)
     return model, serving_function(model)
+
+
+def _argmax(scores):
+    # tf.argmax with an int32 output: the TFLite builtin ARG_MAX.
+    return tf.argmax(scores, axis=-1, output_type=tf.int32)
+
+
+def _postprocess_takes_argmax(model: Task) -> bool:
+    return "argmax" in inspect.signature(model.postprocess).parameters
+
+
+def _check_argmax(model: keras.Model) -> None:
+    """``argmax=True`` needs class scores on the last axis: a classifier's, a
+    segmentation model's, or a plain Keras model with one output tensor."""
+    if isinstance(model, Task):
+        if _postprocess_takes_argmax(model) or isinstance(model, MobileNetClassifier):
+            return
+        raise ValueError(
+            f"argmax=True needs class scores on the last axis (MobileNetClassifier, DeepLabV3 or a "
+            f"plain Keras model with one output); a {type(model).__name__} already exports its final "
+            "results (detections: boxes, classes, scores). Export it without argmax."
+        )
+    if isinstance(model, MobileNetBackbone) or len(model.outputs) != 1:
+        raise ValueError(
+            f"argmax=True needs one output of class scores; {type(model).__name__} `{model.name}` "
+            f"has {len(model.outputs)} output(s)"
+            + (" of features (a backbone has no classes)" if isinstance(model, MobileNetBackbone) else "")
+            + ". Export it without argmax, or wrap it in a model whose single output is class scores."
+        )
+
+
+def _check_target_file(path: str) -> None:
+    """Cheap checks on an output file path, before any slow conversion."""
+    if os.path.isdir(path):
+        raise ValueError(
+            f"{path!r} is a folder; the export needs a file name inside it (e.g. "
+            f"{os.path.join(path, 'model.tflite')!r}). Nothing was converted."
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    blocker = parent
+    while blocker and not os.path.exists(blocker):
+        blocker = os.path.dirname(blocker)
+    if blocker and not os.path.isdir(blocker):
+        raise ValueError(
+            f"cannot write {path!r}: {blocker!r} is a file, not a folder. Nothing was converted."
+        )
+
+
+def _open_target(path: str):
+    """Creates the folders and the temporary file ``{path}.tmp-PID`` now, so an
+    unwritable target fails before the conversion; returns (tmp path, open file)."""
+    _check_target_file(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        tmp_path = f"{path}.tmp-{os.getpid()}"
+        return tmp_path, open(tmp_path, "wb")
+    except OSError as err:
+        raise ValueError(f"cannot write {path!r} ({err.strerror or err}). Nothing was converted.") from err
+
+
+def _representative_samples(representative_data, shape: tuple) -> list[np.ndarray]:
+    """The calibration samples as float32 arrays of exactly ``shape`` (the exported
+    signature's input, batch 1), checked before conversion: the TFLite converter
+    calibrates int8 ranges on them ("Post-training integer quantization",
+    tensorflow.org/lite/performance/post_training_integer_quant), and with none
+    it would leave the model float."""
+    what = ("`representative_data` must be a non-empty iterable (or a function returning one) of "
+            f"float arrays of shape {shape} or {shape[1:]} (the model's input)")
+    if representative_data is None:
+        raise ValueError(f"quantize='int8' needs calibration inputs: {what}.")
+    data = representative_data() if callable(representative_data) else representative_data
+    if isinstance(data, np.ndarray) and data.ndim == len(shape):  # one array: a batch of samples
+        data = [x[None] for x in data]
+    try:
+        items = list(data)
+    except TypeError:
+        raise ValueError(f"{what}; got {type(data).__name__}.") from None
+    if not items:
+        raise ValueError(f"{what}; got none. Without them the converter would write a float32 model.")
+    samples = []
+    for i, item in enumerate(items):
+        if isinstance(item, (list, tuple)) and len(item) == 1:  # the converter's own [input] form
+            item = item[0]
+        try:
+            x = np.asarray(item, np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}; item {i} is {type(item).__name__}, not an array.") from None
+        if x.shape == tuple(shape[1:]):
+            x = x[None]
+        if x.shape != tuple(shape):
+            raise ValueError(f"{what}; item {i} has shape {x.shape}.")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
+        samples.append(x)
+    return samples
 
 
 def _write_archive(model: keras.Model, serving_fn, directory: str) -> None:
@@ -71,7 +174,9 @@ def export_saved_model(
 
     For a task model the results are ``predict``'s (detections for SSD). The
     directory is written beside ``path`` and renamed into place, so an existing
-    export is replaced only by a complete one.
+    export is replaced only by a complete one. ``path`` must be new, empty or an
+    earlier SavedModel (it holds ``saved_model.pb``): any other file or folder is
+    refused before anything is traced, never deleted.
 
     Example:
 
@@ -80,18 +185,37 @@ def export_saved_model(
     ```
     """
     path = os.fspath(path)
-    model, fn = _serving_fn(model, image_size, argmax=False, fold=fold)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path!r} is a file; a SavedModel is a folder. Give a new folder name. "
+                         "Nothing was exported.")
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(
+            os.path.join(path, "saved_model.pb")):
+        raise ValueError(f"{path!r} is a folder that holds other files (no saved_model.pb): it is "
+                         "not replaced. Give a new or empty folder, or an earlier SavedModel. "
+                         "Nothing was exported.")
+    _check_target_file(os.path.join(path, "saved_model.pb"))
     parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    except OSError as err:
+        raise ValueError(f"cannot write {path!r} ({err.strerror or err}). Nothing was exported.") from err
+    old = f"{tmp}-old"
+    try:
+        model, fn = _serving_fn(model, image_size, argmax=False, fold=fold)
         _write_archive(model, fn, tmp)
         if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            os.replace(path, old)  # keep the earlier export until the new one is in place
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if os.path.isdir(old):
+                os.replace(old, path)
+            raise
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
+        for leftover in (tmp, old):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover)
     return path
 
 
@@ -107,6 +231,14 @@ def to_tflite(
 ) -> bytes:
     """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
 
+    Every request is checked before the (slow) conversion, and one that cannot be
+    honoured is an error, never a silent downgrade: an unknown ``quantize``;
+    ``"int8"`` without calibration samples, or with samples of another shape;
+    ``representative_data`` with another ``quantize`` (the converter would ignore
+    it); ``argmax`` for a model without class scores; ``path`` a folder or
+    unwritable. The file is written to ``{path}.tmp-PID`` and renamed into place,
+    and the temporary file is removed on every failure.
+
     Args:
         model: an ``SSD``, ``MobileNetClassifier``, segmentation model or any Keras model
             with a static input size.
@@ -114,56 +246,76 @@ def to_tflite(
         quantize: ``None`` (float32), ``"dynamic"`` (int8 weights), ``"float16"``
             or ``"int8"`` (full-integer where possible, float I/O; needs
             ``representative_data``).
-        representative_data: input batches (arrays of the model's input shape with
-            batch 1) for ``"int8"`` calibration.
-        serving_fn: a ``tf.function`` to export instead of the default.
+        representative_data: for ``"int8"`` only: a non-empty iterable (or a function
+            returning one) of calibration inputs, each an array of the model's input
+            shape with batch 1, ``(1, H, W, C)``, or without the batch axis; or one
+            ``(N, H, W, C)`` array. Read into memory and checked before conversion.
+        serving_fn: a ``tf.function`` to export instead of the default (then
+            ``image_size`` and ``argmax`` must be left unset).
         image_size: rebuild a task model at this side or ``(height, width)``
             first (TFLite needs a static size; e.g. a dynamic-size DeepLabV3);
             weights are copied.
-        argmax: export ``argmax`` over the last axis (class ids) instead of scores
-            (not for SSD, whose output is already detections).
+        argmax: export class ids (``argmax`` over the last axis, int32) instead of
+            scores: for ``MobileNetClassifier`` (one id per image), ``DeepLabV3``
+            (one per pixel) and plain Keras models with one output. Refused for
+            detectors (``SSD``, ``FasterRCNN``), whose outputs are already detections.
         fold: export ``fold_batch_norm(model)`` (this package's models); the
             converter folds BatchNorm too, so the file is the same size either way.
 
     Returns:
         The flatbuffer bytes.
+
+    Raises:
+        ValueError: for any of the requests above that cannot be honoured; nothing
+            is written then.
     """
     if quantize not in QUANTIZE:
         raise ValueError(f"`quantize` must be one of {QUANTIZE}, got {quantize!r}.")
-    if quantize == "int8" and representative_data is None:
-        raise ValueError("quantize='int8' needs `representative_data` (calibration inputs).")
-    if serving_fn is None:
-        model, serving_fn = _serving_fn(model, image_size, argmax, fold)
-    with tempfile.TemporaryDirectory() as tmp:
-        _write_archive(model, serving_fn, tmp)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
-        flatbuffer = _convert(converter, quantize, representative_data)
+    if quantize != "int8" and representative_data is not None:
+        raise ValueError(
+            f"`representative_data` is only used by quantize='int8' (got quantize={quantize!r}); "
+            "pass quantize='int8' to calibrate with it, or leave it out.")
+    if serving_fn is not None and (argmax or image_size is not None):
+        raise ValueError("`serving_fn` replaces the exported function: `argmax` and `image_size` "
+                         "cannot apply to it. Build them into `serving_fn`, or leave it out.")
     if path is not None:
         path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        tmp_path = f"{path}.tmp-{os.getpid()}"
-        with open(tmp_path, "wb") as f:  # write then rename: never a partial .tflite
-            f.write(flatbuffer)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        _check_target_file(path)
+    if serving_fn is None:
+        model, serving_fn = _serving_fn(model, image_size, argmax, fold)
+    samples = None
+    if quantize == "int8":
+        signature = getattr(serving_fn, "input_signature", None)
+        shape = tuple(signature[0].shape) if signature else tuple(model.inputs[0].shape)
+        samples = _representative_samples(representative_data, shape)
+    tmp_path, target = _open_target(path) if path is not None else (None, None)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_archive(model, serving_fn, tmp)
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
+            flatbuffer = _convert(converter, quantize, samples)
+        if target is not None:
+            with target:  # write then rename: never a partial .tflite
+                target.write(flatbuffer)
+                target.flush()
+                os.fsync(target.fileno())
+            os.replace(tmp_path, path)
+    finally:
+        if target is not None:
+            target.close()
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
     return flatbuffer
 
 
-def _convert(converter, quantize, representative_data) -> bytes:
+def _convert(converter, quantize, samples) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize in ("dynamic", "float16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        data = representative_data() if callable(representative_data) else representative_data
-
-        def gen():
-            for x in data:
-                yield [np.asarray(x, np.float32)]
-
-        converter.representative_dataset = gen
+        converter.representative_dataset = lambda: ([x] for x in samples)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,

@@ -24,7 +24,7 @@ import numpy as np
 
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.task import Task
-from mobilenet_zoo.weights_io import iter_weighted_layers
+from mobilenet_zoo.weights_io import NonFiniteWeightsError, check_finite, iter_weighted_layers
 
 
 def _folded_backbone(backbone: MobileNetBackbone) -> MobileNetBackbone:
@@ -49,6 +49,23 @@ def _fold_into(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) ->
     return [kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
 
 
+def _check_foldable(model: keras.Model) -> None:
+    """Every weight finite and every BatchNorm variance >= 0, else an error naming the layer."""
+    what = "Nothing was folded."
+    check_finite(model, f"`{model.name}`", what)
+    negative = [
+        f"`{layer.name}` ({int((np.asarray(layer.moving_variance) < 0).sum())} channels)"
+        for layer in iter_weighted_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and (np.asarray(layer.moving_variance) < 0).any()
+    ]
+    if negative:
+        raise NonFiniteWeightsError(
+            f"`{model.name}` has BatchNorm layers with a negative moving_variance: "
+            f"{', '.join(negative)}; the model predicts NaN. {what}"
+        )
+
+
 def fold_batch_norm(model: keras.Model) -> keras.Model:
     """An inference copy of ``model`` with every BatchNorm folded into its conv.
 
@@ -64,6 +81,10 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     Raises:
         ValueError: for other models, or a BatchNorm that follows no conv
             (none in this package's models; the error names it).
+        NonFiniteWeightsError: (a ValueError) for weights or BatchNorm statistics
+            with NaN or inf, or a negative ``moving_variance``, naming the layer.
+            The original predicts NaN then; folded, it could predict finite
+            garbage (``beta - mean * scale`` with ``scale`` 0), hiding the fault.
 
     Example:
 
@@ -75,6 +96,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     backbone = model if isinstance(model, MobileNetBackbone) else getattr(model, "backbone", None)
     if getattr(backbone, "folded_batch_norm", False):
         return model  # already folded
+    _check_foldable(model)
     if isinstance(model, MobileNetBackbone):
         folded = _folded_backbone(model)
     elif isinstance(model, Task):

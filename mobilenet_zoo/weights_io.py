@@ -136,6 +136,44 @@ def _write_by_name(path, items, var_names, metadata) -> None:
                 group.create_dataset(wname, data=np.asarray(value))
 
 
+class NonFiniteWeightsError(ValueError):
+    """Weights or BatchNorm statistics with NaN or inf values: such a model
+    predicts NaN (or, folded, finite garbage), so it is refused by name."""
+
+
+def non_finite_report(layer_name: str, var_names: list[str], arrays) -> str | None:
+    """``None`` when every array is finite, else a line naming the layer, each
+    non-finite tensor and how many of its values are NaN / inf."""
+    bad = []
+    for name, value in zip(var_names, arrays):
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        n_nan, n_inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+        if n_nan or n_inf:
+            bad.append(f"{name} ({n_nan} NaN, {n_inf} inf of {value.size} values)")
+    return f"layer `{layer_name}`: {', '.join(bad)}" if bad else None
+
+
+def check_finite(model: keras.layers.Layer, source: str = "the model", what: str = "") -> None:
+    """Raises ``NonFiniteWeightsError`` naming every layer of ``model`` whose weights
+    (kernels, biases, BatchNorm gamma/beta/moving statistics) hold NaN or inf.
+
+    ``source`` names where the weights came from (a file, a preset) and ``what``
+    says what was (not) done, for the message."""
+    problems = [
+        line for layer in iter_weighted_layers(model)
+        if (line := non_finite_report(layer.name, [w.name for w in layer.weights],
+                                      [keras.ops.convert_to_numpy(w) for w in layer.weights]))
+    ]
+    if problems:
+        raise NonFiniteWeightsError(
+            f"{source} has non-finite weights (NaN or inf): {'; '.join(problems)}. Such a model "
+            f"predicts NaN.{' ' + what if what else ''} Use an earlier checkpoint or retrain "
+            "(lower the learning rate; check the data for NaN)."
+        )
+
+
 @dataclass
 class LoadReport:
     """What ``load_by_name`` did: layers loaded, left as they were, and unused."""
@@ -160,6 +198,8 @@ def assign_by_name(
     Raises:
         ValueError: naming the layer, the tensor and both shapes on a mismatch, or
             the layers absent from ``weights``.
+        NonFiniteWeightsError: (a ValueError) naming the layer and tensor whose
+            values are NaN or inf; nothing is assigned.
     """
     report = LoadReport()
     plan = []
@@ -182,6 +222,12 @@ def assign_by_name(
                     "Weights only load into a model of the same alpha, "
                     "depth_multiplier and variant (any input size works)."
                 )
+        problem = non_finite_report(layer.name, [w.name for w in expected], found)
+        if problem:
+            raise NonFiniteWeightsError(
+                f"{source} has non-finite weights (NaN or inf) for {problem}; such a model "
+                "predicts NaN, so nothing was loaded. Use an earlier checkpoint or retrain."
+            )
         plan.append((layer, found))
     allowed = allow_missing if isinstance(allow_missing, (list, tuple, set)) else []
     not_allowed = [n for n in report.missing if n not in allowed]
@@ -234,10 +280,13 @@ def load_by_name(
 
 class ByNameWeightsMixin:
     """``load_weights`` that also takes by-layer-name files (converted checkpoints,
-    keras.applications .h5); other files go to ``keras.Model.load_weights``."""
+    keras.applications .h5); other files go to ``keras.Model.load_weights``. Either
+    way, weights with NaN or inf values raise ``NonFiniteWeightsError``."""
 
     def load_weights(self, filepath, *args, **kwargs):
         if is_by_name_file(filepath):
             load_by_name(self, filepath)
         else:
             super().load_weights(filepath, *args, **kwargs)
+            check_finite(self, os.fspath(filepath),
+                         "They were loaded into the model: do not use it.")
