@@ -41,25 +41,6 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-_import_tensorflow_quietly()
-
-# The order below is the layering of the package: backbone, task base, tasks.
-from mobilenet_zoo.backbone import MobileNetBackbone  # noqa: E402
-from mobilenet_zoo.classification import ImageClassifierPreprocessor, MobileNetClassifier  # noqa: E402
-from mobilenet_zoo.detection import (  # noqa: E402
-    SSD,
-    DetectionPreprocessor,
-    FasterRCNN,
-    faster_rcnn_mobilenet_v1,
-    ssd_mobilenet_v1,
-)
-from mobilenet_zoo.distillation import losses as _distillation_losses  # noqa: E402,F401
-from mobilenet_zoo.fold import fold_batch_norm  # noqa: E402
-from mobilenet_zoo.preprocessing import preprocess_input  # noqa: E402
-from mobilenet_zoo.presets import list_presets  # noqa: E402
-from mobilenet_zoo.segmentation import DeepLabV3, SegmentationPreprocessor  # noqa: E402
-from mobilenet_zoo.task import Task  # noqa: E402
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -79,3 +60,71 @@ __all__ = [
     "list_presets",
     "__version__",
 ]
+
+# ``python -m mobilenet_zoo.detect`` (classify, convert) and the recipes parse their
+# flags before TensorFlow loads, so ``--help`` and usage errors answer at once.
+_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify", "mobilenet_zoo.convert")
+
+
+def _parse_first() -> bool:
+    """True while a CLI that parses its flags first is starting.
+
+    ``python -m PKG.MOD`` imports ``PKG`` before running ``MOD``, with
+    ``sys.argv[0] == "-m"`` meanwhile (Python docs, "Command line and
+    environment", ``-m``); ``sys.orig_argv`` names ``MOD``. A script (a recipe)
+    asks by defining ``MOBILENET_ZOO_PARSE_FIRST = True`` before its first
+    ``mobilenet_zoo`` import. Either way the CLI then calls ``_load_everything()``.
+    """
+    if sys.argv[:1] == ["-m"]:
+        argv = list(getattr(sys, "orig_argv", []))
+        return "-m" in argv[:-1] and argv[argv.index("-m") + 1] in _PARSE_FIRST_MODULES
+    return bool(getattr(sys.modules.get("__main__"), "MOBILENET_ZOO_PARSE_FIRST", False))
+
+
+_loaded = False
+
+
+def _load_everything() -> None:
+    """TensorFlow (quietly) and every public, serialisable class of the package."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    _import_tensorflow_quietly()
+    # The order below is the layering of the package: backbone, task base, tasks.
+    from mobilenet_zoo.backbone import MobileNetBackbone
+    from mobilenet_zoo.classification import ImageClassifierPreprocessor, MobileNetClassifier
+    from mobilenet_zoo.detection import (
+        SSD,
+        DetectionPreprocessor,
+        FasterRCNN,
+        faster_rcnn_mobilenet_v1,
+        ssd_mobilenet_v1,
+    )
+    from mobilenet_zoo.distillation import losses as _distillation_losses  # noqa: F401
+    from mobilenet_zoo.fold import fold_batch_norm
+    from mobilenet_zoo.preprocessing import preprocess_input
+    from mobilenet_zoo.presets import list_presets
+    from mobilenet_zoo.segmentation import DeepLabV3, SegmentationPreprocessor
+    from mobilenet_zoo.task import Task
+
+    globals().update(
+        MobileNetBackbone=MobileNetBackbone, Task=Task, MobileNetClassifier=MobileNetClassifier,
+        ImageClassifierPreprocessor=ImageClassifierPreprocessor, SSD=SSD,
+        ssd_mobilenet_v1=ssd_mobilenet_v1, FasterRCNN=FasterRCNN,
+        faster_rcnn_mobilenet_v1=faster_rcnn_mobilenet_v1, DetectionPreprocessor=DetectionPreprocessor,
+        DeepLabV3=DeepLabV3, SegmentationPreprocessor=SegmentationPreprocessor,
+        preprocess_input=preprocess_input, fold_batch_norm=fold_batch_norm, list_presets=list_presets,
+    )
+
+
+def __getattr__(name: str):
+    """Only reached while a parse-first CLI starts: the public names load on first use."""
+    if name in __all__ and not _loaded:
+        _load_everything()
+        return globals()[name]
+    raise AttributeError(f"module 'mobilenet_zoo' has no attribute {name!r}")
+
+
+if not _parse_first():
+    _load_everything()
