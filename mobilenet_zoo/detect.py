@@ -2,9 +2,15 @@
 
 Prints one JSON line per image (boxes in pixels of the original image,
 ``[x1, y1, x2, y2]``, class ids and names, scores) and writes an annotated PNG
-per image to ``--out``. Non-square images are letterboxed, so boxes map back
-exactly. An unreadable file is reported on stderr and the run goes on; the exit
-code is the number of files that failed (capped at 255).
+per image to ``--out``, each written atomically (complete or absent). Folders are
+walked recursively; an image's PNG keeps its path under the folder
+(``photos/2024/a.jpg`` -> ``OUT/2024/a.png``), with ``-2``, ``-3`` ... where two
+inputs would share a name. Inputs are never modified: ``--out`` inside an input
+folder is refused. Non-square images are letterboxed, so boxes map back exactly.
+
+An unreadable, oversized (``--max-image-pixels``) or failing image is skipped with
+its reason on stderr and the run goes on. Exit codes: 0 every image done, 1 some
+inputs skipped (listed on stderr), 2 usage error (nothing was run), 3 fatal error.
 
     python -m mobilenet_zoo.detect photo.jpg                          # the face preset
     python -m mobilenet_zoo.detect photos/ --model runs/ssd_coco/model.keras --score 0.3
@@ -14,52 +20,55 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobilenet_zoo import presets
-from mobilenet_zoo.detection.ssd import SSD
-from mobilenet_zoo.fold import fold_batch_norm
-from mobilenet_zoo.images import ImageError, load_rgb
+from mobilenet_zoo import cli
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = set(cli.IMAGE_SUFFIXES)
 _COLOUR = (230, 25, 75)
 
 
 def expand(inputs: list[str]) -> list[str]:
-    """Files as given, and the image files of each directory (sorted)."""
-    out = []
-    for item in inputs:
-        if os.path.isdir(item):
-            out += sorted(str(p) for p in Path(item).iterdir()
-                          if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            out.append(item)
-    return out
+    """The image files of ``inputs``: files as given, folders walked recursively (sorted)."""
+    return [item.path for item in cli.collect(inputs)[0]]
 
 
-def load_detector(preset: str | None, model_path: str | None) -> SSD:
+def load_detector(preset: str | None, model_path: str | None):
+    """The detector of ``--model`` or ``--preset``; ``SystemExit`` with a message
+    (exit code 2, nothing was run) when it cannot be one."""
+    import keras
+
+    from mobilenet_zoo import presets
+    from mobilenet_zoo.detection.ssd import SSD
+
+    preset = preset or presets.FACE_SSD
     if model_path:
         try:
             model = keras.saving.load_model(model_path)
         except (OSError, ValueError) as err:
-            raise SystemExit(f"error: cannot load {model_path}: {err}") from err
+            _usage_exit(f"cannot load --model {model_path}: {err}")
         if not isinstance(model, SSD):
-            raise SystemExit(f"error: {model_path} holds a {type(model).__name__}, not a detector (SSD).")
+            _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector (SSD).")
         return model
-    meta = presets.get_preset(preset)
+    detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") == "SSD"]
+    try:
+        meta = presets.get_preset(preset)
+    except (KeyError, ValueError) as err:
+        _usage_exit(f"unknown --preset {preset!r} ({err}); detectors: {detectors}.")
     if meta.get("task") != "SSD":
-        detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") == "SSD"]
-        raise SystemExit(f"error: preset {preset!r} is not a detector; detectors: {detectors}.")
+        _usage_exit(f"preset {preset!r} is not a detector; detectors: {detectors}.")
     return SSD.from_preset(preset)
 
 
-def detect_image(model: SSD, image: np.ndarray, min_score: float) -> list[dict]:
+def _usage_exit(message: str):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(cli.EXIT_USAGE)
+
+
+def detect_image(model, image: np.ndarray, min_score: float) -> list[dict]:
     """Detections of one uint8 RGB image, boxes in its own pixels."""
     pre = model.preprocessor
     canvas, scale, offset = pre.letterbox(image)
@@ -75,46 +84,79 @@ def detect_image(model: SSD, image: np.ndarray, min_score: float) -> list[dict]:
 
 
 def draw(image: np.ndarray, detections: list[dict], path: str) -> None:
+    """Writes ``image`` with its boxes as a PNG at ``path``, atomically."""
+    from mobilenet_zoo.weights_io import atomic_write
+
     canvas = Image.fromarray(image)
     pen = ImageDraw.Draw(canvas)
     width = max(2, round(max(image.shape[:2]) / 300))
     for d in detections:
         pen.rectangle(d["box"], outline=_COLOUR, width=width)
         pen.text((d["box"][0] + 3, d["box"][1] + 2), f"{d['label']} {d['score']:.2f}", fill=_COLOUR)
-    canvas.save(path)
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mobilenet_zoo.detect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=cli.EXIT_CODES_HELP)
+    parser.add_argument("inputs", nargs="+", help="image files or folders of images (walked recursively)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--preset", default=None,
+                       help="a detection preset (default: the face detector; "
+                            "list them with python -m mobilenet_zoo.presets)")
+    which.add_argument("--model", default=None, help="a detector saved as .keras (e.g. by ssd_coco.py)")
+    parser.add_argument("--score", type=float, default=0.5, help="minimum score to report, in [0, 1]")
+    parser.add_argument("--out", default="detections",
+                        help="folder for the annotated PNGs; not inside an input folder")
+    cli.add_image_flags(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_zoo.detect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", help="image files or directories of images")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--preset", default=presets.FACE_SSD,
-                       help=f"a detection preset (default {presets.FACE_SSD})")
-    which.add_argument("--model", default=None, help="a detector saved as .keras (e.g. by ssd_coco.py)")
-    parser.add_argument("--score", type=float, default=0.5, help="minimum score to report")
-    parser.add_argument("--out", default="detections", help="folder for the annotated PNGs")
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 0 <= args.score <= 1:
         parser.error(f"--score must be in [0, 1], got {args.score}")
+    cli.check_image_flags(parser, args)
+    items, skipped, notes = cli.collect(args.inputs)
+    pngs = cli.output_paths(items, args.out, ".png")
+    cli.check_out(parser, args.out, args.inputs, pngs.values())
+    return cli.run_guarded(lambda: _run(args, items, skipped, notes, pngs))
+
+
+def _run(args, items, skipped, notes, pngs) -> int:
+    from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
+
+    cli.load_package()
+    from mobilenet_zoo.fold import fold_batch_norm
+
     model = fold_batch_norm(load_detector(args.preset, args.model))  # same detections, faster
-    os.makedirs(args.out, exist_ok=True)
-    failed = 0
-    for path in expand(args.inputs):
+    total = len(items) + len(skipped)
+    for item in items:
         try:
-            image = load_rgb(path)
-        except ImageError as err:
-            print(f"skipped: {err}", file=sys.stderr, flush=True)
-            failed += 1
+            image = load_rgb(item.path, max_pixels=args.max_image_pixels)
+        except ImageTooLarge as err:
+            skipped.append((item.path, f"{_reason(err, item.path)}; raise the limit with "
+                                       "--max-image-pixels N (0 = none) if you trust the file"))
             continue
-        detections = detect_image(model, image, args.score)
-        png = os.path.join(args.out, Path(path).stem + ".png")
-        draw(image, detections, png)
-        print(json.dumps({"image": path, "width": image.shape[1], "height": image.shape[0],
+        except ImageError as err:
+            skipped.append((item.path, _reason(err, item.path)))
+            continue
+        png = pngs[item.path]
+        try:
+            detections = detect_image(model, image, args.score)
+            draw(image, detections, png)
+        except Exception as err:  # noqa: BLE001  one bad item never stops the batch
+            skipped.append((item.path, f"{type(err).__name__}: {err}"))
+            continue
+        print(json.dumps({"image": item.path, "width": image.shape[1], "height": image.shape[0],
                           "detections": detections, "annotated": png}), flush=True)
-    if failed:
-        print(f"{failed} file(s) could not be read", file=sys.stderr)
-    return min(failed, 255)
+    return cli.report(skipped, total, notes)
+
+
+def _reason(err: Exception, path: str) -> str:
+    return str(err).removeprefix(path + ": ")
 
 
 if __name__ == "__main__":

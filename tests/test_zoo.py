@@ -68,8 +68,9 @@ def test_detect_cli_prints_json_writes_pngs_and_counts_broken_files(tmp_path, ca
     assert [Path(r["image"]).name for r in lines] == ["astronaut.png", "china.jpg"]
     assert len(lines[0]["detections"]) == 1 and lines[1]["detections"] == []
     assert (tmp_path / "out" / "astronaut.png").is_file()
-    with pytest.raises(SystemExit, match="not a detector"):
-        detect_main([str(images), "--preset", presets.IMAGENET])
+    with pytest.raises(SystemExit) as exit_info:  # a usage error: exit code 2, nothing run
+        detect_main([str(images), "--preset", presets.IMAGENET, "--out", str(tmp_path / "o2")])
+    assert exit_info.value.code == 2 and "not a detector" in capsys.readouterr().err
 
 
 def _write_tfjs(directory: Path, weights: list[tuple[str, np.ndarray, dict | None]]) -> Path:
