@@ -6,6 +6,7 @@ these, so ``python recipes/X.py --help`` and usage errors answer at once
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 
 from mobilenet_zoo.cli import progress_verbose
 
@@ -109,3 +110,35 @@ def config_from_args(config_cls, args: argparse.Namespace):
     import dataclasses
 
     return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+
+
+# The classification recipes' hyperparameters (their flags mirror its fields; used
+# by mobilenet_zoo.classification.trainer, which re-exports it).
+def _f(default, help_text, **meta):
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
+@dataclass
+class ClassificationConfig:
+    """Hyperparameters; each default cites its source."""
+
+    alpha: float = _f(1.0, "width multiplier (paper s.3.3)")
+    image_size: int = _f(224, "input side; rho = image_size / 224 (paper s.3.4)")
+    variant: str = _f("separable", "separable | full (Table 4) | shallow (Table 5)",
+                      choices=("separable", "full", "shallow"))
+    weights: str = _f("scratch", "scratch | imagenet (shipped preset) | a preset name | path to weights")
+    batch_size: int = _f(96, "global batch size (our choice; the paper does not give it)")
+    epochs: int = _f(100, "training epochs (our choice)")
+    steps_per_epoch: int = _f(0, "0 = one pass over the training split")
+    learning_rate: float = _f(0.045, "initial RMSprop learning rate (Inception-family RMSprop setup)")
+    lr_decay: float = _f(0.94, "learning-rate factor per decay (TF-slim train_image_classifier)")
+    epochs_per_decay: float = _f(2.0, "epochs between decays (TF-slim train_image_classifier)")
+    rmsprop_decay: float = _f(0.9, "RMSprop rho (TF-slim default)")
+    momentum: float = _f(0.9, "RMSprop momentum (TF-slim default)")
+    epsilon: float = _f(1.0, "RMSprop epsilon (TF-slim default)")
+    weight_decay: float = _f(4e-5, "L2 on conv kernels, none on depthwise or BN (paper s.3.1, TF-slim)")
+    bn_momentum: float = _f(0.9997, "BatchNorm decay (TF-slim)")
+    dropout: float = _f(1e-3, "dropout before the logits (keras.applications; slim keeps 0.999)")
+    label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
+    augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
+    central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
