@@ -11,26 +11,12 @@ trained on the labels first. Metric: mean average precision over attributes.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
-from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
-from mobilenet_zoo.distillation.models import mobilenet_head_model
-
-TABLE_12 = {  # (alpha, image_size) -> mean AP %
-    (1.0, 224): 88.7, (0.5, 224): 88.1, (0.25, 224): 87.2,
-    (1.0, 128): 88.1, (0.5, 128): 87.7, (0.25, 128): 86.4,
-}  # fmt: skip
-NUM_ATTRIBUTES = 40
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -46,9 +32,32 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--teacher-image-size", type=int, default=224, help="side the pipeline resizes images to")
-    training.add_model_flags(p, image_size=128, weights=None, alpha=0.5)  # student (Table 12 rows)
-    training.add_common_flags(p, "runs/face_attributes")
+    flags.add_model_flags(p, image_size=128, weights=None, alpha=0.5)  # student (Table 12 rows)
+    flags.add_common_flags(p, "runs/face_attributes")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
+from mobilenet_zoo.distillation.models import mobilenet_head_model
+
+TABLE_12 = {  # (alpha, image_size) -> mean AP %
+    (1.0, 224): 88.7, (0.5, 224): 88.1, (0.25, 224): 87.2,
+    (1.0, 128): 88.1, (0.5, 128): 87.7, (0.25, 128): 86.4,
+}  # fmt: skip
+NUM_ATTRIBUTES = 40
 
 
 def _split(name, args, data_dir):

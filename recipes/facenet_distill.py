@@ -10,23 +10,12 @@ person, half different), accuracy and true-accept rate at false-accept 1e-3 / 1e
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
-from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
-from mobilenet_zoo.distillation.models import mobilenet_head_model
-from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
-
-TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accuracy, %
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -40,9 +29,29 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    training.add_model_flags(p, image_size=160, weights=None)  # student (Table 14 rows)
-    training.add_common_flags(p, "runs/facenet_distill")
+    flags.add_model_flags(p, image_size=160, weights=None)  # student (Table 14 rows)
+    flags.add_common_flags(p, "runs/facenet_distill")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
+from mobilenet_zoo.distillation.models import mobilenet_head_model
+from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
+
+TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accuracy, %
 
 
 def main(argv=None) -> dict:

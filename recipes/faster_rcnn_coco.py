@@ -14,23 +14,18 @@ results.json with the paper's row.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 import time
 
-import keras
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.detection import faster_rcnn_mobilenet_v1, recipe
-from mobilenet_zoo.paper import TABLE_13
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    recipe.add_data_flags(p)
+    flags.add_detection_data_flags(p)
     m = p.add_argument_group("model (TF OD API faster_rcnn_*_coco.config defaults)")
     m.add_argument("--max-proposals", type=int, default=300, help="first-stage proposals (config: 300)")
     m.add_argument("--second-stage-batch", type=int, default=None,
@@ -51,10 +46,24 @@ def parse_args(argv=None):
     o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
                    help="freeze the pretrained backbone up to this pyramid level (default: P3 on the "
                         "embedded set with pretrained weights; none otherwise)")
-    recipe.add_eval_flags(p)
-    training.add_model_flags(p, image_size=300)  # Table 13: 300, or 600
-    training.add_common_flags(p, "runs/faster_rcnn_coco")
+    flags.add_detection_eval_flags(p)
+    flags.add_model_flags(p, image_size=300)  # Table 13: 300, or 600
+    flags.add_common_flags(p, "runs/faster_rcnn_coco")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.detection import faster_rcnn_mobilenet_v1, recipe
+from mobilenet_zoo.paper import TABLE_13
 
 
 def build_model(args, class_names, strategy, freeze: str, lr: float, second_stage_batch: int):

@@ -12,20 +12,13 @@ and run `tfds build imagenet2012 --data_dir <data-dir>` once.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import dataclasses
 import os
 
-import keras
-
-from mobilenet_zoo import training
-from mobilenet_zoo.classification import trainer
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
-
-DATASET = "imagenet2012"
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -34,9 +27,25 @@ def parse_args(argv=None):
     p.add_argument("--table", default=None, choices=["4", "5", "6", "7", "8", "9"],
                    help="list the rows of a paper table (with --run-table: run them)")
     p.add_argument("--run-table", action="store_true", help="run every row of --table in turn")
-    training.add_config_flags(p, trainer.ClassificationConfig())
-    training.add_common_flags(p, "runs/imagenet")
+    flags.add_config_flags(p, flags.ClassificationConfig())
+    flags.add_common_flags(p, "runs/imagenet")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+
+from mobilenet_zoo import training
+from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+
+DATASET = "imagenet2012"
 
 
 def row_command(row) -> str:

@@ -12,21 +12,13 @@ and 2500 km beside Table 11.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import csv
 import os
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets, training
-from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km
-
-TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -44,9 +36,26 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    training.add_model_flags(p, image_size=224)
-    training.add_common_flags(p, "runs/planet")
+    flags.add_model_flags(p, image_size=224)
+    flags.add_common_flags(p, "runs/planet")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets, training
+from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km
+
+TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
 
 
 def smoke_csv(out_dir: str, n: int = 48, seed: int = 0) -> str:

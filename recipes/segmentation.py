@@ -11,29 +11,12 @@ overlays.png and results.json in --out.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import MobileNetBackbone, presets, training
-from mobilenet_zoo.export import TFLiteRunner, to_tflite
-from mobilenet_zoo.segmentation import (
-    DeepLabV3,
-    MeanIoU,
-    PixelAccuracy,
-    SegmentationPreprocessor,
-    confusion_matrix,
-    segmentation_loss,
-    segmentation_scores,
-)
-from mobilenet_zoo.segmentation import data as sdata
-from mobilenet_zoo.segmentation.visualize import save_overlays
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -52,9 +35,35 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--tflite-argmax", action="store_true", help="export class ids (ArgMax) instead of logits")
     p.add_argument("--no-tflite", action="store_true")
-    training.add_model_flags(p, image_size=160)
-    training.add_common_flags(p, "runs/segmentation")
+    flags.add_model_flags(p, image_size=160)
+    flags.add_common_flags(p, "runs/segmentation")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import MobileNetBackbone, presets, training
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.segmentation import (
+    DeepLabV3,
+    MeanIoU,
+    PixelAccuracy,
+    SegmentationPreprocessor,
+    confusion_matrix,
+    segmentation_loss,
+    segmentation_scores,
+)
+from mobilenet_zoo.segmentation import data as sdata
+from mobilenet_zoo.segmentation.visualize import save_overlays
 
 
 def choose_data(args):

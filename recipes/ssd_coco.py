@@ -12,25 +12,18 @@ decoding and NMS) and a PNG of detections on validation images in --out.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 import time
 
-import keras
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.detection import FocalLoss, SSDLoss, recipe, ssd_mobilenet_v1
-from mobilenet_zoo.paper import TABLE_13
-
-PAPER_TABLE_13 = {"SSD 300 MobileNet": TABLE_13["SSD 300 MobileNet"]}
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    recipe.add_data_flags(p)
+    flags.add_detection_data_flags(p)
     m = p.add_argument_group("model (TF OD API ssd_mobilenet_v1_coco defaults)")
     m.add_argument("--loss", choices=["hard_mining", "focal"], default="hard_mining")
     m.add_argument("--class-prior", type=float, default=0.01,
@@ -49,10 +42,26 @@ def parse_args(argv=None):
     o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
                    help="freeze the pretrained backbone up to this pyramid level (default: P3 on the "
                         "embedded set with pretrained weights, 1.75x faster steps; none otherwise)")
-    recipe.add_eval_flags(p)
-    training.add_model_flags(p, image_size=300)  # 300: 1917 anchors (Table 13)
-    training.add_common_flags(p, "runs/ssd_coco")
+    flags.add_detection_eval_flags(p)
+    flags.add_model_flags(p, image_size=300)  # 300: 1917 anchors (Table 13)
+    flags.add_common_flags(p, "runs/ssd_coco")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.detection import FocalLoss, SSDLoss, recipe, ssd_mobilenet_v1
+from mobilenet_zoo.paper import TABLE_13
+
+PAPER_TABLE_13 = {"SSD 300 MobileNet": TABLE_13["SSD 300 MobileNet"]}
 
 
 def build_model(args, class_names, strategy, freeze="none"):

@@ -11,11 +11,33 @@ preset (alpha 1.0), `--weights scratch` or a weights file otherwise.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import dataclasses
+
+from mobilenet_zoo import flags
+
+# Fine-tuning defaults (our choice): shorter, gentler than ImageNet from scratch.
+FINE_TUNE = flags.ClassificationConfig(weights="imagenet", epochs=30, learning_rate=0.01,
+                                         batch_size=64)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None, help="TFDS data dir holding stanford_dogs")
+    p.add_argument("--table", default=None, choices=["10"], help="list Table 10's rows")
+    flags.add_config_flags(p, FINE_TUNE)
+    flags.add_common_flags(p, "runs/stanford_dogs")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
 
 from mobilenet_zoo import training
 from mobilenet_zoo.classification import trainer
@@ -30,18 +52,6 @@ TABLE_10 = [
     {"label": "1.0 MobileNet-192", "alpha": 1.0, "image_size": 192, "paper_top1": 81.9},
     {"label": "0.75 MobileNet-192", "alpha": 0.75, "image_size": 192, "paper_top1": 80.5},
 ]
-# Fine-tuning defaults (our choice): shorter, gentler than ImageNet from scratch.
-FINE_TUNE = trainer.ClassificationConfig(weights="imagenet", epochs=30, learning_rate=0.01,
-                                         batch_size=64)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None, help="TFDS data dir holding stanford_dogs")
-    p.add_argument("--table", default=None, choices=["10"], help="list Table 10's rows")
-    training.add_config_flags(p, FINE_TUNE)
-    training.add_common_flags(p, "runs/stanford_dogs")
-    return p.parse_args(argv)
 
 
 def main(argv=None, extra_callbacks=None) -> dict | None:

@@ -10,20 +10,12 @@ Writes ``<out>/model.keras`` and ``<out>/results.json``.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import os
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.classification import transfer
-from mobilenet_zoo.data import embedded
-from mobilenet_zoo.data.tfds_utils import load_split
+from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
@@ -43,9 +35,26 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head stage")
     p.add_argument("--fine-tune-lr", type=float, default=1e-4, help="learning rate of stage 2")
     p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (folders, embedded)")
-    training.add_model_flags(p, image_size=128)
-    training.add_common_flags(p, "runs/transfer")
+    flags.add_model_flags(p, image_size=128)
+    flags.add_common_flags(p, "runs/transfer")
     return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import presets, training
+from mobilenet_zoo.classification import transfer
+from mobilenet_zoo.data import embedded
+from mobilenet_zoo.data.tfds_utils import load_split
 
 
 def load_data(args):
