@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
               for name, m in (("student", student), ("teacher", teacher))}
     training.save_model(student, os.path.join(args.out, "student.keras"))
     paper = None if args.smoke else TABLE_12.get((args.alpha, args.image_size))
-    results = {"data": line, "mean_ap": scores, "paper_mean_ap_percent": paper,
+    results = {"data": line.removeprefix("data: "), "mean_ap": scores, "paper_mean_ap_percent": paper,
                "unlabeled": not weight, "args": vars(args)}
     print(f"mean AP: student {100 * scores['student']:.1f}%, teacher {100 * scores['teacher']:.1f}% "
           f"(paper, this student: {paper}%)")

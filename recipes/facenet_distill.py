@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
     metrics = {name: verification_metrics(np.concatenate(e), pairs, same) for name, e in emb.items()}
     training.save_model(student, os.path.join(args.out, "student.keras"))
     paper = None if args.smoke else TABLE_14.get((args.alpha, args.image_size))
-    results = {"data": line, "verification": metrics, "paper_1e-4_accuracy_percent": paper,
+    results = {"data": line.removeprefix("data: "), "verification": metrics, "paper_1e-4_accuracy_percent": paper,
                "teacher": args.teacher or "stand-in (smoke)", "args": vars(args)}
     s = metrics["student"]
     print(f"student: accuracy {s['accuracy']:.3f}, TAR@FAR=1e-3 {s['tar@far=0.001']:.3f}, "

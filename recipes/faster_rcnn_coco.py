@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     train_seconds = time.time() - start
     row = f"Faster-RCNN {600 if args.image_size >= 600 else 300} MobileNet"
     return recipe.finish(model, args, val_src, val_ds, {
-        "data": line, "epochs": epochs, "batch_size": batch, "learning_rate": lr, "frozen_until": freeze,
+        "data": line.removeprefix("data: "), "epochs": epochs, "batch_size": batch, "learning_rate": lr, "frozen_until": freeze,
         "second_stage_batch": second_stage_batch,
         "train_seconds": round(train_seconds, 1),
         "final_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,

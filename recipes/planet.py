@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
     errors = great_circle_km(lats[is_test], lons[is_test], guess[:, 0], guess[:, 1])
     within = fraction_within(errors)
     training.save_model(model, os.path.join(args.out, "model.keras"))
-    results = {"data": line, "num_cells": len(cells), "cells": cells.tokens, "test_photos": int(is_test.sum()),
+    results = {"data": line.removeprefix("data: "), "num_cells": len(cells), "cells": cells.tokens, "test_photos": int(is_test.sum()),
                "within": within, "median_error_km": float(np.median(errors)), "paper_table_11": TABLE_11,
                "args": vars(args)}
     print("within 1/25/200/750/2500 km: " + " / ".join(f"{100 * v:.1f}%" for v in within.values())

@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
     images, masks = next(iter(val_ds))
     png = save_overlays(np.asarray(images), np.argmax(model.predict_on_batch(images), -1),
                         os.path.join(args.out, "overlays.png"), np.asarray(masks))
-    results = {"data": line, "classes": train_src.class_names, "epochs": epochs,
+    results = {"data": line.removeprefix("data: "), "classes": train_src.class_names, "epochs": epochs,
                "val": scores, "overlays_png": png, "args": vars(args)}
     if not args.no_tflite:
         path = os.path.join(args.out, "model.tflite")

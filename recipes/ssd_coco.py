@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
                         callbacks=training.standard_callbacks(args.out, args.resume))
     train_seconds = time.time() - start
     return recipe.finish(model, args, val_src, val_ds, {
-        "data": line, "epochs": epochs, "frozen_until": freeze, "train_seconds": round(train_seconds, 1),
+        "data": line.removeprefix("data: "), "epochs": epochs, "frozen_until": freeze, "train_seconds": round(train_seconds, 1),
         "final_loss": float(history.history["loss"][-1]) if history.history.get("loss") else None,
         "paper": PAPER_TABLE_13,
     })

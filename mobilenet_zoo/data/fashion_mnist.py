@@ -106,9 +106,10 @@ def _has_idx(folder: Path) -> bool:
     return all(_idx_file(folder, s, w) for s in SPLIT_SIZES for w in ("images", "labels"))
 
 
-def find(data_dir: str | None = None) -> Source | None:
+def find(data_dir: str | None = None, fallback: bool = True) -> Source | None:
     """The first source present: idx files in ``data_dir`` (or its ``fashion-mnist``
-    subfolder), TFDS ``fashion_mnist`` under ``data_dir``, then Debian's package."""
+    subfolder), TFDS ``fashion_mnist`` under ``data_dir``, then (unless ``fallback``
+    is False) Debian's package."""
     from mobilenet_zoo.data.tfds_utils import tfds_prepared
 
     if data_dir:
@@ -117,7 +118,7 @@ def find(data_dir: str | None = None) -> Source | None:
                 return Source("idx", str(folder))
         if tfds_prepared(TFDS_NAME, data_dir):
             return Source("tfds", str(data_dir))
-    if _has_idx(Path(DEBIAN_DIR)):
+    if fallback and _has_idx(Path(DEBIAN_DIR)):
         return Source("idx", DEBIAN_DIR)
     return None
 
