@@ -18,44 +18,23 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import weights_io
+from mobilenet_zoo.flags import (  # noqa: F401  re-exported: the recipes' flags, TF-free
+    KEEP_CHECKPOINTS,
+    RUN_CONTROL_FLAGS,
+    SMOKE_SUFFIX,
+    STRATEGIES,
+    _DefaultOut,
+    _SmokeAction,
+    add_common_flags,
+    add_config_flags,
+    add_model_flags,
+    config_from_args,
+)
 from mobilenet_zoo.task import StopOnNonFiniteLoss, build_from_local_replica
-
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-
-
-def add_model_flags(
-    parser: argparse.ArgumentParser, image_size: int, weights: str | None = "imagenet",
-    alpha: float = 1.0,
-) -> None:
-    """``--alpha``, ``--image-size`` and (unless ``weights`` is None) ``--weights``:
-    one flag name per idea in every recipe; resolve ``--weights`` with
-    ``mobilenet_zoo.presets.resolve_weights``."""
-    g = parser.add_argument_group("model")
-    g.add_argument("--alpha", type=float, default=alpha, help="backbone width multiplier (paper s.3.3)")
-    g.add_argument("--image-size", type=int, default=image_size, help="input side in pixels")
-    if weights is not None:
-        g.add_argument("--weights", default=weights,
-                       help="backbone init: imagenet (shipped preset, alpha 1.0), scratch, a preset "
-                            "name or a weights file")
-
-
-def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
-    """Flags every recipe has (documented in ``--help``)."""
-    g = parser.add_argument_group("run")
-    g.add_argument("--out", default=out_default, help="output directory (checkpoints, logs, results)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from the backup in --out (model, optimizer, epoch)")
-    g.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute strategy; the global batch is split across replicas")
-    g.add_argument("--tpu", default="", help="TPU address for --strategy tpu")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
-    g.add_argument("--smoke", action="store_true",
-                   help="a few steps on tfds.testing.mock_data to check the plumbing")
-    g.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                   help="Keras verbosity: 1 progress bar, 2 one line per epoch")
 
 
 def _patch_keras_multi_worker_reduce() -> None:
@@ -135,16 +114,28 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     holds at least one complete, consistent backup. ``--resume`` loads the newest
     complete one (``latest``, else ``prev``) and says which; a truncated or
     garbage file is skipped with a message, never a crash.
+
+    The metadata also carries the history of every finished epoch and the state
+    of the model's random seed generators (dropout masks; Keras keeps them out of
+    ``save_weights``): after a resume, ``fit``'s ``History`` (and so
+    ``results.json``) covers all epochs, not only those after the resume, and the
+    dropout masks continue as in an uninterrupted run.
     """
 
     def __init__(self, backup_dir: str, verbose: bool = True) -> None:
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
         self.verbose = verbose
         self.resumed_from: str | None = None
+        self.resumed_epoch = 0
+        self._epochs_history: dict[str, list[float]] = {}
 
     def _pair(self, tag: str) -> tuple[str, str]:
-        return (os.path.join(self.backup_dir, f"{tag}.weights.h5"),
-                os.path.join(self.backup_dir, f"{tag}_training_metadata.json"))
+        return _backup_pair(self.backup_dir, tag)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self._epochs_history.setdefault(key, []).append(_to_float(value))
+        super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -155,7 +146,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         # pair must not load (it would resume at the wrong epoch).
         with open(tmp_m, "w") as f:
             json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                       "weights_sha256": _sha256(tmp_w)}, f)
+                       "weights_sha256": _sha256(tmp_w), "history": self._epochs_history,
+                       "seed_states": _seed_states(self.model)}, f)
         for path in (tmp_w, tmp_m):
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
@@ -165,31 +157,37 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         for src, dst in zip((tmp_w, tmp_m), self._pair("latest")):
             os.replace(src, dst)
 
-    def _try_load(self, tag: str) -> int | None:
-        weights, meta = self._pair(tag)
-        if not (os.path.isfile(weights) and os.path.isfile(meta)):
-            return None
+    def _try_load(self, tag: str) -> dict | None:
+        weights, _ = self._pair(tag)
         try:
-            with open(meta) as f:
-                info = json.load(f)
-            epoch = int(info["epoch"])
-            if info.get("weights_sha256") not in (None, _sha256(weights)):
-                raise ValueError("its metadata belongs to another epoch's weights (killed between renames)")
+            info = _read_backup_metadata(self.backup_dir, tag)
+            if info is None:
+                return None
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
             self.model.load_weights(weights)
+            _restore_seed_states(self.model, info.get("seed_states") or {})
         except Exception as err:  # truncated / garbage: try the older backup
             print(f"resume: backup {weights} is unreadable ({type(err).__name__}: {err}); "
                   "trying the previous one", flush=True)
             return None
-        return epoch
+        return info
 
     def on_train_begin(self, logs=None):
         for tag in ("latest", "prev"):
-            epoch = self._try_load(tag)
-            if epoch is not None:
+            info = self._try_load(tag)
+            if info is not None:
+                epoch = int(info["epoch"])
                 self.model._initial_epoch = epoch
                 self.resumed_from = os.path.join(self.backup_dir, tag)
+                self.resumed_epoch = epoch
+                history = info.get("history")
+                if history is None or any(len(v) != epoch for v in history.values()):
+                    print("resume: this backup has no complete history of its first "
+                          f"{epoch} epochs (written by an older version); the returned history "
+                          "starts after them", flush=True)
+                    history = {}
+                self._epochs_history = {k: list(v) for k, v in history.items()}
                 print(f"resume: continuing after epoch {epoch} from {self.resumed_from}", flush=True)
                 return
         if self.verbose:
@@ -197,7 +195,73 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                   flush=True)
 
     def on_train_end(self, logs=None):  # keep the backups (resume after a finished run is a no-op)
-        pass
+        history = getattr(self.model, "history", None)
+        if self.resumed_epoch and isinstance(history, keras.callbacks.History):
+            # fit's History saw only the epochs after the resume: put the earlier ones first.
+            done = self.resumed_epoch
+            for key, values in self._epochs_history.items():
+                history.history[key] = list(values[:done]) + list(history.history.get(key, []))
+            history.epoch = list(range(done)) + list(getattr(history, "epoch", []))
+
+
+def _to_float(value) -> float:
+    return float(keras.ops.convert_to_numpy(value))
+
+
+def _backup_pair(backup_dir: str, tag: str) -> tuple[str, str]:
+    return (os.path.join(backup_dir, f"{tag}.weights.h5"),
+            os.path.join(backup_dir, f"{tag}_training_metadata.json"))
+
+
+def _read_backup_metadata(backup_dir: str, tag: str) -> dict | None:
+    """The metadata of backup ``tag`` if both files exist (else None); ValueError when
+    the metadata is unreadable or belongs to other weights."""
+    weights, meta = _backup_pair(backup_dir, tag)
+    if not (os.path.isfile(weights) and os.path.isfile(meta)):
+        return None
+    with open(meta) as f:
+        info = json.load(f)
+    int(info["epoch"])
+    if info.get("weights_sha256") not in (None, _sha256(weights)):
+        raise ValueError("its metadata belongs to another epoch's weights (killed between renames)")
+    return info
+
+
+def resume_epoch(out_dir: str) -> int:
+    """The epoch ``--resume`` will continue after (0: none), read from the newest
+    complete backup in ``out_dir`` by the same rules as ``AtomicBackupAndRestore``
+    (a backup that then fails to load makes ``fit`` fall back and say so)."""
+    backup = os.path.join(out_dir, "backup")
+    for tag in ("latest", "prev"):
+        try:
+            info = _read_backup_metadata(backup, tag)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if info is not None:
+            return int(info["epoch"])
+    return 0
+
+
+def skip_done_epochs(dataset: tf.data.Dataset, out_dir: str, resume: bool,
+                     steps_per_epoch: int) -> tf.data.Dataset:
+    """``dataset`` (a repeated training stream) without the batches of the epochs a
+    resumed run already trained on: with the same seeds, a resumed run then sees the
+    batches an uninterrupted run would (``tf.data.Dataset.skip`` still produces the
+    skipped elements, so random shuffles and augmentations advance as they would have)."""
+    done = resume_epoch(out_dir) if resume else 0
+    return dataset.skip(done * steps_per_epoch) if done else dataset
+
+
+def _seed_states(model: keras.Model) -> dict[str, list]:
+    """The state of every ``keras.random.SeedGenerator`` the model owns (dropout)."""
+    return {v.path: keras.ops.convert_to_numpy(v).tolist()
+            for v in model.variables if v.path.endswith("seed_generator_state")}
+
+
+def _restore_seed_states(model: keras.Model, states: dict[str, list]) -> None:
+    for v in model.variables:
+        if v.path in states:
+            v.assign(np.asarray(states[v.path], dtype=keras.backend.standardize_dtype(v.dtype)))
 
 
 def _sha256(path: str) -> str:
@@ -236,32 +300,213 @@ def output_dir(out_dir: str, strategy: tf.distribute.Strategy) -> str:
     return tempfile.mkdtemp(prefix=f"mobilenet_zoo_{resolver.task_type}{resolver.task_id}_")
 
 
-def standard_callbacks(out_dir: str, resume: bool) -> list:
-    """TensorBoard, per-epoch checkpoint, atomic backups (resume), non-finite loss stop, CSV log.
+class RunMismatchError(ValueError):
+    """``--resume`` on a folder that holds a run of another configuration or data."""
+
+
+IDENTITY_FILE = "run_identity.json"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item")
+                                 else str(o)))
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(recorded) | set(current)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in recorded:
+                out.append(f"{name}: not recorded, now {current[key]!r}")
+            elif key not in current:
+                out.append(f"{name}: {recorded[key]!r} there, absent now")
+            else:
+                out += _differences(recorded[key], current[key], name)
+        return out
+    return [] if recorded == current else [f"{prefix}: {recorded!r} there, {current!r} now"]
+
+
+def identity_from_args(args: argparse.Namespace, data: str = "") -> dict[str, Any]:
+    """A run's identity from its flags (all but ``RUN_CONTROL_FLAGS``) and ``data``,
+    a description or fingerprint of the data it trains on."""
+    flags = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_CONTROL_FLAGS}
+    return {"flags": flags, "data": data}
+
+
+def data_fingerprint(*arrays) -> str:
+    """sha256 of the arrays' shapes, dtypes and bytes: two runs with equal
+    fingerprints saw the same examples in the same order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def check_run_identity(out_dir: str, identity: dict[str, Any], resume: bool) -> None:
+    """Records ``identity`` (configuration and data fingerprint) in ``out_dir``, or,
+    with ``resume``, checks it against the recorded one.
+
+    A resume continues only the same run: another configuration or data raises
+    ``RunMismatchError`` listing each difference, and so does a folder with a
+    backup but no record (written by an older version or another program: it
+    cannot be verified). Nothing in ``out_dir`` is changed then. Without ``resume``
+    the run starts anew and its identity replaces any earlier one.
+    """
+    path = os.path.join(out_dir, IDENTITY_FILE)
+    current = _jsonable(identity)
+    if resume:
+        recorded = None
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    recorded = json.load(f)
+            except (OSError, ValueError) as err:
+                raise RunMismatchError(
+                    f"--resume: {path} is unreadable ({err}), so the run in {out_dir} cannot be "
+                    "verified; nothing was changed. Drop --resume to start anew there.") from err
+        elif resume_epoch(out_dir) or os.path.isfile(os.path.join(out_dir, "results.json")):
+            raise RunMismatchError(
+                f"--resume: {out_dir} holds a run without a record of its configuration and data "
+                f"({IDENTITY_FILE}; written by an older version or another program), so it cannot be "
+                "verified; nothing was changed. Drop --resume to start anew there, or choose "
+                "another --out.")
+        if recorded is not None:
+            diffs = _differences(recorded, current)
+            if diffs:
+                raise RunMismatchError(
+                    f"--resume: {out_dir} holds a run of another configuration or data; nothing was "
+                    "changed. Differences (recorded there, given now): " + "; ".join(diffs)
+                    + ". Resume with the same flags and data, choose another --out, or drop "
+                    "--resume to start anew there.")
+            return
+    text = json.dumps(current, indent=2, sort_keys=True)
+    weights_io.atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+
+
+def read_run_identity(out_dir: str) -> dict[str, Any] | None:
+    """The identity recorded in ``out_dir`` (``check_run_identity``), or None."""
+    try:
+        with open(os.path.join(out_dir, IDENTITY_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class RetainedCheckpoint(keras.callbacks.Callback):
+    """Saves ``checkpoints/epoch_NNN.weights.h5`` after every epoch (atomically) and
+    keeps only what ``keep`` asks for:
+
+    * ``"last-best"``: the last epoch's and the best one's by ``val_loss`` (``loss``
+      when there is no validation), as ``keras.callbacks.ModelCheckpoint``'s
+      ``save_best_only`` compares them;
+    * ``"last"``, ``"all"`` (every epoch, the old behaviour), ``"none"``.
+
+    ``checkpoints/best.json`` records the best epoch and value, so a resumed run keeps
+    comparing with the best before the interruption.
+    """
+
+    PATTERN = "epoch_{epoch:03d}.weights.h5"
+
+    def __init__(self, directory: str, keep: str = "last-best") -> None:
+        super().__init__()
+        if keep not in KEEP_CHECKPOINTS:
+            raise ValueError(f"`keep` must be one of {KEEP_CHECKPOINTS}, got {keep!r}.")
+        self.directory = directory
+        self.keep = keep
+        self.best: dict[str, Any] | None = None
+        if keep != "none":
+            os.makedirs(directory, exist_ok=True)
+
+    def _best_path(self) -> str:
+        return os.path.join(self.directory, "best.json")
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        if self.keep == "last-best" and getattr(self.model, "_initial_epoch", 0):  # resumed
+            try:
+                with open(self._best_path()) as f:
+                    self.best = json.load(f)
+            except (OSError, ValueError):
+                self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keep == "none":
+            return
+        logs = logs or {}
+        name = self.PATTERN.format(epoch=epoch + 1)
+        path = os.path.join(self.directory, name)
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}.weights.h5")
+        try:  # write then rename: a kill leaves the previous checkpoints, never a partial one
+            self.model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if self.keep == "all":
+            return
+        keep = {name}
+        if self.keep == "last-best":
+            monitor = "val_loss" if "val_loss" in logs else "loss"
+            value = logs.get(monitor)
+            value = None if value is None else _to_float(value)
+            best = self.best if self.best and self.best.get("monitor") == monitor else None
+            if value is not None and np.isfinite(value) and (best is None or value < best["value"]):
+                best = {"epoch": epoch + 1, "file": name, "monitor": monitor, "value": value}
+                text = json.dumps(best)
+                weights_io.atomic_write(self._best_path(), lambda t: open(t, "w").write(text))
+            self.best = best
+            if best:
+                keep.add(best["file"])
+        for old in os.listdir(self.directory):
+            if old.startswith("epoch_") and old.endswith(".weights.h5") and old not in keep:
+                os.remove(os.path.join(self.directory, old))
+
+
+def standard_callbacks(out_dir: str, resume: bool, keep_checkpoints: str = "last-best",
+                       identity: dict[str, Any] | None = None) -> list:
+    """TensorBoard, per-epoch checkpoints, atomic backups (resume), non-finite loss stop, CSV log.
 
     Without ``resume`` an old backup in ``out_dir`` is removed so the run starts
     fresh; with it, ``fit`` continues from the last completed epoch (model,
-    optimizer state, epoch and step counter) of the newest complete backup
-    (``AtomicBackupAndRestore``), and says which; with nothing to resume it
-    says so and starts from epoch 1. Backups are per epoch on purpose:
+    optimizer state, epoch and step counter, history, dropout seeds) of the
+    newest complete backup (``AtomicBackupAndRestore``), and says which; with
+    nothing to resume it says so and starts from epoch 1. Backups are per epoch on purpose:
     Keras restores a mid-epoch backup's weights but replays that epoch from its
     start, training its first steps twice. Shorten epochs with
     ``steps_per_epoch`` on large datasets instead.
+
+    ``identity`` (configuration and data fingerprint, e.g. ``identity_from_args``)
+    is recorded in ``out_dir``; with ``resume`` a run of another identity is
+    refused before anything is changed (``check_run_identity``). ``keep_checkpoints``
+    says which per-epoch checkpoints stay in ``out_dir/checkpoints``
+    (``RetainedCheckpoint``); the default keeps the last and the best.
     """
+    if identity is not None:
+        check_run_identity(out_dir, identity, resume)
     backup = os.path.join(out_dir, "backup")
     if not resume and os.path.isdir(backup):
         shutil.rmtree(backup)
-    os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
     return [
         AtomicBackupAndRestore(backup, verbose=resume),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(out_dir, "checkpoints", "epoch_{epoch:03d}.weights.h5"),
-            save_weights_only=True,
-        ),
+        RetainedCheckpoint(os.path.join(out_dir, "checkpoints"), keep_checkpoints),
         keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), write_graph=False),
         keras.callbacks.CSVLogger(os.path.join(out_dir, "log.csv"), append=resume),
         StopOnNonFiniteLoss(),
     ]
+
+
+def callbacks_for(args: argparse.Namespace, data: str = "", out_dir: str | None = None) -> list:
+    """``standard_callbacks`` for a recipe's parsed flags: ``--out`` (or ``out_dir``),
+    ``--resume``, ``--keep-checkpoints``, and the run's identity from its other flags
+    and ``data`` (``identity_from_args``)."""
+    return standard_callbacks(out_dir or args.out, args.resume,
+                              getattr(args, "keep_checkpoints", "last-best"),
+                              identity_from_args(args, data))
 
 
 def write_results(out_dir: str, results: dict[str, Any]) -> str:
@@ -279,39 +524,6 @@ def save_model(model: keras.Model, path: str) -> str:
     save leaves the previous file (or none), never a truncated one."""
     weights_io.atomic_write(path, model.save)
     return path
-
-
-# ----------------------------------------------------------------------------
-# Flags mirrored from one config object
-# ----------------------------------------------------------------------------
-def add_config_flags(parser: argparse.ArgumentParser, config, exclude: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field (but ``exclude``), its default the field's,
-    its help the field's ``metadata["help"]`` (which says where the default comes from)."""
-    import dataclasses
-
-    g = parser.add_argument_group(f"hyperparameters ({type(config).__name__})")
-    for f in dataclasses.fields(config):
-        if f.name in exclude:
-            continue
-        default = getattr(config, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        helptext = f"{f.metadata.get('help', '')} (default: {default})"
-        if isinstance(default, bool):
-            g.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
-                           help=helptext, metavar="BOOL")
-        elif "choices" in f.metadata:
-            g.add_argument(flag, type=type(default), default=default, choices=f.metadata["choices"],
-                           help=helptext)
-        else:
-            kind = type(default) if default is not None else str
-            g.add_argument(flag, type=kind, default=default, help=helptext)
-
-
-def config_from_args(config_cls, args: argparse.Namespace):
-    """The config dataclass filled from parsed flags."""
-    import dataclasses
-
-    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
 
 
 class Interrupted(RuntimeError):

@@ -41,7 +41,8 @@ def test_resume_falls_back_to_the_previous_backup_when_the_latest_is_truncated(t
                           callbacks=training.standard_callbacks(str(tmp_path), resume=True))
     out = capsys.readouterr().out
     assert "unreadable" in out and "continuing after epoch 1" in out and "prev" in out
-    assert len(history.history["loss"]) == 2  # epochs 2 and 3: the counter is continuous
+    # Epoch 1 (from the backup's history) then epochs 2 and 3: the counter is continuous.
+    assert len(history.history["loss"]) == 3 and history.epoch == [0, 1, 2]
     assert int(resumed.optimizer.iterations) == 6  # 2 steps x 3 epochs, none lost, none twice
 
 

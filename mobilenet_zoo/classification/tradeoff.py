@@ -92,15 +92,32 @@ def sweep_runs(
     return runs
 
 
+def run_config(run: Run, config: trainer.ClassificationConfig) -> trainer.ClassificationConfig:
+    """``config``'s schedule with ``run``'s architecture, from scratch."""
+    return dataclasses.replace(config, alpha=run.alpha, image_size=run.image_size, variant=run.variant,
+                               weights="scratch")
+
+
+def run_identity(run: Run, config: trainer.ClassificationConfig, num_classes: int, num_train: int,
+                 data: str) -> dict[str, Any]:
+    """What ``run`` records in its folder (``trainer.run_identity``): its configuration,
+    seed, classes, training-set size and ``data`` (a fingerprint of the examples)."""
+    return trainer.run_identity(run_config(run, config), num_classes, num_train, data,
+                                {"seed": run.seed})
+
+
 def run_one(run: Run, config: trainer.ClassificationConfig, train_raw, test_raw, num_classes: int,
             out_dir: str, strategy, resume: bool, num_train: int, verbose: int = 0,
-            data_description: str = "") -> dict[str, Any]:
-    """Trains ``run`` from scratch with ``config``'s schedule; adds its complexity."""
+            data_description: str = "", data_fingerprint: str = "",
+            keep_checkpoints: str = "last-best") -> dict[str, Any]:
+    """Trains ``run`` from scratch with ``config``'s schedule; adds its complexity.
+
+    ``resume`` continues the run's backup only if its folder records the same
+    identity (``run_identity``; ``training.RunMismatchError`` otherwise)."""
     keras.utils.set_random_seed(run.seed)
-    cfg = dataclasses.replace(config, alpha=run.alpha, image_size=run.image_size, variant=run.variant,
-                              weights="scratch")
-    result = trainer.run(cfg, train_raw, test_raw, num_classes, os.path.join(out_dir, run.key),
-                         strategy, resume, {}, num_train, None, verbose, data_description)
+    result = trainer.run(run_config(run, config), train_raw, test_raw, num_classes,
+                         os.path.join(out_dir, run.key), strategy, resume, {}, num_train, None, verbose,
+                         data_description, data_fingerprint, keep_checkpoints, {"seed": run.seed})
     prof = profile(MobileNetClassifier(MobileNetBackbone(
         alpha=run.alpha, input_shape=(run.image_size, run.image_size, 3), variant=run.variant),
         num_classes=num_classes))
@@ -110,15 +127,23 @@ def run_one(run: Run, config: trainer.ClassificationConfig, train_raw, test_raw,
     return result
 
 
-def load_done(out_dir: str, run: Run) -> dict[str, Any] | None:
-    """The finished result of ``run`` under ``out_dir`` (``--resume`` skips it), else None."""
-    path = os.path.join(out_dir, run.key, "results.json")
+def load_done(out_dir: str, run: Run, identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The finished result of ``run`` under ``out_dir`` (``--resume`` skips it), else None.
+
+    With ``identity`` (``run_identity``) a finished run trained with another
+    configuration or on other data (e.g. a ``--smoke`` run's mock data) raises
+    ``training.RunMismatchError`` naming the differences, instead of entering the tables."""
+    folder = os.path.join(out_dir, run.key)
     try:
-        with open(path) as f:
+        with open(os.path.join(folder, "results.json")) as f:
             result = json.load(f)
     except (OSError, ValueError):
         return None
-    return result if "mult_adds_m" in result else None
+    if "mult_adds_m" not in result:
+        return None
+    if identity is not None:
+        training.check_run_identity(folder, identity, resume=True)
+    return result
 
 
 # ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -22,39 +21,10 @@ from mobilenet_zoo import presets, training
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
+from mobilenet_zoo.flags import ClassificationConfig  # noqa: F401  TF-free: recipes parse flags first
 from mobilenet_zoo.paper import PAPER_TABLES
 
 IMAGENET_PRESET = presets.IMAGENET
-
-
-def _f(default, help_text, **meta):
-    return field(default=default, metadata={"help": help_text, **meta})
-
-
-@dataclass
-class ClassificationConfig:
-    """Hyperparameters; each default cites its source."""
-
-    alpha: float = _f(1.0, "width multiplier (paper s.3.3)")
-    image_size: int = _f(224, "input side; rho = image_size / 224 (paper s.3.4)")
-    variant: str = _f("separable", "separable | full (Table 4) | shallow (Table 5)",
-                      choices=("separable", "full", "shallow"))
-    weights: str = _f("scratch", "scratch | imagenet (shipped preset) | a preset name | path to weights")
-    batch_size: int = _f(96, "global batch size (our choice; the paper does not give it)")
-    epochs: int = _f(100, "training epochs (our choice)")
-    steps_per_epoch: int = _f(0, "0 = one pass over the training split")
-    learning_rate: float = _f(0.045, "initial RMSprop learning rate (Inception-family RMSprop setup)")
-    lr_decay: float = _f(0.94, "learning-rate factor per decay (TF-slim train_image_classifier)")
-    epochs_per_decay: float = _f(2.0, "epochs between decays (TF-slim train_image_classifier)")
-    rmsprop_decay: float = _f(0.9, "RMSprop rho (TF-slim default)")
-    momentum: float = _f(0.9, "RMSprop momentum (TF-slim default)")
-    epsilon: float = _f(1.0, "RMSprop epsilon (TF-slim default)")
-    weight_decay: float = _f(4e-5, "L2 on conv kernels, none on depthwise or BN (paper s.3.1, TF-slim)")
-    bn_momentum: float = _f(0.9997, "BatchNorm decay (TF-slim)")
-    dropout: float = _f(1e-3, "dropout before the logits (keras.applications; slim keeps 0.999)")
-    label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
-    augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
-    central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
 
 
 def build(config: ClassificationConfig, num_classes: int) -> MobileNetClassifier:
@@ -101,22 +71,38 @@ def run(
     extra_callbacks: list | None = None,
     verbose: int = 1,
     data_description: str = "",
+    data_fingerprint: str = "",
+    keep_checkpoints: str = "last-best",
+    extra_identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Trains and evaluates; returns (and writes) the results.
 
     Under a multi-worker strategy only the chief writes to ``out_dir``; the other
     workers write to temporary folders (``training.output_dir``).
+
+    ``out_dir`` records the run's identity (``run_identity``: ``config``, classes,
+    training-set size, ``data_fingerprint`` or else ``data_description``, and
+    ``extra_identity`` such as the seed); ``resume`` continues only a run of the
+    same identity (``training.RunMismatchError`` otherwise, naming each
+    difference). A resumed run skips the batches its finished epochs saw, so with
+    the same seeds it trains on the same batches as an uninterrupted run, and its
+    history covers every epoch.
     """
     out_dir = training.output_dir(out_dir, strategy)
     steps = config.steps_per_epoch or max(1, (num_train_examples or config.batch_size) // config.batch_size)
+    identity = run_identity(config, num_classes, num_train_examples,
+                            data_fingerprint or data_description, extra_identity)
+    # Checked before anything is built or changed: a refused resume leaves out_dir as it is.
+    training.check_run_identity(out_dir, identity, resume)
     with strategy.scope():
         model = build(config, num_classes)
         compile_model(model, config, steps)
     # The model's own preprocessor: its image size and augmentation, nothing to keep in sync.
     train = one_hot(model.preprocessor.pipeline(train_raw, config.batch_size, training=True),
                     num_classes).repeat()
+    train = training.skip_done_epochs(train, out_dir, resume, steps)
     evaluation = one_hot(model.preprocessor.pipeline(eval_raw, config.batch_size), num_classes)
-    callbacks = training.standard_callbacks(out_dir, resume) + list(extra_callbacks or [])
+    callbacks = training.standard_callbacks(out_dir, resume, keep_checkpoints) + list(extra_callbacks or [])
     start = time.time()
     history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
                         verbose=verbose)
@@ -124,8 +110,9 @@ def run(
     scores = model.evaluate(evaluation, return_dict=True, verbose=0)
     training.save_model(model, os.path.join(out_dir, "model.keras"))
     results = {
-        "data": data_description,
+        "data": data_description.removeprefix("data: "),  # the printed line without its label
         "config": dataclasses.asdict(config),
+        "identity": identity,
         "measured": {"top1": float(scores["top1"]), "top5": float(scores["top5"]),
                      "loss": float(scores["loss"])},
         "paper": paper or {},
@@ -136,6 +123,13 @@ def run(
     }
     results["results_json"] = training.write_results(out_dir, results)
     return results
+
+
+def run_identity(config: ClassificationConfig, num_classes: int, num_train_examples: int | None,
+                 data: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What makes two training runs the same run (``training.check_run_identity``)."""
+    return {"config": dataclasses.asdict(config), "num_classes": num_classes,
+            "num_train_examples": num_train_examples, "data": data, **(extra or {})}
 
 
 def smoke_epochs(config: ClassificationConfig, defaults: ClassificationConfig) -> int:
