@@ -2,9 +2,10 @@
 
 Each recipe parses its own flags plus ``add_common_flags``; this module turns
 them into a ``tf.distribute`` strategy, the standard callbacks (progress bar,
-TensorBoard, a checkpoint every epoch, ``--resume`` through
-``AtomicBackupAndRestore``, a clear stop at the first non-finite loss, a CSV
-log) and a
+TensorBoard, the last and best epochs' checkpoints (``--keep-checkpoints``),
+``--resume`` through ``AtomicBackupAndRestore`` for a run of the same identity
+(configuration and data, ``check_run_identity``), a clear stop at the first
+non-finite loss, a CSV log) and a
 ``results.json`` with the measured metric beside the paper's number.
 """
 
@@ -503,10 +504,14 @@ def standard_callbacks(out_dir: str, resume: bool, keep_checkpoints: str = "last
 def callbacks_for(args: argparse.Namespace, data: str = "", out_dir: str | None = None) -> list:
     """``standard_callbacks`` for a recipe's parsed flags: ``--out`` (or ``out_dir``),
     ``--resume``, ``--keep-checkpoints``, and the run's identity from its other flags
-    and ``data`` (``identity_from_args``)."""
-    return standard_callbacks(out_dir or args.out, args.resume,
-                              getattr(args, "keep_checkpoints", "last-best"),
-                              identity_from_args(args, data))
+    and ``data`` (``identity_from_args``). A refused ``--resume`` exits with its
+    message (``SystemExit``), nothing changed."""
+    try:
+        return standard_callbacks(out_dir or args.out, args.resume,
+                                  getattr(args, "keep_checkpoints", "last-best"),
+                                  identity_from_args(args, data))
+    except RunMismatchError as err:
+        raise SystemExit(f"error: {err}") from err
 
 
 def write_results(out_dir: str, results: dict[str, Any]) -> str:

@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     fit_data = train_b.map(lambda x, y: x) if not weight else train_b
     distiller(next(iter(test_b))[0][:1])  # build before BackupAndRestore (Keras requires it)
     distiller.fit(fit_data, epochs=args.epochs, verbose=args.verbose,
-                  callbacks=training.standard_callbacks(args.out, args.resume))
+                  callbacks=training.callbacks_for(args))
     y_true = np.concatenate([y.numpy() for _, y in test_b])
     scores = {name: mean_average_precision(y_true, np.concatenate([m.predict_on_batch(x) for x, _ in test_b]))
               for name, m in (("student", student), ("teacher", teacher))}

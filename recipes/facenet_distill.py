@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     distiller(next(iter(batches))[:1])  # build before BackupAndRestore
     os.makedirs(args.out, exist_ok=True)
     distiller.fit(batches, epochs=args.epochs, verbose=args.verbose,
-                  callbacks=training.standard_callbacks(args.out, args.resume))
+                  callbacks=training.callbacks_for(args))
     # One evaluation pass: names and both models' embeddings together.
     evaluation = ds.map(lambda ex: (tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                                     ex["label"]), num_parallel_calls=tf.data.AUTOTUNE)

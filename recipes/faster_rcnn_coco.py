@@ -6,8 +6,8 @@
     python recipes/faster_rcnn_coco.py --dataset voc --data-dir DIR       # TFDS voc/2007
     python recipes/faster_rcnn_coco.py --smoke                            # mock COCO, a few steps
 
-Same data, flags and outputs as recipes/ssd_coco.py: model.fit (TensorBoard, a
-checkpoint per epoch, --resume), pycocotools evaluation, model.keras,
+Same data, flags and outputs as recipes/ssd_coco.py: model.fit (TensorBoard, the
+last and best epochs' checkpoints (--keep-checkpoints), --resume), pycocotools evaluation, model.keras,
 model.tflite (NMS and ROI crops from TFLite builtins), detections.png and
 results.json with the paper's row.
 """
@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, verbose=args.verbose,
-                        callbacks=training.standard_callbacks(args.out, args.resume))
+                        callbacks=training.callbacks_for(args))
     train_seconds = time.time() - start
     row = f"Faster-RCNN {600 if args.image_size >= 600 else 300} MobileNet"
     return recipe.finish(model, args, val_src, val_ds, {

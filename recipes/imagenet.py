@@ -86,7 +86,8 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
         train, val, n_train, line = load_data(args, data_dir)
         print(line, flush=True)
         r = trainer.run(cfg, train, val, 1000, out, strategy, args.resume, paper, n_train,
-                        extra_callbacks, args.verbose, line)
+                        extra_callbacks, args.verbose, line, keep_checkpoints=args.keep_checkpoints,
+                        extra_identity={"seed": args.seed})
         print(f"{paper.get('label', 'this variant')}: top-1 {100 * r['measured']['top1']:.1f}% "
               f"(paper {paper.get('top1', 'n/a')}%), results in {r['results_json']}")
         results.append(r)

@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
             num_classes=len(cells), include_preprocessing=True)
         model.compile(keras.optimizers.Adam(args.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(train, epochs=args.epochs, verbose=args.verbose,
-              callbacks=training.standard_callbacks(args.out, args.resume))
+              callbacks=training.callbacks_for(args))
     predicted = np.concatenate([np.argmax(model.predict_on_batch(x), -1) for x in test])
     guess = cells.centers[predicted]
     errors = great_circle_km(lats[is_test], lons[is_test], guess[:, 0], guess[:, 1])

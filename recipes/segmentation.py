@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
         train_ds = train_ds.repeat()
     os.makedirs(args.out, exist_ok=True)
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps,
-              verbose=args.verbose, callbacks=training.standard_callbacks(args.out, args.resume))
+              verbose=args.verbose, callbacks=training.callbacks_for(args))
     cm = np.zeros((n, n), np.int64)
     for images, masks in val_ds:
         cm += confusion_matrix(masks, np.argmax(model.predict_on_batch(images), -1), n)

@@ -5,7 +5,7 @@
     python recipes/ssd_coco.py --dataset voc --data-dir DIR      # TFDS voc/2007
     python recipes/ssd_coco.py --smoke                           # mock COCO, a few steps
 
-Trains with model.fit (progress bar, TensorBoard, a checkpoint per epoch,
+Trains with model.fit (progress bar, TensorBoard, last/best checkpoints,
 --resume), evaluates with pycocotools, saves model.keras and model.tflite (with
 decoding and NMS) and a PNG of detections on validation images in --out.
 """
@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, verbose=args.verbose,
-                        callbacks=training.standard_callbacks(args.out, args.resume))
+                        callbacks=training.callbacks_for(args))
     train_seconds = time.time() - start
     return recipe.finish(model, args, val_src, val_ds, {
         "data": line.removeprefix("data: "), "epochs": epochs, "frozen_until": freeze, "train_seconds": round(train_seconds, 1),

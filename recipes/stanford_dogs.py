@@ -96,7 +96,8 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
                   if (r["alpha"], r["image_size"]) == (config.alpha, config.image_size)), {})
     r = trainer.run(config, train, test, NUM_CLASSES, args.out,
                     training.get_strategy(args.strategy, args.tpu), args.resume, paper, n_train,
-                    extra_callbacks, args.verbose, line)
+                    extra_callbacks, args.verbose, line, keep_checkpoints=args.keep_checkpoints,
+                    extra_identity={"seed": args.seed})
     print(f"test top-1 {100 * r['measured']['top1']:.1f}% (paper {paper.get('paper_top1', 'n/a')}%), "
           f"results in {r['results_json']}")
     return r

@@ -115,8 +115,8 @@ def main(argv=None) -> dict:
         result = transfer.fine_tune(
             model, train, val, args.head_epochs, args.fine_tune_epochs, args.unfreeze_blocks,
             args.lr, args.fine_tune_lr, verbose=args.verbose,
-            callbacks=lambda stage: training.standard_callbacks(
-                os.path.join(args.out, stage), args.resume),
+            callbacks=lambda stage: training.callbacks_for(
+                args, out_dir=os.path.join(args.out, stage)),
         )
     training.save_model(model, os.path.join(args.out, "model.keras"))
     results = {
