@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from mobilenet_zoo import presets
+from mobilenet_zoo.utils import check_known_kwargs
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
 
 # Table 1 of the paper: (stride, pointwise filters at alpha = 1) for the 13
@@ -377,7 +378,8 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             "mobilenet_v1_1.0_224_imagenet", input_shape=(None, None, 3))
         ```
         """
-        meta = presets.get_preset(preset)
+        check_known_kwargs(cls, kwargs, "from_preset", skip=("weights", "alpha"))
+        meta = presets.installed_preset(preset)
         size = meta["input_size"]
         config = {
             "alpha": meta["alpha"],

@@ -35,6 +35,7 @@ import numpy as np
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.utils import check_known_kwargs
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
 
 
@@ -257,10 +258,11 @@ class Task(ByNameWeightsMixin, keras.Model):
                 detectors rebuild it at their ``image_size``).
             **kwargs: the task's constructor arguments (``num_classes``...).
         """
-        meta = presets.get_preset(preset)
+        check_known_kwargs(cls, kwargs, "from_preset", skip=("backbone", "weights"))
+        meta = presets.installed_preset(preset)
         backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
         own = meta.get("task") == cls.__name__
-        config = dict(meta.get("task_config", {})) if own else {}
+        config = presets.task_config_of(meta) if own else {}
         if kwargs.get("num_classes", config.get("num_classes")) != config.get("num_classes"):
             config.pop("class_names", None)  # a new head: the preset's names do not apply
         model = cls(backbone=backbone, **{**config, **kwargs})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import keras
 
 
@@ -32,3 +35,18 @@ def check_num_classes(num_classes) -> None:
     """ValueError unless ``num_classes`` is an int >= 1 (bool excluded)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}.")
+
+
+KERAS_MODEL_KWARGS = ("name", "dtype", "trainable")
+
+
+def check_known_kwargs(cls: type, kwargs: dict[str, Any], where: str,
+                       skip: tuple[str, ...] = ()) -> None:
+    """Refuses keyword arguments that ``cls.__init__`` does not take (a typo such as
+    ``num_clases=3`` would otherwise be swallowed by ``keras.Model``'s ``**kwargs``)."""
+    known = {p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")}
+    known = (known | set(KERAS_MODEL_KWARGS)) - set(skip)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"{cls.__name__}.{where}() got unknown argument(s) {unknown}; it takes "
+                        f"{sorted(known)}.")

@@ -30,7 +30,7 @@ IMAGENET_PRESET = presets.IMAGENET
 def build_transfer_classifier(
     num_classes: int,
     image_size: int = 128,
-    weights: str | None = IMAGENET_PRESET,
+    weights: str | None = "imagenet",
     alpha: float = 1.0,
     dropout: float = 0.2,
     bn_momentum: float = 0.99,
@@ -40,7 +40,8 @@ def build_transfer_classifier(
     Args:
         num_classes: classes of the new task.
         image_size: square input side (ImageNet weights load at any size).
-        weights: preset name / weights file for the backbone, or None (scratch).
+        weights: "imagenet" (the published weights of `alpha` at `image_size`, or 224),
+            a preset name / weights file for the backbone, or None (scratch).
         alpha: width multiplier (must match ``weights``).
         dropout: dropout before the new logits.
         bn_momentum: BatchNorm momentum (lower it, e.g. 0.9, for short runs that

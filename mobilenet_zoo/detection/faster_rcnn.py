@@ -774,7 +774,7 @@ def faster_rcnn_mobilenet_v1(
     num_classes: int,
     alpha: float = 1.0,
     image_size: int | Sequence[int] = 300,
-    weights: str | None = presets.IMAGENET,
+    weights: str | None = "imagenet",
     **kwargs: Any,
 ) -> FasterRCNN:
     """The TF OD API's ``faster_rcnn_mobilenet_v1`` (paper Table 13, 300 or 600).
@@ -783,8 +783,9 @@ def faster_rcnn_mobilenet_v1(
         num_classes: object classes without background (COCO: 80 or 90).
         alpha: backbone width multiplier.
         image_size: 300 or 600 (or any (h, w) >= the smallest anchor, 64).
-        weights: backbone initialisation (the ImageNet preset by default, which
-            also initialises the second stage at alpha 1.0), a weights file or None.
+        weights: backbone initialisation: ``"imagenet"`` (default: the published
+            224 ImageNet weights of ``alpha``, downloaded once for alpha != 1.0),
+            a preset name, a weights file or None.
         **kwargs: other ``FasterRCNN`` arguments.
 
     Example:
@@ -793,7 +794,8 @@ def faster_rcnn_mobilenet_v1(
     model = faster_rcnn_mobilenet_v1(num_classes=90, image_size=600, weights=None)
     ```
     """
-    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH, weights=weights)
+    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH,
+                                 weights=presets.backbone_weights(weights, alpha))
     return FasterRCNN(backbone, num_classes, image_size=image_size, **kwargs)
 
 

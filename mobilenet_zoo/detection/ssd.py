@@ -301,7 +301,7 @@ def ssd_mobilenet_v1(
     num_classes: int,
     alpha: float = 1.0,
     image_size: int | Sequence[int] = 300,
-    weights: str | None = presets.IMAGENET,
+    weights: str | None = "imagenet",
     **kwargs: Any,
 ) -> SSD:
     """The TF OD API's ``ssd_mobilenet_v1`` (paper Table 13 "SSD 300 MobileNet").
@@ -313,8 +313,10 @@ def ssd_mobilenet_v1(
         num_classes: object classes without background (COCO: 80 or 90).
         alpha: backbone width multiplier (the shipped presets are 1.0).
         image_size: input side or (h, w) (300 in the paper).
-        weights: initialisation: ``None``, a weights file for the backbone, or a
-            preset. A classification preset initialises the backbone; a
+        weights: initialisation: ``"imagenet"`` (default: the published 224
+            ImageNet weights of ``alpha``, downloaded once for alpha != 1.0, as the
+            TF OD API starts from the 224 classification checkpoint), ``None``, a
+            weights file for the backbone, or a preset. A classification preset initialises the backbone; a
             detection preset (``ssd_mobilenet_v1_face_512``) the whole detector:
             feature extractor, extra layers and box predictor, and the class
             head when ``num_classes`` matches (its anchor order too).
@@ -331,5 +333,6 @@ def ssd_mobilenet_v1(
         if meta["alpha"] != alpha:
             raise ValueError(f"Preset {weights!r} has alpha {meta['alpha']}; got alpha={alpha}.")
         return SSD.from_preset(weights, num_classes=num_classes, image_size=image_size, **kwargs)
-    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH, weights=weights)
+    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH,
+                                 weights=presets.backbone_weights(weights, alpha))
     return SSD(backbone, num_classes, image_size=image_size, **kwargs)

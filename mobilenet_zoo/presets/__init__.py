@@ -1,50 +1,74 @@
 """Registry of pretrained weights (one place, timm-style).
 
-Each entry of a ``manifest.json`` names a weights file and its metadata: task,
-alpha, input size, classes, sha256, source, licence and published metric.
-Files are checked against their sha256 before loading. Presets come from
+Each preset names a weights file and its metadata: task, alpha, input size,
+classes, sha256, source, licence and published metric (``weights/manifest.json``
+keys). Files are checked against their sha256 before loading. Presets come from
 
-1. the weights shipped inside the package (the repository's ``weights/``
-   folder, installed as ``mobilenet_zoo/weights`` by the wheel), or
-   ``$MOBILENET_ZOO_WEIGHTS`` instead when set;
-2. a user cache (``$MOBILENET_ZOO_CACHE``, default ``~/.cache/mobilenet_zoo/presets``)
-   where ``register_preset`` puts weights converted later.
+1. the weights shipped inside the package (``mobilenet_zoo/weights``: the
+   1.0-224 ImageNet classifier and the face SSD), no network needed;
+2. the user cache (``$MOBILENET_ZOO_CACHE/presets``, default
+   ``~/.cache/mobilenet_zoo/presets``): presets installed or registered later;
+3. the published family (``catalog.py``): the 16 TF-slim ImageNet variants and
+   the TF OD API COCO SSDs, downloaded, verified and converted on first use
+   (``install.py``), then offline.
 
-``python -m mobilenet_zoo.presets`` prints the table.
+``weights="imagenet"`` follows the model's alpha and input size, as
+keras.applications does. ``python -m mobilenet_zoo.presets`` prints the table;
+``python -m mobilenet_zoo.presets fetch NAME [--from FILE]`` installs one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from functools import cache
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
 
 from mobilenet_zoo import weights_io
+from mobilenet_zoo.presets import catalog
+from mobilenet_zoo.presets.download import download, sha256_of
+from mobilenet_zoo.presets.registry import (
+    ENV_CACHE_DIR,
+    ENV_WEIGHTS_DIR,
+    all_presets,
+    cache_dir,
+    cache_root,
+    downloads_dir,
+    locked_cache,
+    shipped_names,
+    weights_dir,
+    write_entry,
+)
 
-ENV_WEIGHTS_DIR = "MOBILENET_ZOO_WEIGHTS"
-ENV_CACHE_DIR = "MOBILENET_ZOO_CACHE"
+__all__ = [
+    "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "cache_dir", "cache_root",
+    "downloads_dir", "weights_dir", "resolve_weights", "imagenet_preset", "list_presets",
+    "get_preset", "register_preset", "preset_path", "load_into", "describe", "sha256_of",
+]
 
 # Preset names, in one place (recipes, docs and tests use these constants).
 IMAGENET = "mobilenet_v1_1.0_224_imagenet"
 FACE_SSD = "ssd_mobilenet_v1_face_512"
-# What the recipes' ``--weights`` flag accepts besides a preset name or a file.
-WEIGHTS_ALIASES: dict[str, str | None] = {"imagenet": IMAGENET, "scratch": None, "none": None}
+COCO_SSD = "ssd_mobilenet_v1_coco"
+# What the ``weights`` arguments and the recipes' ``--weights`` flag accept besides a
+# preset name or a file: "imagenet" follows the model's alpha and input size.
+WEIGHTS_ALIASES: dict[str, str | None] = {"imagenet": "imagenet", "scratch": None, "none": None}
+METADATA_KEYS = ("alpha", "input_size")
 
 
 def resolve_weights(value: str | None) -> str | None:
-    """A ``--weights`` value -> a preset name, a file path or ``None`` (random init).
+    """A ``--weights`` value -> ``"imagenet"``, a preset name, a file path or ``None``.
 
-    ``"imagenet"`` is the shipped ImageNet preset; ``"scratch"`` / ``"none"`` mean
-    random initialisation; anything else must be a preset name or an existing file.
+    ``"imagenet"`` is the published ImageNet preset of the model's alpha and size
+    (``imagenet_preset``); ``"scratch"`` / ``"none"`` mean random initialisation;
+    anything else must be a preset name or an existing file.
     """
     if value is None or value in WEIGHTS_ALIASES:
         return WEIGHTS_ALIASES.get(value)
-    if value in _registry() or os.path.isfile(value):
+    if value in all_presets() or os.path.isfile(value):
         return value
     raise ValueError(
         f"`weights` must be one of {sorted(WEIGHTS_ALIASES)}, a preset name "
@@ -52,103 +76,156 @@ def resolve_weights(value: str | None) -> str | None:
     )
 
 
-def weights_dir() -> Path:
-    """``$MOBILENET_ZOO_WEIGHTS``, else the weights inside the installed package
-    (``mobilenet_zoo/weights``), else the repository's ``weights/`` (a clone)."""
-    env = os.environ.get(ENV_WEIGHTS_DIR)
-    if env:
-        return Path(env)
-    package = Path(__file__).resolve().parent.parent  # mobilenet_zoo/
-    packaged = package / "weights"
-    if (packaged / "manifest.json").is_file():
-        return packaged
-    return package.parent / "weights"
+def imagenet_preset(alpha: float, size: int | None = None, warn: bool = True) -> str:
+    """The ImageNet preset of ``alpha`` at ``size``, as keras.applications picks it.
+
+    A size that was never published (or ``None``: any size) takes the 224 weights,
+    with a warning naming the size used unless ``warn=False`` (detectors and
+    segmenters start from the 224 weights, as the TF OD API does). An alpha that
+    was never published is a ValueError listing the published ones.
+    """
+    if float(alpha) not in catalog.ALPHAS:
+        raise ValueError(
+            f"No ImageNet weights are published for alpha={alpha}; the published alphas are "
+            f"{list(catalog.ALPHAS)} (TF-slim, keras.applications). Use weights=None to train "
+            "from scratch, or one of those alphas.")
+    if size not in catalog.SIZES:
+        if warn:
+            warnings.warn(
+                f"No ImageNet weights are published for input size {size}; loading the "
+                f"{catalog.imagenet_name(alpha, 224)} weights (size 224). Published sizes: "
+                f"{list(catalog.SIZES)}.", UserWarning, stacklevel=3)
+        size = 224
+    return catalog.imagenet_name(float(alpha), int(size))
 
 
-def cache_dir() -> Path:
-    """Where ``register_preset`` keeps presets converted by the user."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    return Path(env) if env else Path.home() / ".cache" / "mobilenet_zoo" / "presets"
-
-
-@cache
-def _manifest(directory: str) -> dict[str, dict[str, Any]]:
-    path = Path(directory) / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); restore or delete it.") from err
-
-
-def _registry() -> dict[str, dict[str, Any]]:
-    """Every preset with the folder holding its file (shipped ones win over the cache)."""
-    merged = {}
-    for directory in (cache_dir(), weights_dir()):
-        for name, meta in _manifest(str(directory)).items():
-            merged[name] = dict(meta, directory=str(directory))
-    return merged
+def backbone_weights(weights: str | None, alpha: float) -> str | None:
+    """A task builder's ``weights``: ``"imagenet"`` becomes the 224 ImageNet preset of
+    ``alpha`` (detectors and segmenters start from the 224 classifier, as the TF OD
+    API's configs do, whatever their own input size); anything else is unchanged."""
+    return imagenet_preset(alpha, 224) if weights == "imagenet" else weights
 
 
 def list_presets() -> list[str]:
-    """Names of the available presets (shipped and user-registered)."""
-    return sorted(_registry())
+    """Names of every preset: shipped, cached and remote (downloaded on first use)."""
+    return sorted(all_presets())
 
 
 def get_preset(name: str) -> dict[str, Any]:
     """Metadata of a preset; ValueError listing the presets for an unknown name."""
-    presets = _registry()
+    presets = all_presets()
     if name not in presets:
         raise ValueError(
             f"Unknown preset {name!r}. Available presets: {sorted(presets) or 'none'} "
-            f"(from {weights_dir() / 'manifest.json'} and {cache_dir() / 'manifest.json'})."
+            f"(from {weights_dir() / 'manifest.json'}, {cache_dir() / 'manifest.json'} and the "
+            "published family)."
         )
     return dict(presets[name], name=name)
 
 
-def register_preset(name: str, weights_file: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    """Copies ``weights_file`` into the user cache and records it as preset ``name``.
+def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, Any],
+                    sha256: str | None = None) -> Path:
+    """Records a weights file (or an http(s) URL of one) as preset ``name`` in the user cache.
 
-    ``metadata`` needs ``alpha`` and ``input_size`` (and ``task`` / ``task_config``
-    / ``num_classes`` for a whole task model); the sha256 is computed here. Both
-    the file and the manifest are written atomically.
+    Args:
+        name: the preset name (a word without slashes; not a shipped preset).
+        source: a by-layer-name ``.weights.h5`` (ours, keras.applications' layout) or
+            a URL serving one; a URL needs ``sha256`` and is downloaded, resumable,
+            into the cache (``$MOBILENET_ZOO_MIRROR`` applies).
+        metadata: ``weights/manifest.json`` keys: ``alpha`` and ``input_size``, and
+            for a whole task model ``task`` with ``num_classes`` or ``task_config``.
+        sha256: the file's expected sha256 (required for a URL).
+
+    The metadata must describe a model that the file loads into: it is built and
+    loaded before anything is written, so ``from_preset`` gives that model. The
+    cache manifest is updated under a lock, merged with what other processes
+    registered, and written atomically.
     """
-    import shutil
-
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"Preset name must be a non-empty word without slashes, got {name!r}.")
-    if name in _manifest(str(weights_dir())):
+    if name in shipped_names():
         raise ValueError(f"{name!r} is a shipped preset; choose another name.")
-    missing = [k for k in ("alpha", "input_size") if k not in metadata]
+    missing = [k for k in METADATA_KEYS if k not in metadata]
     if missing:
         raise ValueError(f"`metadata` needs {missing} to build the architecture.")
-    directory = cache_dir()
-    target = directory / f"{name}.weights.h5"
-    weights_io.atomic_write(target, lambda tmp: shutil.copyfile(weights_file, tmp))
-    manifest = dict(_manifest(str(directory)))
-    manifest[name] = dict(metadata, file=target.name, sha256=sha256_of(target))
-    payload = json.dumps(manifest, indent=2, sort_keys=True)
-    weights_io.atomic_write(directory / "manifest.json",
-                            lambda tmp: Path(tmp).write_text(payload))
-    _manifest.cache_clear()
+    source = os.fspath(source)
+    if source.startswith(("http://", "https://")):
+        if not sha256:
+            raise ValueError("A URL source needs `sha256` (the expected hash of the file), so the "
+                             "download can be verified.")
+        source = download(source, downloads_dir() / f"{name}.weights.h5", sha256,
+                          f"Or download it yourself and register the file: "
+                          f"register_preset({name!r}, 'FILE', metadata).")
+    elif not os.path.isfile(source):
+        raise ValueError(f"`source` must be an existing weights file or an http(s) URL; got {source!r}.")
+    elif sha256 and sha256_of(source) != sha256:
+        raise ValueError(f"{source} has sha256 {sha256_of(source)}, not the given {sha256}.")
+    check_metadata(source, metadata)
+    with locked_cache() as directory:
+        target = directory / f"{name}.weights.h5"
+        weights_io.atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+        entry = {k: v for k, v in metadata.items() if k not in ("file", "sha256", "directory", "location")}
+        write_entry(name, dict(entry, file=target.name, sha256=sha256_of(target)))
     return target
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def build_from_metadata(metadata: dict[str, Any], **overrides: Any) -> keras.Model:
+    """The (untrained) model a preset's metadata describes: a backbone, or its task."""
+    import mobilenet_zoo
+    from mobilenet_zoo.backbone import MobileNetBackbone
+
+    task = metadata.get("task")
+    cls = getattr(mobilenet_zoo, task, None) if task else None
+    if task and not (isinstance(cls, type) and issubclass(cls, mobilenet_zoo.Task)):
+        raise ValueError(f"`task` {task!r} is not a task model of mobilenet_zoo "
+                         "(MobileNetClassifier, SSD, FasterRCNN, DeepLabV3).")
+    size = metadata["input_size"]
+    arch = {"alpha": metadata["alpha"], "input_shape": (size, size, 3),
+            "depth_multiplier": metadata.get("depth_multiplier", 1),
+            "min_depth": metadata.get("min_depth", 8), "variant": metadata.get("variant", "separable")}
+    if cls is None:
+        return MobileNetBackbone(**arch)
+    arch.update(cls.backbone_defaults)
+    return cls(backbone=MobileNetBackbone(**arch), **{**task_config_of(metadata), **overrides})
+
+
+def task_config_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The task's constructor arguments of a preset (``num_classes`` included)."""
+    config = dict(metadata.get("task_config", {}))
+    if "num_classes" in metadata:
+        config.setdefault("num_classes", metadata["num_classes"])
+    return config
+
+
+def check_metadata(path: str | os.PathLike, metadata: dict[str, Any]) -> None:
+    """Builds the model ``metadata`` describes and loads ``path`` into it, strictly."""
+    try:
+        model = build_from_metadata(metadata)
+        load_into(model, path)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"The metadata cannot be honoured by {path}: {err}") from err
+
+
+def installed_preset(name: str) -> dict[str, Any]:
+    """A preset's metadata after installing it if it is remote (``install.py``): the
+    installed entry holds what the archive said (e.g. an SSD's ``task_config``)."""
+    if get_preset(name)["location"] == "remote":
+        preset_path(name)
+    return get_preset(name)
 
 
 def preset_path(name: str) -> Path:
-    """Path of a preset's file after checking that it exists and its sha256."""
+    """Path of a preset's file, installed first if it is remote, after checking its sha256."""
     meta = get_preset(name)
+    if meta["location"] == "remote":
+        from mobilenet_zoo.presets.install import install
+
+        install(name)
+        meta = get_preset(name)
     path = Path(meta["directory"]) / meta["file"]
     if not path.is_file():
-        raise ValueError(f"Preset {name!r}: weights file {path} is missing.")
+        raise ValueError(f"Preset {name!r}: weights file {path} is missing. "
+                         f"Install it again: python -m mobilenet_zoo.presets fetch {name}")
     found = sha256_of(path)
     if found != meta["sha256"]:
         raise ValueError(
@@ -175,16 +252,16 @@ def head_matches(model: keras.Model, meta: dict[str, Any]) -> bool:
 
 def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     weights = os.fspath(weights)
-    if weights in _registry():
-        meta = get_preset(weights)
+    if weights in all_presets():
         path = preset_path(weights)
+        meta = get_preset(weights)
     elif os.path.isfile(weights):
         path = Path(weights)
         if not weights_io.is_by_name_file(path):
             return path, {}  # a Keras save_weights file (or garbage): load_into says which
         meta = weights_io.read_metadata(path)
-        for name, entry in _registry().items():  # a copy of a preset's file: check it too
-            if entry["file"] == path.name and sha256_of(path) != entry["sha256"]:
+        for name, entry in all_presets().items():  # a copy of a preset's file: check it too
+            if entry.get("file") == path.name and sha256_of(path) != entry["sha256"]:
                 raise ValueError(
                     f"{path} has the file name of preset {name!r} but not its sha256 "
                     f"({entry['sha256'][:12]}...): the file is corrupt or another model."
@@ -197,16 +274,26 @@ def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return path, meta
 
 
+def _input_size(backbone: keras.Model) -> int | None:
+    height, width = tuple(backbone.inputs[0].shape[1:3])
+    return height if height == width else None
+
+
 def load_into(model: keras.Model, weights: str | os.PathLike,
               skip_mismatched_head: bool = False) -> weights_io.LoadReport:
     """Loads a preset name or a weights file into a backbone or task model.
 
-    A backbone takes the backbone layers (a head in the file is ignored); a
+    ``weights="imagenet"`` is the published ImageNet preset of the model's alpha
+    and input size (``imagenet_preset``). A backbone takes the backbone layers
+    (a head in the file is ignored); a
     task model must have the file's number of classes, unless
     ``skip_mismatched_head``: then every layer whose shapes match loads and
     the others (the class head) keep their initialisation (fine-tuning from a
     detection preset). The report lists what was skipped in ``missing``.
     """
+    if weights == "imagenet":
+        backbone = getattr(model, "backbone", model)
+        weights = imagenet_preset(getattr(backbone, "alpha", 1.0), _input_size(backbone))
     path, meta = _resolve(weights)
     if not weights_io.is_by_name_file(path):
         try:  # Keras' own model.save_weights() format holds the same layers
@@ -239,40 +326,33 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
 
 
 def describe() -> list[dict[str, Any]]:
-    """One row per preset: task, input size, classes, source, licence, metric."""
+    """One row per preset: where it is, its source URL and hash, size, licence, metric."""
     rows = []
     for name in list_presets():
         meta = get_preset(name)
+        source = (meta.get("sources") or [{}])[0]
+        path = Path(meta["directory"]) / meta["file"] if "directory" in meta else None
         rows.append({
             "name": name,
             "task": meta.get("task", "backbone"),
+            "location": meta["location"],
+            "alpha": meta.get("alpha"),
             "input_size": meta.get("input_size"),
             "classes": meta.get("num_classes"),
-            "class_names": meta.get("class_names"),
+            "class_names": meta.get("class_names") if meta.get("labels") != "coco" else "COCO",
+            "url": meta.get("source_url") or source.get("url"),
+            "sha256": meta.get("sha256") if path else source.get("sha256"),
+            "size_bytes": path.stat().st_size if path and path.is_file() else None,
             "source": meta.get("source", ""),
             "license": meta.get("license", ""),
             "metric": meta.get("published_metric") or (
-                f"top-1 {meta['published_top1']}%" if "published_top1" in meta else ""),
-            "location": "cache" if Path(meta["directory"]) == cache_dir() else "package",
+                f"top-1 {meta['published_top1']}% / top-5 {meta['published_top5']}% (TF-slim)"
+                if "published_top1" in meta else ""),
         })
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from mobilenet_zoo.presets.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_zoo.presets",
-                                     description="List the pretrained presets.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    rows = describe()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for r in rows:
-        print(f"{r['name']}\n  task: {r['task']}, input {r['input_size']}x{r['input_size']}, "
-              f"classes: {r['classes']}{' ' + str(r['class_names']) if r['class_names'] else ''}"
-              f"\n  metric: {r['metric'] or 'none published'}\n  licence: {r['license']}"
-              f"\n  source: {r['source']}\n  ({r['location']})")
-    return 0
-
+    return cli_main(argv)

@@ -1,5 +1,5 @@
-"""``python -m mobilenet_zoo.presets``: the table of presets."""
+"""``python -m mobilenet_zoo.presets``: list the presets, or ``fetch`` one."""
 
-from mobilenet_zoo.presets import main
+from mobilenet_zoo.presets.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""``python -m mobilenet_zoo.presets [--json]`` lists every preset;
+``python -m mobilenet_zoo.presets fetch NAME [--from FILE] [--source KIND]`` installs one.
+
+Exit codes: 0 done, 2 usage error (unknown preset, bad file), 3 the download or
+the conversion failed (the message says what to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _list(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mobilenet_zoo.presets",
+        description="List the presets: shipped in the package, installed in the user cache, or "
+                    "remote (downloaded, verified and converted on first use). "
+                    "`python -m mobilenet_zoo.presets fetch NAME [--from FILE]` installs one.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    from mobilenet_zoo.presets import describe
+
+    rows = describe()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        size = f", {r['size_bytes'] / 1e6:.1f} MB" if r["size_bytes"] else ""
+        names = f" {r['class_names']}" if r["class_names"] else ""
+        print(f"{r['name']}  [{r['location']}{size}]\n"
+              f"  task: {r['task']}, alpha {r['alpha']}, input {r['input_size']}, "
+              f"classes: {r['classes']}{names}\n"
+              f"  metric: {r['metric'] or 'none published'}\n  licence: {r['license']}\n"
+              f"  source: {r['source']}\n  url: {r['url'] or '-'}\n"
+              f"  sha256: {r['sha256'] or 'none published (recorded at first download)'}")
+    return 0
+
+
+def _fetch(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mobilenet_zoo.presets fetch",
+        description="Install a published preset into the user cache: download it (or take "
+                    "--from FILE), check its sha256, convert it, check the conversion, register it.")
+    parser.add_argument("name", help="a remote preset (see `python -m mobilenet_zoo.presets`)")
+    parser.add_argument("--from", dest="from_file", metavar="FILE",
+                        help="a published file carried in by hand (.h5, .tgz or .tar.gz)")
+    parser.add_argument("--source", help="source kind to download instead of the first "
+                                         "(keras_h5, tf_slim_tgz, od_api_tar)")
+    args = parser.parse_args(argv)
+    from mobilenet_zoo.presets import get_preset
+    from mobilenet_zoo.presets.download import DownloadError
+    from mobilenet_zoo.presets.install import install
+
+    try:
+        meta = get_preset(args.name)
+        if meta["location"] != "remote" and not args.from_file:
+            print(f"{args.name} is already installed ({meta['location']}).")
+            return 0
+        path = install(args.name, from_file=args.from_file, source=args.source)
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    meta = get_preset(args.name)
+    print(f"installed {args.name}: {path} (sha256 {meta['sha256']}; from {meta['source_url']}, "
+          f"sha256 {meta['source_sha256']}"
+          f"{'' if meta.get('source_sha256_published') else ', no published hash: recorded now'})")
+    if meta.get("frozen_graph_check"):
+        print(f"checked against the archive's frozen graph: {meta['frozen_graph_check']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "fetch":
+        return _fetch(argv[1:])
+    return _list(argv)

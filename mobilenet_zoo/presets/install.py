@@ -1,0 +1,312 @@
+"""Turns a published archive into a cached preset: fetch, verify, convert, check, register.
+
+Per source kind (``catalog.py``):
+
+* ``keras_h5``: keras.applications' Keras 2 HDF5 -> ``convert.convert`` (every
+  tensor shape-checked against the Keras model of the preset's alpha);
+* ``tf_slim_tgz``: the TF-slim archive's checkpoint -> ``convert.convert``; when
+  the archive has ``*_frozen.pb``, the converted classifier must give that graph's
+  probabilities on a test photo (background class renormalised away);
+* ``od_api_tar``: the TF OD API archive's ``pipeline.config`` builds the SSD
+  (classes, image size, anchors, box coder, post-processing, feature extractor)
+  and ``model.ckpt`` fills it; with ``frozen_inference_graph.pb`` the anchor
+  order is the one whose detections equal that graph's on a test photo, and a
+  conversion that matches no order fails before anything is registered.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilenet_zoo import weights_io
+from mobilenet_zoo.presets import registry
+from mobilenet_zoo.presets.download import HashMismatchError, download, sha256_of
+
+KINDS = ("keras_h5", "tf_slim_tgz", "od_api_tar")
+CHECK_TOLERANCE = 1e-3  # probabilities / scores / normalised box corners
+
+
+class ConversionCheckError(ValueError):
+    """The converted model does not reproduce the archive's own frozen graph."""
+
+
+def kind_of_file(path: str | os.PathLike) -> str:
+    """Source kind from a carried-in file's name."""
+    name = os.fspath(path).lower()
+    if name.endswith((".h5", ".hdf5")):
+        return "keras_h5"
+    if name.endswith(".tgz"):
+        return "tf_slim_tgz"
+    if name.endswith(".tar.gz") or name.endswith(".tar"):
+        return "od_api_tar"
+    raise ValueError(f"{path}: expected a keras.applications .h5, a TF-slim .tgz or a TF OD API "
+                     ".tar.gz archive.")
+
+
+def fetch_hint(name: str) -> str:
+    return (f"On a machine without access, download the file elsewhere and run "
+            f"`python -m mobilenet_zoo.presets fetch {name} --from FILE`, or set "
+            f"$MOBILENET_ZOO_MIRROR to a host that serves it.")
+
+
+def _pick_source(name: str, meta: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    sources = meta.get("sources") or []
+    if kind is None:
+        return sources[0]
+    for source in sources:
+        if source["kind"] == kind or source.get("label") == kind:
+            return source
+    raise ValueError(f"Preset {name!r} is published as {[s['kind'] for s in sources]}; "
+                     f"a {kind} file is not one of them.")
+
+
+def install(name: str, from_file: str | os.PathLike | None = None,
+            source: str | None = None) -> Path:
+    """Installs remote preset ``name`` into the user cache and returns its weights file.
+
+    Args:
+        name: a remote preset (``python -m mobilenet_zoo.presets``).
+        from_file: a published archive carried in by hand, instead of downloading.
+        source: a source kind or label (``keras_h5`` / ``tf_slim_tgz``...) instead of
+            the default first one.
+    """
+    meta = registry.all_presets().get(name)
+    if meta is None or not meta.get("sources"):
+        raise ValueError(f"{name!r} is not a remote preset; `python -m mobilenet_zoo.presets` "
+                         "lists them.")
+    chosen = _pick_source(name, meta, kind_of_file(from_file) if from_file else source)
+    others = [s for s in meta["sources"] if s is not chosen]
+    if from_file is not None:
+        archive = Path(from_file)
+        if not archive.is_file():
+            raise ValueError(f"--from {archive}: no such file.")
+        found = sha256_of(archive)
+        if chosen.get("sha256") and found != chosen["sha256"]:
+            raise HashMismatchError(
+                f"{archive} has sha256 {found}, but {chosen['sha256']} is published for "
+                f"{chosen['file']}: it is another file or a damaged copy. Nothing was installed.")
+    else:
+        try:
+            archive = download(chosen["url"], registry.downloads_dir() / chosen["file"],
+                               chosen.get("sha256"), fetch_hint(name))
+        except HashMismatchError as err:
+            if not others:
+                raise
+            alt = others[0]
+            raise HashMismatchError(
+                f"{err} The host may now serve a different file than the one whose hash was "
+                f"published. The same weights are published by {alt['label']} ({alt['url']}): "
+                f"`python -m mobilenet_zoo.presets fetch {name} --source {alt['kind']}`.") from err
+    with tempfile.TemporaryDirectory(dir=_mkdir(registry.downloads_dir())) as work:
+        converted = Path(work) / f"{name}.weights.h5"
+        extra = CONVERTERS[chosen["kind"]](archive, converted, meta, Path(work))
+        entry = {k: v for k, v in meta.items() if k not in ("location", "directory", "sources")}
+        entry.update(extra, file=converted.name, source_url=chosen["url"],
+                     source_kind=chosen["kind"], source_sha256=sha256_of(archive),
+                     source_sha256_published=chosen.get("sha256") is not None)
+        with registry.locked_cache() as directory:
+            target = directory / converted.name
+            weights_io.atomic_write(target, lambda tmp: shutil.copyfile(converted, tmp))
+            entry["sha256"] = sha256_of(target)
+            registry.write_entry(name, entry)
+    if from_file is None:
+        archive.unlink(missing_ok=True)  # converted and registered: the archive is not needed
+    return target
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _extract(archive: Path, work: Path, wanted: dict[str, tuple[str, ...]]) -> dict[str, Path]:
+    """Extracts members by the end of their name (never by their path: no traversal)."""
+    found: dict[str, Path] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar.getmembers():
+                base = member.name.rsplit("/", 1)[-1]
+                for key, suffixes in wanted.items():
+                    if member.isfile() and base.endswith(suffixes) and not base.startswith("."):
+                        target = work / base
+                        with tar.extractfile(member) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        found.setdefault(key, target)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ValueError(f"{archive}: not a readable tar archive, or truncated ({err}).") from err
+    return found
+
+
+def _checkpoint_prefix(files: dict[str, Path], archive: Path) -> str:
+    if "index" not in files or "data" not in files:
+        raise ValueError(f"{archive}: no checkpoint (*.ckpt.index and *.ckpt.data-*) inside.")
+    return str(files["index"])[: -len(".index")]
+
+
+def _test_photo(size: tuple[int, int]) -> np.ndarray:
+    """scikit-image's astronaut(), resized to the model's input: a real photo with
+    a person and a face, the same pixels for both graphs."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut()).resize((size[1], size[0]), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)[None]
+
+
+def run_frozen_graph(pb: Path, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
+    """Runs a TF1 frozen GraphDef (``*.pb``) on ``feeds``; tensor names as ``node:0``."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(pb.read_bytes())
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    try:
+        fn = wrapped.prune([wrapped.graph.get_tensor_by_name(k) for k in feeds],
+                           [wrapped.graph.get_tensor_by_name(f) for f in fetches])
+    except KeyError as err:
+        raise ConversionCheckError(f"{pb}: the frozen graph has no tensor {err}.") from err
+    return [np.asarray(t) for t in fn(*[tf.constant(v) for v in feeds.values()])]
+
+
+def _convert_keras(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
+    from mobilenet_zoo.convert import convert
+
+    return _checked(convert(archive, out, input_size=meta["input_size"]), meta, archive)
+
+
+def _checked(converted: dict[str, Any], meta: dict[str, Any], archive: Path) -> dict[str, Any]:
+    for key in ("alpha", "num_classes"):
+        if key in meta and converted.get(key) is not None and abs(converted[key] - meta[key]) > 1e-6:
+            raise ValueError(f"{archive}: holds {key} {converted[key]}, the preset expects "
+                             f"{meta[key]}: not this preset's file.")
+    return {}
+
+
+def _convert_slim(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
+    from mobilenet_zoo.convert import convert
+
+    files = _extract(archive, work, {"index": (".ckpt.index",), "data": (".ckpt.data-00000-of-00001",),
+                                     "frozen": ("_frozen.pb",)})
+    _checked(convert(_checkpoint_prefix(files, archive), out, input_size=meta["input_size"]),
+             meta, archive)
+    if "frozen" not in files:
+        return {"frozen_graph_check": "none (no frozen graph in the archive)"}
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
+
+    size = meta["input_size"]
+    model = MobileNetClassifier(MobileNetBackbone(alpha=meta["alpha"], input_shape=(size, size, 3)),
+                                num_classes=1000, weights=str(out))
+    photo = _test_photo((size, size)).astype("float32") / 127.5 - 1.0
+    ours = np.asarray(model.predict(photo, verbose=0))[0]
+    (theirs,) = run_frozen_graph(files["frozen"], {"input:0": photo},
+                                 ["MobilenetV1/Predictions/Reshape_1:0"])
+    theirs = theirs.reshape(-1)[1:] / theirs.reshape(-1)[1:].sum()  # drop background
+    diff = float(np.abs(ours - theirs).max())
+    if diff > CHECK_TOLERANCE:
+        raise ConversionCheckError(
+            f"{archive}: the converted classifier differs from the archive's frozen graph by "
+            f"{diff:.2e} in probability on a test photo (allowed {CHECK_TOLERANCE}); not registered.")
+    return {"frozen_graph_check": f"max probability difference {diff:.1e} on astronaut()"}
+
+
+def _detections(boxes, classes, scores, min_score: float = 0.3) -> list[tuple]:
+    keep = np.asarray(scores) >= min_score
+    return sorted(((float(s), int(c), np.asarray(b, "float64")) for b, c, s in
+                   zip(np.asarray(boxes)[keep], np.asarray(classes)[keep],
+                       np.asarray(scores)[keep])), key=lambda d: -d[0])
+
+
+def compare_detections(ours: list[tuple], theirs: list[tuple]) -> str | None:
+    """None when both lists hold the same detections (class, box, score), else why not."""
+    if len(ours) != len(theirs):
+        return f"{len(ours)} detections above 0.3 vs {len(theirs)} in the frozen graph"
+    for (s1, c1, b1), (s2, c2, b2) in zip(ours, theirs):
+        if c1 != c2 or abs(s1 - s2) > CHECK_TOLERANCE * 10 or np.abs(b1 - b2).max() > 0.01:
+            return f"detection (class {c1}, score {s1:.3f}) vs (class {c2}, score {s2:.3f})"
+    return None
+
+
+def _convert_od_api(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
+    from mobilenet_zoo.convert import is_od_api_ssd, od_api_ssd_to_keras, read_slim_checkpoint
+    from mobilenet_zoo.data.coco import label_map_90
+    from mobilenet_zoo.detection.pipeline_config import ssd_arguments
+
+    files = _extract(archive, work, {"index": ("model.ckpt.index",),
+                                     "data": ("model.ckpt.data-00000-of-00001",),
+                                     "config": ("pipeline.config",),
+                                     "frozen": ("frozen_inference_graph.pb",)})
+    if "config" not in files:
+        raise ValueError(f"{archive}: no pipeline.config inside; it is not a TF OD API model archive.")
+    args = ssd_arguments(files["config"].read_text())
+    tensors = read_slim_checkpoint(_checkpoint_prefix(files, archive))
+    if not is_od_api_ssd(tensors):
+        raise ValueError(f"{archive}: the checkpoint is not a TF OD API ssd_mobilenet_v1.")
+    weights, found = od_api_ssd_to_keras(tensors)
+    if abs(found["alpha"] - args["alpha"]) > 1e-6 or found["num_classes"] != args["num_classes"]:
+        raise ValueError(f"{archive}: pipeline.config says depth_multiplier {args['alpha']} and "
+                         f"{args['num_classes']} classes; the checkpoint holds {found['alpha']} and "
+                         f"{found['num_classes']}.")
+    names = meta.get("class_names") or (label_map_90() if meta.get("labels") == "coco" else None)
+    orders = [meta["anchor_order"]] if meta.get("anchor_order") else ["2017", "current"]
+    reasons = {}
+    for order in orders:
+        model = _build_ssd(args, order, names)
+        weights_io.assign_by_name(model, weights, source=str(archive))
+        if "frozen" not in files:
+            if len(orders) > 1:
+                raise ValueError(f"{archive}: no frozen_inference_graph.pb to tell the anchor order; "
+                                 "give `anchor_order` ('2017' or 'current') in the preset metadata.")
+            break
+        reason = _check_against_frozen(model, files["frozen"], args["image_size"])
+        if reason is None:
+            break
+        reasons[order] = reason
+    else:
+        raise ConversionCheckError(
+            f"{archive}: the SSD built from pipeline.config and the checkpoint does not reproduce "
+            f"frozen_inference_graph.pb on a test photo with any anchor order ({reasons}); the box "
+            "coder, anchors or classes differ from what the graph runs. Nothing was registered.")
+    weights_io.save_by_name(model, out, metadata={"alpha": args["alpha"]})
+    config = {k: args[k] for k in ("num_classes", "anchor_generator", "box_coder", "decoder")}
+    config.update(image_size=list(args["image_size"]), class_names=names)
+    config["anchor_generator"] = dict(config["anchor_generator"], order=order)
+    return {"task_config": config, "alpha": args["alpha"], "min_depth": args["min_depth"],
+            "num_classes": args["num_classes"], "class_names": names, "anchor_order": order,
+            "input_size": int(args["image_size"][0]),
+            "frozen_graph_check": "same detections as frozen_inference_graph.pb on astronaut()"
+            if "frozen" in files else "none (no frozen graph in the archive)"}
+
+
+def _build_ssd(args: dict[str, Any], order: str, names: list[str] | None):
+    from mobilenet_zoo import MobileNetBackbone
+    from mobilenet_zoo.detection.ssd import SSD
+
+    return SSD(MobileNetBackbone(alpha=args["alpha"], min_depth=args["min_depth"]),
+               num_classes=args["num_classes"], image_size=args["image_size"],
+               min_depth=args["min_depth"], anchor_generator=dict(args["anchor_generator"], order=order),
+               box_coder=args["box_coder"], decoder=args["decoder"], class_names=names)
+
+
+def _check_against_frozen(model, frozen: Path, size: tuple[int, int]) -> str | None:
+    photo = _test_photo(size)
+    boxes, scores, classes, count = run_frozen_graph(
+        frozen, {"image_tensor:0": photo},
+        ["detection_boxes:0", "detection_scores:0", "detection_classes:0", "num_detections:0"])
+    n = int(count[0])
+    theirs = _detections(boxes[0, :n], classes[0, :n] - 1, scores[0, :n])
+    out = model.predict(photo.astype("float32"), verbose=0)
+    n = int(np.asarray(out["num_detections"])[0])
+    ours = _detections(np.asarray(out["boxes"])[0, :n], np.asarray(out["classes"])[0, :n],
+                       np.asarray(out["scores"])[0, :n])
+    return compare_detections(ours, theirs)
+
+
+CONVERTERS = {"keras_h5": _convert_keras, "tf_slim_tgz": _convert_slim, "od_api_tar": _convert_od_api}

@@ -1,0 +1,122 @@
+"""Where presets live and how the user cache is updated safely.
+
+Three layers, later ones winning for the same name:
+
+1. remote: the published family (``catalog.py``), downloaded on first use;
+2. cache: ``$MOBILENET_ZOO_CACHE/presets`` (default ``~/.cache/mobilenet_zoo``):
+   presets installed from remote sources or registered by the user;
+3. package: the weights shipped inside the wheel (``mobilenet_zoo/weights``), or
+   ``$MOBILENET_ZOO_WEIGHTS``.
+
+The cache manifest is shared by every process of the user: each update takes an
+exclusive lock, re-reads the manifest from disk, merges its entry and writes the
+result atomically, so two processes registering at once both keep their entries,
+and a long-lived process never writes back a stale copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mobilenet_zoo import weights_io
+from mobilenet_zoo.presets import catalog
+from mobilenet_zoo.presets.download import file_lock, sha256_of
+
+ENV_WEIGHTS_DIR = "MOBILENET_ZOO_WEIGHTS"
+ENV_CACHE_DIR = "MOBILENET_ZOO_CACHE"
+_PARSED: dict[str, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
+
+__all__ = ["sha256_of"]
+
+
+def weights_dir() -> Path:
+    """``$MOBILENET_ZOO_WEIGHTS``, else the weights inside the installed package
+    (``mobilenet_zoo/weights``), else the repository's ``weights/`` (a clone)."""
+    env = os.environ.get(ENV_WEIGHTS_DIR)
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent.parent  # mobilenet_zoo/
+    packaged = package / "weights"
+    if (packaged / "manifest.json").is_file():
+        return packaged
+    return package.parent / "weights"
+
+
+def cache_root() -> Path:
+    """``$MOBILENET_ZOO_CACHE``, default ``~/.cache/mobilenet_zoo``: the root of every
+    cache of the package (``presets/``, ``downloads/``, data sets)."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env) if env else Path.home() / ".cache" / "mobilenet_zoo"
+
+
+def cache_dir() -> Path:
+    """The user's presets: ``<cache root>/presets``."""
+    return cache_root() / "presets"
+
+
+def downloads_dir() -> Path:
+    """Published archives while they download and convert: ``<cache root>/downloads``."""
+    return cache_root() / "downloads"
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """A folder's ``manifest.json``, re-read whenever the file changed on disk."""
+    path = Path(directory) / "manifest.json"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return {}
+    key, stamp = str(path), (stat.st_mtime_ns, stat.st_size)
+    if key in _PARSED and _PARSED[key][0] == stamp:
+        return _PARSED[key][1]
+    try:
+        parsed = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore or delete it.") from err
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{path} must hold a JSON object of presets; restore or delete it.")
+    _PARSED[key] = (stamp, parsed)
+    return parsed
+
+
+@contextlib.contextmanager
+def locked_cache() -> Iterator[Path]:
+    """The cache folder, locked against other processes for a read-merge-write."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with file_lock(directory / ".lock"):
+        yield directory
+
+
+def write_entry(name: str, entry: dict[str, Any] | None) -> None:
+    """Adds (or with ``None`` removes) one cache entry, merged with what is on disk.
+
+    Call it inside ``locked_cache()``."""
+    directory = cache_dir()
+    manifest = dict(read_manifest(directory))
+    if entry is None:
+        manifest.pop(name, None)
+    else:
+        manifest[name] = entry
+    payload = json.dumps(manifest, indent=2, sort_keys=True)
+    weights_io.atomic_write(directory / "manifest.json", lambda tmp: Path(tmp).write_text(payload))
+
+
+def all_presets() -> dict[str, dict[str, Any]]:
+    """Every preset with its ``location`` (and ``directory`` once it has a file)."""
+    merged: dict[str, dict[str, Any]] = {
+        name: dict(meta, location="remote") for name, meta in catalog.remote_presets().items()
+    }
+    for location, directory in (("cache", cache_dir()), ("package", weights_dir())):
+        for name, meta in read_manifest(directory).items():
+            merged[name] = dict(meta, directory=str(directory), location=location)
+    return merged
+
+
+def shipped_names() -> set[str]:
+    return set(read_manifest(weights_dir()))
