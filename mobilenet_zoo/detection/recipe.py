@@ -32,7 +32,7 @@ add_eval_flags = flags.add_detection_eval_flags
 # folders relative to it: the layout ``embedded.build`` writes, and COCO's own release
 # (cocodataset.org/#download: annotations/instances_{train,val}2017.json, {train,val}2017/).
 COCO_JSON_LAYOUTS = (
-    (("train/annotations.json", "train"), ("val/annotations.json", "val")),
+    (("train/annotations.json", "train/images"), ("val/annotations.json", "val/images")),
     (("annotations/instances_train2017.json", "train2017"), ("annotations/instances_val2017.json", "val2017")),
 )
 
