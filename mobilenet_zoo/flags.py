@@ -112,6 +112,25 @@ def config_from_args(config_cls, args: argparse.Namespace):
     return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
 
 
+# The detection recipes' data and evaluation flags (recipes/ssd_coco.py, faster_rcnn_coco.py).
+def add_detection_data_flags(p: argparse.ArgumentParser) -> None:
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=["auto", "coco", "voc", "embedded"], default="auto",
+                   help="auto: TFDS coco/2017 when prepared under --data-dir, else the embedded set")
+    d.add_argument("--data-dir", default=None, help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    d.add_argument("--train-split", default=None, help="TFDS split (coco: train, voc: train+validation)")
+    d.add_argument("--eval-split", default=None, help="TFDS split (coco: validation, voc: test)")
+    d.add_argument("--embedded-train", type=int, default=600, help="images in the embedded train split")
+    d.add_argument("--embedded-val", type=int, default=100, help="images in the embedded val split")
+
+
+def add_detection_eval_flags(p: argparse.ArgumentParser) -> None:
+    e = p.add_argument_group("evaluation and export")
+    e.add_argument("--eval-batches", type=int, default=None, help="evaluate on this many batches only")
+    e.add_argument("--no-tflite", action="store_true", help="skip the TFLite export")
+    e.add_argument("--quantize", choices=["none", "dynamic", "float16"], default="none")
+
+
 # The classification recipes' hyperparameters (their flags mirror its fields; used
 # by mobilenet_zoo.classification.trainer, which re-exports it).
 def _f(default, help_text, **meta):

@@ -16,20 +16,18 @@ four idx files in --data-dir, or TFDS fashion_mnist prepared under --data-dir.
 
 from __future__ import annotations
 
-# isort: off
-import mobilenet_zoo  # noqa: F401  first: quiets TensorFlow's C++ start-up lines
-# isort: on
+MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+
 import argparse
 import dataclasses
 import os
 import time
 
-import numpy as np
-import tensorflow as tf
+from mobilenet_zoo import flags
 
-from mobilenet_zoo import training
-from mobilenet_zoo.classification import tradeoff, trainer
-from mobilenet_zoo.data import fashion_mnist
+# Debian's dataset-fashion-mnist package (mobilenet_zoo.data.fashion_mnist.DEBIAN_DIR),
+# used only when no --data-dir is given.
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 # One schedule for every run (our choice, sized for 2 CPU cores): the trainer's
 # RMSprop setup with the learning rate cut to 0.3x after each epoch, BatchNorm
@@ -37,7 +35,7 @@ from mobilenet_zoo.data import fashion_mnist
 # thousands of steps to settle; with 0.99 and this short schedule the test accuracy
 # of 1.0 MobileNet-64 lagged its training accuracy by 30 points), and no crop:
 # Fashion-MNIST objects fill their 28x28 frame, so a random or central crop cuts them.
-SWEEP = trainer.ClassificationConfig(
+SWEEP = flags.ClassificationConfig(
     weights="scratch", batch_size=64, epochs=2, bn_momentum=0.9, augment=False,
     central_fraction=1.0, epochs_per_decay=1.0, lr_decay=0.3)
 PER_RUN = ("alpha", "image_size", "variant", "weights")  # set by the sweep, not flags
@@ -47,7 +45,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None,
                    help="folder with the Fashion-MNIST idx files or TFDS fashion_mnist "
-                        f"(default: Debian's {fashion_mnist.DEBIAN_DIR})")
+                        f"(default: Debian's {DEBIAN_DIR}; a --data-dir without the data is an error, "
+                        "never a silent fallback)")
     p.add_argument("--alphas", default="1.0,0.75,0.5,0.25", help="width multipliers (Table 6)")
     p.add_argument("--sizes", default="64,56,48,40",
                    help="input sides mirroring 224,192,160,128 (Table 7); the largest is the base")
@@ -58,13 +57,13 @@ def parse_args(argv=None):
                    help="ALPHA@SIZE configs trained with every seed (run-to-run spread)")
     p.add_argument("--train-examples", type=int, default=12_000,
                    help="fixed training subset (same for every run); 0 = all 60,000")
-    training.add_config_flags(p, SWEEP, exclude=PER_RUN)
-    training.add_common_flags(p, "runs/tradeoff")
+    flags.add_config_flags(p, SWEEP, exclude=PER_RUN)
+    flags.add_common_flags(p, "runs/tradeoff")
     args = p.parse_args(argv)
     try:
         args.alphas = tuple(float(a) for a in args.alphas.split(","))
         args.sizes = tuple(int(v) for v in args.sizes.split(","))
-        args.seed_points = tuple(tradeoff.parse_point(v) for v in args.seed_points.split(",") if v)
+        args.seed_points = tuple(_parse_point(v) for v in args.seed_points.split(",") if v)
     except ValueError as err:
         p.error(f"--alphas takes numbers and --sizes integers, comma-separated (e.g. --alphas 1.0,0.5 "
                 f"--sizes 64,48); --seed-points ALPHA@SIZE pairs: {err}")
@@ -73,8 +72,33 @@ def parse_args(argv=None):
     return args
 
 
+def _parse_point(text: str) -> tuple[float, int]:
+    """``"0.5@48"`` -> (0.5, 48) (as ``classification.tradeoff.parse_point``, without TF)."""
+    try:
+        alpha, size = text.split("@")
+        return float(alpha), int(size)
+    except ValueError:
+        raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and usage errors answer here, before TensorFlow loads
+
+from mobilenet_zoo import cli
+
+cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+
+import numpy as np
+import tensorflow as tf
+
+from mobilenet_zoo import training
+from mobilenet_zoo.classification import tradeoff
+from mobilenet_zoo.data import fashion_mnist
+
+
 def load_data(args, seed: int = 0):
-    """(train, test) tf.data of (uint8 (28, 28, 1), label), train size, description."""
+    """(train, test) tf.data of (uint8 (28, 28, 1), label), train size, description, and a
+    fingerprint of the examples (each run records it; ``--resume`` checks it)."""
     if args.smoke:
         import tensorflow_datasets as tfds
 
@@ -85,12 +109,19 @@ def load_data(args, seed: int = 0):
                                   for ex in splits]
         line = "data: tfds.testing.mock_data fashion_mnist (--smoke)"
     else:
-        source = fashion_mnist.find(args.data_dir)
+        given = args.data_dir is not None
+        source = fashion_mnist.find(args.data_dir, fallback=not given)
+        if source is None and given:
+            raise SystemExit(
+                f"error: --data-dir {args.data_dir} holds no Fashion-MNIST. Looked for the four idx "
+                f"files in {args.data_dir} and {os.path.join(args.data_dir, 'fashion-mnist')}, and "
+                f"for TFDS fashion_mnist prepared under {args.data_dir}; Debian's {DEBIAN_DIR} is "
+                f"used only without --data-dir. {fashion_mnist.HOW_TO_GET} Nothing was run.")
         if source is None:
             raise SystemExit(f"error: {fashion_mnist.HOW_TO_GET} Nothing was run.")
         xtr, ytr = fashion_mnist.load("train", source)
         xte, yte = fashion_mnist.load("test", source)
-        line = f"data: {source.describe()}"
+        line = f"data: {source.describe()}" + ("" if given else " (fallback: no --data-dir given)")
     if args.train_examples:
         keep = np.random.default_rng(seed).permutation(len(xtr))[: args.train_examples]
         xtr, ytr = xtr[keep], ytr[keep]
@@ -99,7 +130,7 @@ def load_data(args, seed: int = 0):
     def ds(x, y):
         return tf.data.Dataset.from_tensor_slices((x[..., None], y))
 
-    return ds(xtr, ytr), ds(xte, yte), len(xtr), line
+    return ds(xtr, ytr), ds(xte, yte), len(xtr), line, training.data_fingerprint(xtr, ytr, xte, yte)
 
 
 def main(argv=None) -> dict:
@@ -113,16 +144,20 @@ def main(argv=None) -> dict:
         alphas, sizes, seed_points = (0.25,), (40, 32), ((0.25, 32),)
         config = dataclasses.replace(config, batch_size=4, epochs=1, steps_per_epoch=2)
     runs = tradeoff.sweep_runs(alphas, sizes, not args.no_ablations, args.seeds, seed_points)
-    train, test, n_train, line = load_data(args, args.seed)
+    train, test, n_train, line, fingerprint = load_data(args, args.seed)
     print(line, flush=True)
     print(f"{len(runs)} runs, {config.epochs} epochs of {n_train} examples each, batch {config.batch_size}",
           flush=True)
     results, start = [], time.time()
     for i, run in enumerate(runs, 1):
-        done = tradeoff.load_done(args.out, run) if args.resume else None
-        if done is None:
-            done = tradeoff.run_one(run, config, train, test, 10, args.out, strategy, args.resume,
-                                    n_train, args.verbose, line)
+        identity = tradeoff.run_identity(run, config, 10, n_train, fingerprint)
+        try:  # a run of another configuration or data is refused, never tabled or continued
+            done = tradeoff.load_done(args.out, run, identity) if args.resume else None
+            if done is None:
+                done = tradeoff.run_one(run, config, train, test, 10, args.out, strategy, args.resume,
+                                        n_train, args.verbose, line, fingerprint, args.keep_checkpoints)
+        except training.RunMismatchError as err:
+            raise SystemExit(f"error: {err}") from err
             status = f"{done['train_seconds']:.0f} s"
         else:
             status = "done before (--resume)"
@@ -137,7 +172,7 @@ def main(argv=None) -> dict:
     png = tradeoff.plot(summary, os.path.join(args.out, "tradeoff.png"),
                         title=f"MobileNet trade-off on Fashion-MNIST ({n_train} training examples, "
                               f"{config.epochs} epochs) vs the paper's ImageNet")
-    payload = {"data": line, "schedule": dataclasses.asdict(config), "runs": len(runs),
+    payload = {"data": line.removeprefix("data: "), "schedule": dataclasses.asdict(config), "runs": len(runs),
                "wall_seconds_this_invocation": round(time.time() - start, 1),
                "train_seconds_all_runs": round(sum(r.get("train_seconds", 0) for r in results), 1),
                "summary": summary}
