@@ -29,7 +29,8 @@ import keras
 
 from mobilenet_zoo import weights_io
 from mobilenet_zoo.presets import catalog
-from mobilenet_zoo.presets.download import download, sha256_of
+from mobilenet_zoo.presets.download import download as fetch_url
+from mobilenet_zoo.presets.download import sha256_of
 from mobilenet_zoo.presets.registry import (
     ENV_CACHE_DIR,
     ENV_WEIGHTS_DIR,
@@ -153,7 +154,7 @@ def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, An
         if not sha256:
             raise ValueError("A URL source needs `sha256` (the expected hash of the file), so the "
                              "download can be verified.")
-        source = download(source, downloads_dir() / f"{name}.weights.h5", sha256,
+        source = fetch_url(source, downloads_dir() / f"{name}.weights.h5", sha256,
                           f"Or download it yourself and register the file: "
                           f"register_preset({name!r}, 'FILE', metadata).")
     elif not os.path.isfile(source):

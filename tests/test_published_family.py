@@ -1,0 +1,396 @@
+"""The published family one call away: weights="imagenet" by alpha and size, remote
+presets downloaded from a local HTTP server (127.0.0.1, started here) that serves
+files written here in the published layouts, verified, resumed, converted, cached.
+Nothing here reaches the internet."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, presets
+from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
+from mobilenet_zoo.data.coco import label_map_90
+from mobilenet_zoo.presets import catalog, cli, download, install, registry
+from mobilenet_zoo.testing import randomize_batch_norm
+
+sys.path.insert(0, str(Path(__file__).parent))
+import published_layouts as pl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE_MANIFEST = ROOT.parent / "shared/weights-source/faceapi-ssd/ssd_mobilenetv1_model-weights_manifest.json"
+SMALL = "mobilenet_v1_0.25_128_imagenet"
+KERAS_FILE, SLIM_FILE = "mobilenet_2_5_128_tf.h5", "mobilenet_v1_0.25_128.tgz"
+
+
+def _classifier(num_classes, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(128, 128, 3)),
+                                num_classes=num_classes)
+    return randomize_batch_norm(model, seed)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The files, written once: a keras.applications h5, a TF-slim tgz (1001 classes,
+    frozen graph), and TF OD API archives of the real face SSD."""
+    root = tmp_path_factory.mktemp("published")
+    keras_model = _classifier(1000, 1)
+    slim_model = _classifier(1001, 2)
+    files = {
+        KERAS_FILE: pl.write_keras2_h5(keras_model, root / KERAS_FILE).read_bytes(),
+        SLIM_FILE: pl.write_slim_tgz(slim_model, 128, root / SLIM_FILE).read_bytes(),
+    }
+    face = SSD.from_preset(presets.FACE_SSD)
+    tensors = tfjs_od_api_ssd_to_checkpoint(read_tfjs(FACE_MANIFEST))
+    for name, kwargs in {"face_ssd.tar.gz": {}, "face_ssd_nofrozen.tar.gz": {"frozen": False},
+                         "face_ssd_badcoder.tar.gz": {"y_scale": 5.0}}.items():
+        files[name] = pl.write_od_api_tar(tensors, face, root / name, **kwargs).read_bytes()
+    return {"files": files, "keras_model": keras_model, "slim_model": slim_model, "face": face,
+            "root": root}
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path, published):
+    """A fresh user cache, downloads allowed, the mirror pointed at a local server."""
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MOBILENET_ZOO_OFFLINE", raising=False)
+    with pl.FileServer(published["files"]) as server:
+        monkeypatch.setenv("MOBILENET_ZOO_MIRROR", server.url)
+        yield server
+
+
+@pytest.fixture
+def keras_hash_published(monkeypatch, published):
+    """Pretend our keras.applications-layout file is the published one (its hash)."""
+    digest = download.hashlib.sha256(published["files"][KERAS_FILE]).hexdigest()
+    monkeypatch.setitem(catalog.KERAS_APPLICATIONS_SHA256, "2_5_128", (digest, "0" * 64))
+
+
+@pytest.fixture
+def face_presets(monkeypatch):
+    """Remote presets for the served face archives (the COCO entries' shape)."""
+    original = catalog.remote_presets
+
+    def with_face():
+        entries = dict(original())
+        for name, file, extra in (("face_od_api", "face_ssd.tar.gz", {}),
+                                  ("face_od_api_nofrozen", "face_ssd_nofrozen.tar.gz",
+                                   {"anchor_order": "2017"}),
+                                  ("face_od_api_badcoder", "face_ssd_badcoder.tar.gz", {})):
+            entry = catalog._ssd_entry(file, 1.0, 0, "test archive of the face SSD")
+            entry.update(class_names=["face", "unused"], labels=None, input_size=512,
+                         num_classes=2, **extra)
+            entries[name] = entry
+        return entries
+
+    monkeypatch.setattr(catalog, "remote_presets", with_face)
+
+
+def _backbone_weights(model):
+    backbone = getattr(model, "backbone", model)
+    return {la.name: la.get_weights() for la in backbone.layers if la.weights}
+
+
+def _photo(size):
+    return np.asarray(Image.fromarray(data.astronaut()).resize((size, size)))[None].astype("float32")
+
+
+# ---------------------------------------------------------------- the alias
+def test_imagenet_alias_follows_alpha_and_size_like_keras_applications():
+    assert presets.imagenet_preset(0.5, 160) == "mobilenet_v1_0.5_160_imagenet"
+    assert presets.imagenet_preset(1, 224) == presets.IMAGENET
+    with pytest.warns(UserWarning, match=r"input size 300.*mobilenet_v1_0.75_224_imagenet"):
+        assert presets.imagenet_preset(0.75, 300) == "mobilenet_v1_0.75_224_imagenet"
+    with pytest.raises(ValueError, match=r"alpha=0.6.*\[0.25, 0.5, 0.75, 1.0\]"):
+        MobileNetBackbone(alpha=0.6, weights="imagenet")
+
+
+def test_imagenet_at_alpha_1_224_is_the_shipped_preset_offline():
+    backbone = MobileNetBackbone(weights="imagenet")  # MOBILENET_ZOO_OFFLINE=1 (conftest)
+    reference = MobileNetBackbone.from_preset(presets.IMAGENET)
+    for name, arrays in _backbone_weights(reference).items():
+        for a, b in zip(arrays, _backbone_weights(backbone)[name]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_every_published_variant_is_listed_with_source_hash_and_metric(capsys):
+    names = presets.list_presets()
+    family = [catalog.imagenet_name(a, s) for a in catalog.ALPHAS for s in catalog.SIZES]
+    assert set(family) <= set(names) and len(family) == 16
+    assert {"ssd_mobilenet_v1_coco", "ssd_mobilenet_v1_0.75_depth_coco", presets.FACE_SSD} <= set(names)
+    assert cli.main(["--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    row = rows["mobilenet_v1_0.5_160_imagenet"]
+    assert row["location"] == "remote" and row["url"].endswith("/mobilenet_5_0_160_tf.h5")
+    assert row["sha256"] == catalog.KERAS_APPLICATIONS_SHA256["5_0_160"][0]
+    assert row["metric"].startswith("top-1 59.1% / top-5 81.9%")
+    assert rows[presets.IMAGENET]["location"] == "package" and rows[presets.IMAGENET]["size_bytes"] > 1e7
+    assert rows["ssd_mobilenet_v1_coco"]["metric"] == "COCO mAP 21 (TF OD API model zoo)"
+
+
+def test_offline_machine_is_told_how_to_install_a_remote_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    with pytest.raises(download.DownloadError,
+                       match=r"mobilenet_5_0_160_tf.h5.*fetch mobilenet_v1_0.5_160_imagenet --from FILE"):
+        MobileNetBackbone(alpha=0.5, rho=160 / 224, weights="imagenet")
+
+
+def test_coco_label_map_names_the_90_slots():
+    names = label_map_90()
+    assert len(names) == 90 and names[0] == "person" and names[89] == "toothbrush"
+    assert names[11] == "N/A" and names[12] == "stop sign" and names.count("N/A") == 10
+
+
+# ---------------------------------------------------------------- downloads
+def test_keras_h5_downloads_converts_and_reloads_offline(online, keras_hash_published, published,
+                                                          monkeypatch):
+    backbone = MobileNetBackbone(alpha=0.25, input_shape=(128, 128, 3), weights="imagenet")
+    source = _backbone_weights(published["keras_model"])
+    for name, arrays in _backbone_weights(backbone).items():
+        for a, b in zip(arrays, source[name]):
+            np.testing.assert_array_equal(a, b)
+    meta = presets.get_preset(SMALL)
+    assert meta["location"] == "cache" and meta["source_kind"] == "keras_h5"
+    assert meta["published_top1"] == 41.5 and meta["source_sha256_published"]
+    left = [p.name for p in registry.downloads_dir().iterdir() if not p.name.endswith(".lock")]
+    assert not left, "the archive is removed once converted"
+    online.httpd.shutdown()  # the host is gone; the next call needs no network
+    monkeypatch.setenv("MOBILENET_ZOO_OFFLINE", "1")
+    model = MobileNetClassifier.from_preset(SMALL)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               published["keras_model"].predict(x, verbose=0), atol=1e-6)
+
+
+def test_published_hash_mismatch_is_refused_and_names_the_second_source(online):
+    with pytest.raises(download.HashMismatchError) as err:
+        MobileNetClassifier.from_preset(SMALL)
+    message = str(err.value)
+    published = catalog.KERAS_APPLICATIONS_SHA256["2_5_128"][0]
+    assert published in message and download.hashlib.sha256(
+        online.files[KERAS_FILE]).hexdigest() in message
+    assert "TF-slim" in message and f"fetch {SMALL} --source tf_slim_tgz" in message
+    assert presets.get_preset(SMALL)["location"] == "remote"
+    assert not [p for p in registry.downloads_dir().iterdir() if not p.name.endswith(".lock")]
+
+
+def test_tf_slim_tgz_is_checked_against_its_frozen_graph(online, published, capsys):
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
+    printed = capsys.readouterr().out
+    assert "no published hash: recorded now" in printed and "frozen graph" in printed
+    meta = presets.get_preset(SMALL)
+    assert meta["source_kind"] == "tf_slim_tgz" and "max probability difference" in meta["frozen_graph_check"]
+    model = MobileNetClassifier.from_preset(SMALL)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 128, 128, 3)).astype("float32")
+    slim = published["slim_model"].predict(x, verbose=0)[:, 1:]
+    np.testing.assert_allclose(model.predict(x, verbose=0), slim / slim.sum(1, keepdims=True),
+                               atol=1e-5)
+
+
+def test_a_cut_connection_is_resumed_with_a_range_request(online, keras_hash_published, tmp_path):
+    online.cut_after[KERAS_FILE] = len(online.files[KERAS_FILE]) // 2
+    dest = download.download(f"https://example.invalid/x/{KERAS_FILE}", tmp_path / KERAS_FILE,
+                             catalog.KERAS_APPLICATIONS_SHA256["2_5_128"][0])
+    assert dest.read_bytes() == online.files[KERAS_FILE]
+    ranges = [r for name, r in online.requests if name == KERAS_FILE]
+    assert ranges == [None, f"bytes={len(online.files[KERAS_FILE]) // 2}-"]
+
+
+def test_a_killed_download_is_never_used_and_resumes(online, keras_hash_published, tmp_path):
+    online.httpd.delay = 0.1  # 64 KiB per 100 ms: the kill lands mid-file
+    dest = tmp_path / KERAS_FILE
+    code = ("import sys; from mobilenet_zoo.presets import download; "
+            "download.download(sys.argv[1], sys.argv[2])")
+    proc = subprocess.Popen([sys.executable, "-c", code, f"{online.url}/{KERAS_FILE}", str(dest)],
+                            stderr=subprocess.DEVNULL, env=dict(os.environ))
+    part = dest.with_name(dest.name + ".part")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 200_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert part.exists() and not dest.exists(), "only the .part file, never the final name"
+    online.httpd.delay = 0.0
+    size = part.stat().st_size
+    download.download(f"{online.url}/{KERAS_FILE}", dest,
+                      catalog.KERAS_APPLICATIONS_SHA256["2_5_128"][0])
+    assert dest.read_bytes() == online.files[KERAS_FILE] and not part.exists()
+    assert online.requests[-1] == (KERAS_FILE, f"bytes={size}-")
+
+
+def test_a_dead_mirror_fails_fast_naming_url_cache_and_fetch(monkeypatch, tmp_path):
+    import socket
+
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    monkeypatch.delenv("MOBILENET_ZOO_OFFLINE", raising=False)
+    with socket.socket() as sock:  # a port with nobody listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MOBILENET_ZOO_MIRROR", f"http://127.0.0.1:{port}/models")
+    start = time.monotonic()
+    with pytest.raises(download.DownloadError) as err:
+        presets.preset_path(SMALL)
+    assert time.monotonic() - start < 30
+    message = str(err.value)
+    assert f"http://127.0.0.1:{port}/models/{KERAS_FILE}" in message
+    assert str(tmp_path / "downloads") in message and f"fetch {SMALL} --from FILE" in message
+
+
+def test_a_host_that_never_answers_times_out(monkeypatch, tmp_path):
+    import socket
+
+    monkeypatch.setenv("MOBILENET_ZOO_TIMEOUT", "1")
+    monkeypatch.delenv("MOBILENET_ZOO_OFFLINE", raising=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)  # accepts the connection, never answers
+        start = time.monotonic()
+        with pytest.raises(download.DownloadError, match="timed out"):
+            download.download(f"http://127.0.0.1:{sock.getsockname()[1]}/{KERAS_FILE}",
+                              tmp_path / KERAS_FILE)
+        assert time.monotonic() - start < 10
+
+
+def test_two_processes_downloading_one_file_fetch_it_once(online, keras_hash_published, tmp_path):
+    online.httpd.delay = 0.01
+    digest = catalog.KERAS_APPLICATIONS_SHA256["2_5_128"][0]
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(download.download(
+        f"{online.url}/{KERAS_FILE}", tmp_path / KERAS_FILE, digest))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0].read_bytes() == online.files[KERAS_FILE]
+    assert [name for name, _ in online.requests] == [KERAS_FILE]
+
+
+def test_a_tampered_file_carried_in_is_refused_with_both_hashes(online, keras_hash_published,
+                                                                published, tmp_path):
+    tampered = tmp_path / KERAS_FILE
+    raw = bytearray(published["files"][KERAS_FILE])
+    raw[-100] ^= 0xFF
+    tampered.write_bytes(bytes(raw))
+    assert cli.main(["fetch", SMALL, "--from", str(tampered)]) == 2
+    assert presets.get_preset(SMALL)["location"] == "remote"
+    good = tmp_path / "good" / KERAS_FILE
+    good.parent.mkdir()
+    good.write_bytes(published["files"][KERAS_FILE])
+    assert cli.main(["fetch", SMALL, "--from", str(good)]) == 0
+    assert presets.get_preset(SMALL)["location"] == "cache" and online.requests == []
+
+
+# ---------------------------------------------------------------- TF OD API archives
+def test_od_api_archive_builds_the_face_detector_from_pipeline_config(online, face_presets,
+                                                                       published):
+    model = SSD.from_preset("face_od_api")
+    meta = presets.get_preset("face_od_api")
+    assert meta["anchor_order"] == "2017" and "frozen_inference_graph" in meta["frozen_graph_check"]
+    assert meta["task_config"]["image_size"] == [512, 512]
+    assert meta["task_config"]["box_coder"]["scale_factors"] == [10.0, 10.0, 5.0, 5.0]
+    assert model.class_names == ["face", "unused"] and model.image_size == (512, 512)
+    ours, shipped = model.predict(_photo(512), verbose=0), published["face"].predict(_photo(512), verbose=0)
+    assert ours["scores"][0, 0] > 0.9 and ours["classes"][0, 0] == 0
+    np.testing.assert_allclose(ours["scores"][0, :5], shipped["scores"][0, :5], atol=1e-5)
+    np.testing.assert_allclose(ours["boxes"][0, 0], shipped["boxes"][0, 0], atol=1e-5)
+
+
+def test_od_api_archive_without_frozen_graph_takes_the_metadata_anchor_order(online, face_presets,
+                                                                              published):
+    model = SSD.from_preset("face_od_api_nofrozen")
+    assert presets.get_preset("face_od_api_nofrozen")["anchor_order"] == "2017"
+    ours, shipped = model.predict(_photo(512), verbose=0), published["face"].predict(_photo(512), verbose=0)
+    np.testing.assert_allclose(ours["boxes"][0, 0], shipped["boxes"][0, 0], atol=1e-5)
+
+
+def test_od_api_conversion_that_differs_from_its_frozen_graph_fails_loudly(online, face_presets):
+    with pytest.raises(install.ConversionCheckError, match="does not reproduce frozen_inference_graph"):
+        SSD.from_preset("face_od_api_badcoder")
+    assert presets.get_preset("face_od_api_badcoder")["location"] == "remote"
+    assert not (registry.cache_dir() / "face_od_api_badcoder.weights.h5").exists()
+
+
+# ---------------------------------------------------------------- the registry
+def _register_many(prefix, count):
+    with registry.locked_cache():
+        pass
+    for i in range(count):
+        with registry.locked_cache():
+            registry.write_entry(f"{prefix}_{i}", {"alpha": 1.0, "input_size": 224, "file": "x"})
+
+
+def test_two_processes_registering_at_once_keep_every_entry(tmp_path):
+    env = dict(os.environ, MOBILENET_ZOO_CACHE=str(tmp_path))
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); import test_published_family as t; "
+            "t._register_many(sys.argv[1], 25)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, p, str(Path(__file__).parent)], env=env)
+             for p in ("a", "b")]
+    assert [p.wait() for p in procs] == [0, 0]
+    manifest = json.loads((tmp_path / "presets" / "manifest.json").read_text())
+    assert len(manifest) == 50
+
+
+def test_a_long_lived_process_keeps_what_others_registered(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    _register_many("mine", 1)
+    assert "mine_0" in presets.list_presets()  # parsed and cached by this process
+    path = tmp_path / "presets" / "manifest.json"
+    other = json.loads(path.read_text())
+    other["theirs"] = {"alpha": 1.0, "input_size": 224, "file": "y"}
+    path.write_text(json.dumps(other))  # another process registers meanwhile
+    _register_many("mine_again", 1)
+    assert {"mine_0", "theirs", "mine_again_0"} <= set(json.loads(path.read_text()))
+
+
+def test_register_refuses_metadata_the_file_cannot_honour(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
+    model = _classifier(3, 3)
+    file = tmp_path / "three.weights.h5"
+    from mobilenet_zoo import weights_io
+
+    weights_io.save_by_name(model, file)
+    with pytest.raises(ValueError, match="cannot be honoured.*conv_preds"):
+        presets.register_preset("three", file, {"alpha": 0.25, "input_size": 128,
+                                                "task": "MobileNetClassifier", "num_classes": 1000})
+    assert "three" not in presets.list_presets()
+    presets.register_preset("three", file, {"alpha": 0.25, "input_size": 128,
+                                            "task": "MobileNetClassifier", "num_classes": 3})
+    loaded = MobileNetClassifier.from_preset("three")
+    assert loaded.num_classes == 3
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 128, 128, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_register_preset_from_a_url_needs_and_checks_its_sha256(online, tmp_path, published):
+    file = tmp_path / "mine.weights.h5"
+    from mobilenet_zoo import weights_io
+
+    weights_io.save_by_name(published["keras_model"], file)
+    online.files["mine.weights.h5"] = file.read_bytes()
+    meta = {"alpha": 0.25, "input_size": 128, "task": "MobileNetClassifier", "num_classes": 1000}
+    with pytest.raises(ValueError, match="needs `sha256`"):
+        presets.register_preset("mine", f"{online.url}/mine.weights.h5", meta)
+    with pytest.raises(download.HashMismatchError):
+        presets.register_preset("mine", f"{online.url}/mine.weights.h5", meta, sha256="0" * 64)
+    presets.register_preset("mine", f"{online.url}/mine.weights.h5", meta,
+                            sha256=presets.sha256_of(file))
+    assert presets.get_preset("mine")["location"] == "cache"
+
+
+def test_from_preset_refuses_unknown_keyword_arguments():
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['num_clases'\].*num_classes"):
+        MobileNetClassifier.from_preset(presets.IMAGENET, num_clases=3)
+    with pytest.raises(TypeError, match="outptu_stride"):
+        MobileNetBackbone.from_preset(presets.IMAGENET, outptu_stride=16)
