@@ -61,9 +61,10 @@ __all__ = [
     "__version__",
 ]
 
-# ``python -m mobilenet_zoo.detect`` (classify, convert) and the recipes parse their
-# flags before TensorFlow loads, so ``--help`` and usage errors answer at once.
-_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify", "mobilenet_zoo.convert")
+# ``python -m mobilenet_zoo.detect`` (and classify) and the recipes parse their flags
+# before TensorFlow loads, so ``--help`` and usage errors answer at once. (convert
+# imports TensorFlow at module level, so it keeps the eager import.)
+_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify")
 
 
 def _parse_first() -> bool:
