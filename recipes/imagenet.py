@@ -4,6 +4,7 @@
     python recipes/imagenet.py --alpha 0.5 --image-size 160 --data-dir ~/tensorflow_datasets
     python recipes/imagenet.py --table 6 --run-table --data-dir DIR   # run the whole sweep
     python recipes/imagenet.py --smoke                   # mock data, a few steps
+    python recipes/imagenet.py --evaluate-only --weights imagenet --alpha 0.5 --image-size 160 --data-dir DIR
 
 imagenet2012 needs a manual download (TFDS cannot fetch it): put
 ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in <data-dir>/downloads/manual/
@@ -27,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--table", default=None, choices=["4", "5", "6", "7", "8", "9"],
                    help="list the rows of a paper table (with --run-table: run them)")
     p.add_argument("--run-table", action="store_true", help="run every row of --table in turn")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="no training: measure --weights (e.g. imagenet: the published variant of "
+                        "--alpha / --image-size) on the validation split against TF-slim's top-1")
     flags.add_config_flags(p, flags.ClassificationConfig())
     flags.add_common_flags(p, "runs/imagenet")
     return p.parse_args(argv)
@@ -71,6 +75,8 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
             "Use --smoke to check the plumbing on mock data."
         )
     config = training.config_from_args(trainer.ClassificationConfig, args)
+    if args.evaluate_only:
+        return [evaluate_only(args, config, data_dir)]
     if args.smoke:
         config = dataclasses.replace(config, alpha=min(config.alpha, 0.25), image_size=64, batch_size=4,
                                      epochs=trainer.smoke_epochs(config, trainer.ClassificationConfig()),
@@ -92,6 +98,22 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
               f"(paper {paper.get('top1', 'n/a')}%), results in {r['results_json']}")
         results.append(r)
     return results
+
+
+def evaluate_only(args, config, data_dir) -> dict:
+    """Top-1 / top-5 of published weights beside TF-slim's numbers (no training)."""
+    from mobilenet_zoo.classification.evaluate import evaluate_pretrained
+
+    weights = "imagenet" if config.weights in ("scratch", "none") else config.weights
+    _, val, _, line = load_data(args, data_dir)
+    print(line, flush=True)
+    r = evaluate_pretrained(val, config.alpha, config.image_size, weights,
+                            central_fraction=config.central_fraction)
+    published = (f"TF-slim published top-1 {r['published_top1']}% / top-5 {r['published_top5']}%"
+                 if r["published_top1"] is not None else "no published number")
+    print(f"{r['preset']}: top-1 {100 * r['top1']:.1f}% / top-5 {100 * r['top5']:.1f}% "
+          f"({published})")
+    return r
 
 
 def _paper_for(cfg) -> dict:

@@ -394,3 +394,14 @@ def test_from_preset_refuses_unknown_keyword_arguments():
         MobileNetClassifier.from_preset(presets.IMAGENET, num_clases=3)
     with pytest.raises(TypeError, match="outptu_stride"):
         MobileNetBackbone.from_preset(presets.IMAGENET, outptu_stride=16)
+
+
+def test_imagenet_recipe_evaluates_published_weights_without_training(capsys):
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "recipes"))
+    recipe = importlib.import_module("imagenet")
+    (result,) = recipe.main(["--evaluate-only", "--smoke", "--weights", "imagenet"])
+    assert result["preset"] == presets.IMAGENET and 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert (result["published_top1"], result["published_top5"]) == (70.9, 89.9)
+    assert "TF-slim published top-1 70.9% / top-5 89.9%" in capsys.readouterr().out
