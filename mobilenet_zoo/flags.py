@@ -25,8 +25,9 @@ def add_model_flags(
     g.add_argument("--image-size", type=int, default=image_size, help="input side in pixels")
     if weights is not None:
         g.add_argument("--weights", default=weights,
-                       help="backbone init: imagenet (shipped preset, alpha 1.0), scratch, a preset "
-                            "name or a weights file")
+                       help="backbone init: imagenet (the published weights of --alpha at "
+                            "--image-size, else 224; 1.0-224 ships, others download once), "
+                            "scratch, a preset name or a weights file")
 
 
 SMOKE_SUFFIX = "-smoke"
@@ -145,7 +146,7 @@ class ClassificationConfig:
     image_size: int = _f(224, "input side; rho = image_size / 224 (paper s.3.4)")
     variant: str = _f("separable", "separable | full (Table 4) | shallow (Table 5)",
                       choices=("separable", "full", "shallow"))
-    weights: str = _f("scratch", "scratch | imagenet (shipped preset) | a preset name | path to weights")
+    weights: str = _f("scratch", "scratch | imagenet (published weights of --alpha / --image-size) | a preset name | path to weights")
     batch_size: int = _f(96, "global batch size (our choice; the paper does not give it)")
     epochs: int = _f(100, "training epochs (our choice)")
     steps_per_epoch: int = _f(0, "0 = one pass over the training split")
