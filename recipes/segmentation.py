@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
     batch = 2 if args.smoke else args.batch_size
     steps = args.steps_per_epoch or (2 if args.smoke else None)
     epochs = args.epochs or (1 if args.smoke else 4 if args.dataset == "embedded" else 30)
-    weights = presets.resolve_weights(args.weights)
+    weights = presets.backbone_weights(presets.resolve_weights(args.weights), args.alpha)
     with strategy.scope():
         backbone = MobileNetBackbone(alpha=args.alpha, output_stride=args.output_stride,
                                      input_shape=(None, None, 3), weights=weights)

@@ -5,8 +5,9 @@
     python recipes/stanford_dogs.py --smoke               # mock data, a few steps
 
 Stanford Dogs is cut out of ImageNet's training set, so the paper's setup
-fine-tunes an ImageNet model; `--weights imagenet` (default) loads the shipped
-preset (alpha 1.0), `--weights scratch` or a weights file otherwise.
+fine-tunes an ImageNet model; `--weights imagenet` (default) loads the published
+weights of `--alpha` / `--image-size` (1.0-224 ships; the others download once),
+`--weights scratch` or a weights file otherwise.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
             "and pass --data-dir. Use --smoke to check the plumbing on mock data."
         )
     config = training.config_from_args(trainer.ClassificationConfig, args)
-    if config.weights == "imagenet" and config.alpha != 1.0:
-        print(f"note: the shipped ImageNet preset is alpha 1.0; alpha {config.alpha} starts from scratch "
-              "(convert a TF-slim checkpoint of that alpha and pass --weights PATH).")
+    if args.smoke and config.weights == "imagenet" and config.alpha != 1.0:
+        print(f"note: --smoke never downloads; alpha {config.alpha} starts from scratch (without "
+              "--smoke, --weights imagenet downloads the published weights of that alpha once).")
         config = dataclasses.replace(config, weights="scratch")
     if args.smoke:
         config = dataclasses.replace(config, image_size=64, batch_size=4,
