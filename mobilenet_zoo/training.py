@@ -167,7 +167,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
             self.model.load_weights(weights)
-            _restore_seed_states(self.model, info.get("seed_states") or {})
+            _restore_seed_states(self.model, info.get("seed_states") or [])
         except Exception as err:  # truncated / garbage: try the older backup
             print(f"resume: backup {weights} is unreadable ({type(err).__name__}: {err}); "
                   "trying the previous one", flush=True)
@@ -253,16 +253,23 @@ def skip_done_epochs(dataset: tf.data.Dataset, out_dir: str, resume: bool,
     return dataset.skip(done * steps_per_epoch) if done else dataset
 
 
-def _seed_states(model: keras.Model) -> dict[str, list]:
+def _seed_variables(model: keras.Model) -> list:
+    # In model.variables order (same architecture, same order); their names carry a
+    # process-wide counter (seed_generator_2...), so they are matched by position.
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _seed_states(model: keras.Model) -> list[list]:
     """The state of every ``keras.random.SeedGenerator`` the model owns (dropout)."""
-    return {v.path: keras.ops.convert_to_numpy(v).tolist()
-            for v in model.variables if v.path.endswith("seed_generator_state")}
+    return [keras.ops.convert_to_numpy(v).tolist() for v in _seed_variables(model)]
 
 
-def _restore_seed_states(model: keras.Model, states: dict[str, list]) -> None:
-    for v in model.variables:
-        if v.path in states:
-            v.assign(np.asarray(states[v.path], dtype=keras.backend.standardize_dtype(v.dtype)))
+def _restore_seed_states(model: keras.Model, states: list[list]) -> None:
+    variables = _seed_variables(model)
+    if len(states) != len(variables):  # another architecture or an older backup: keep fresh seeds
+        return
+    for v, state in zip(variables, states):
+        v.assign(np.asarray(state, dtype=keras.backend.standardize_dtype(v.dtype)))
 
 
 def _sha256(path: str) -> str:
