@@ -201,17 +201,24 @@ def test_a_keras_weights_file_with_nan_is_refused_on_load(tmp_path):
 # ----------------------------------------------------------------------------
 # Resume: identity checked, history complete, same result as uninterrupted
 # ----------------------------------------------------------------------------
-def _tiny_compiled():
-    model = _classifier()
-    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+def _tiny_net():
+    """A small plain Keras net with dropout: resume is the same for every Keras model, and
+    this one traces in a fraction of a MobileNet's time."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.5)(x)  # random masks: their seed state must resume too
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile(keras.optimizers.RMSprop(0.01), "sparse_categorical_crossentropy")
     return model
 
 
 def test_resume_with_another_configuration_is_refused_naming_each_difference(tmp_path):
-    x, y = _images(16), np.arange(16) % 3
+    x, y = _images(16, size=8), np.arange(16) % 3
     first = {"config": {"learning_rate": 0.01, "epochs": 2}, "data": "sha256:aaa"}
-    _tiny_compiled().fit(x, y, batch_size=8, epochs=1, verbose=0,
-                         callbacks=training.standard_callbacks(str(tmp_path), False, identity=first))
+    _tiny_net().fit(x, y, batch_size=8, epochs=1, verbose=0,
+                    callbacks=training.standard_callbacks(str(tmp_path), False, identity=first))
     backup = sorted(os.listdir(tmp_path / "backup"))
     other = {"config": {"learning_rate": 0.1, "epochs": 2}, "data": "sha256:bbb"}
     with pytest.raises(training.RunMismatchError,
@@ -222,18 +229,11 @@ def test_resume_with_another_configuration_is_refused_naming_each_difference(tmp
 
 
 def test_resume_of_a_folder_without_a_record_is_refused(tmp_path):
-    x, y = _images(16), np.arange(16) % 3
-    _tiny_compiled().fit(x, y, batch_size=8, epochs=1, verbose=0,
-                         callbacks=training.standard_callbacks(str(tmp_path), False))  # no identity
+    x, y = _images(16, size=8), np.arange(16) % 3
+    _tiny_net().fit(x, y, batch_size=8, epochs=1, verbose=0,
+                    callbacks=training.standard_callbacks(str(tmp_path), False))  # no identity
     with pytest.raises(training.RunMismatchError, match="without a record of its configuration"):
         training.standard_callbacks(str(tmp_path), True, identity={"data": "x"})
-
-
-def _recipe_args(**flags):
-    args = []
-    for key, value in flags.items():
-        args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return args
 
 
 def test_a_recipe_resume_with_other_flags_exits_naming_them(tmp_path):
@@ -303,19 +303,6 @@ def test_tradeoff_resume_refuses_runs_trained_on_other_data_or_with_another_sche
     assert sorted(os.listdir(folder)) == ["results.json", "run_identity.json"]  # nothing changed
 
 
-def _tiny_net():
-    """A small plain Keras net with dropout: resume is the same for every Keras model, and
-    this one traces in a fraction of a MobileNet's time."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(0.5)(x)  # random masks: their seed state must resume too
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    model.compile(keras.optimizers.RMSprop(0.01), "sparse_categorical_crossentropy")
-    return model
-
-
 def test_a_resumed_run_has_the_whole_history_and_the_result_of_an_uninterrupted_one(tmp_path):
     x, y = _images(24, size=8), np.arange(24) % 3
     identity = {"config": "tiny", "data": training.data_fingerprint(x, y)}
@@ -352,7 +339,7 @@ def test_a_resumed_run_has_the_whole_history_and_the_result_of_an_uninterrupted_
     ("none", []),
 ])
 def test_checkpoints_keep_the_last_and_the_best_by_default_not_every_epoch(tmp_path, keep, kept):
-    model = _tiny_compiled()
+    model = _tiny_net()
     callback = training.RetainedCheckpoint(str(tmp_path / "checkpoints"), keep)
     callback.set_model(model)
     callback.on_train_begin()
