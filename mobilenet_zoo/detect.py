@@ -52,6 +52,12 @@ def load_detector(preset: str | None, model_path: str | None):
             _usage_exit(f"cannot load --model {model_path}: {err}")
         if not isinstance(model, SSD):
             _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector (SSD).")
+        from mobilenet_zoo.weights_io import check_finite
+
+        try:  # NaN / inf weights predict nothing useful (folding would hide them)
+            check_finite(model, f"--model {model_path}")
+        except ValueError as err:
+            _usage_exit(str(err))
         return model
     detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") == "SSD"]
     try:

@@ -251,8 +251,10 @@ def assign_matching(
 ) -> LoadReport:
     """Sets every layer whose name and shapes match; the others keep their values
     (listed in ``report.missing``). For initialising a new head from a model
-    trained on other classes."""
+    trained on other classes. NaN / inf values raise ``NonFiniteWeightsError``
+    before anything is set."""
     report = LoadReport()
+    plan = []
     for layer in iter_weighted_layers(model):
         found = weights.get(layer.name)
         if found is None or len(found) != len(layer.weights) or any(
@@ -260,6 +262,14 @@ def assign_matching(
         ):
             report.missing.append(layer.name)
             continue
+        problem = non_finite_report(layer.name, [w.name for w in layer.weights], found)
+        if problem:
+            raise NonFiniteWeightsError(
+                f"{source} has non-finite weights (NaN or inf) for {problem}; such a model "
+                "predicts NaN, so nothing was loaded. Use an earlier checkpoint or retrain."
+            )
+        plan.append((layer, found))
+    for layer, found in plan:
         layer.set_weights(found)
         report.loaded.append(layer.name)
     if not report.loaded:

@@ -198,6 +198,36 @@ def test_a_keras_weights_file_with_nan_is_refused_on_load(tmp_path):
         _classifier().load_weights(path)
 
 
+def test_detect_refuses_a_model_file_with_nan_weights_naming_the_layer(tmp_path, capsys):
+    from PIL import Image
+
+    from mobilenet_zoo import cli
+    from mobilenet_zoo.detect import main as detect_main
+
+    ssd = SSD(MobileNetBackbone(alpha=0.25, input_shape=(128, 128, 3), min_depth=8), num_classes=2)
+    _nan_bn(ssd).save(tmp_path / "diverged.keras")
+    Image.new("RGB", (64, 64)).save(tmp_path / "photo.png")
+    with pytest.raises(SystemExit) as exit_info:
+        detect_main([str(tmp_path / "photo.png"), "--model", str(tmp_path / "diverged.keras"),
+                     "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert "diverged.keras has non-finite weights" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_head_with_nan_is_refused_before_anything_is_set():
+    from mobilenet_zoo.weights_io import assign_matching
+
+    model = _classifier(seed=1)
+    weights = {layer.name: layer.get_weights() for layer in model.backbone.layers if layer.weights}
+    weights["conv1"] = [np.full_like(w, np.inf) for w in weights["conv1"]]
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(NonFiniteWeightsError, match=r"layer `conv1`: .*inf"):
+        assign_matching(model, weights, source="a preset")
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------
 # Resume: identity checked, history complete, same result as uninterrupted
 # ----------------------------------------------------------------------------
