@@ -325,7 +325,7 @@ def _recipe():
 def test_recipe_smoke_on_mock_coco(tmp_path):
     results = _recipe().main(["--smoke", "--alpha", "0.25", "--weights", "scratch",
                               "--image-size", "128", "--out", str(tmp_path), "--verbose", "0"])
-    assert results["data"].startswith("data: tfds.testing.mock_data")
+    assert results["data"].startswith("tfds.testing.mock_data")
     assert set(results["coco_metrics"]) == set(METRIC_NAMES)
     for f in ("model.keras", "model.tflite", "detections.png", "results.json", "log.csv"):
         assert (tmp_path / f).exists(), f

@@ -254,7 +254,7 @@ def _recipe():
 def test_recipe_smoke_on_mock_coco(tmp_path):
     results = _recipe().main(["--smoke", "--alpha", "0.25", "--weights", "scratch", "--image-size", "128",
                               "--out", str(tmp_path), "--verbose", "0"])
-    assert results["data"].startswith("data: tfds.testing.mock_data")
+    assert results["data"].startswith("tfds.testing.mock_data")
     assert results["paper"] == {"Faster-RCNN 300 MobileNet": {"mAP": 16.4, "billion_mult_adds": 25.2,
                                                               "million_params": 6.1}}
     for f in ("model.keras", "model.tflite", "detections.png", "results.json", "log.csv"):

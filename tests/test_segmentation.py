@@ -157,7 +157,7 @@ def _recipe():
 def test_recipe_smoke_on_mock_pets(tmp_path):
     r = _recipe().main(["--smoke", "--alpha", "0.25", "--weights", "scratch", "--out", str(tmp_path),
                         "--verbose", "0", "--tflite-argmax"])
-    assert r["data"].startswith("data: tfds.testing.mock_data")
+    assert r["data"].startswith("tfds.testing.mock_data")
     for f in ("model.keras", "model.tflite", "overlays.png", "results.json"):
         assert (tmp_path / f).exists()
     assert r["tflite"]["max_abs_diff_vs_keras"] == 0
