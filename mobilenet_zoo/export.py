@@ -90,7 +90,7 @@ def _check_argmax(model: keras.Model) -> None:
 
 def _check_target_file(path: str) -> None:
     """Cheap checks on an output file path, before any slow conversion."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
         raise ValueError(
             f"{path!r} is a folder; the export needs a file name inside it (e.g. "
             f"{os.path.join(path, 'model.tflite')!r}). Nothing was converted."
@@ -144,9 +144,9 @@ def _representative_samples(representative_data, shape: tuple) -> list[np.ndarra
             x = np.asarray(item, np.float32)
         except (TypeError, ValueError):
             raise ValueError(f"{what}; item {i} is {type(item).__name__}, not an array.") from None
-        if x.shape == tuple(shape[1:]):
+        if x.ndim == len(shape) - 1:
             x = x[None]
-        if x.shape != tuple(shape):
+        if x.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, x.shape)):
             raise ValueError(f"{what}; item {i} has shape {x.shape}.")
         if not np.isfinite(x).all():
             raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
@@ -286,7 +286,7 @@ def to_tflite(
     samples = None
     if quantize == "int8":
         signature = getattr(serving_fn, "input_signature", None)
-        shape = tuple(signature[0].shape) if signature else tuple(model.inputs[0].shape)
+        shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
         samples = _representative_samples(representative_data, shape)
     tmp_path, target = _open_target(path) if path is not None else (None, None)
     try:
