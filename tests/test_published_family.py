@@ -328,7 +328,8 @@ def _register_many(prefix, count):
         pass
     for i in range(count):
         with registry.locked_cache():
-            registry.write_entry(f"{prefix}_{i}", {"alpha": 1.0, "input_size": 224, "file": "x"})
+            registry.write_entry(f"{prefix}_{i}", {"alpha": 1.0, "input_size": 224, "file": "x",
+                                                   "sha256": "0" * 64})
 
 
 def test_two_processes_registering_at_once_keep_every_entry(tmp_path):
@@ -348,7 +349,7 @@ def test_a_long_lived_process_keeps_what_others_registered(tmp_path, monkeypatch
     assert "mine_0" in presets.list_presets()  # parsed and cached by this process
     path = tmp_path / "presets" / "manifest.json"
     other = json.loads(path.read_text())
-    other["theirs"] = {"alpha": 1.0, "input_size": 224, "file": "y"}
+    other["theirs"] = {"alpha": 1.0, "input_size": 224, "file": "y", "sha256": "0" * 64}
     path.write_text(json.dumps(other))  # another process registers meanwhile
     _register_many("mine_again", 1)
     assert {"mine_0", "theirs", "mine_again_0"} <= set(json.loads(path.read_text()))
@@ -405,3 +406,107 @@ def test_imagenet_recipe_evaluates_published_weights_without_training(capsys):
     assert result["preset"] == presets.IMAGENET and 0.0 <= result["top1"] <= result["top5"] <= 1.0
     assert (result["published_top1"], result["published_top5"]) == (70.9, 89.9)
     assert "TF-slim published top-1 70.9% / top-5 89.9%" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- careless use (sweep)
+def test_a_bad_download_without_published_hash_is_deleted_not_reused(online, published):
+    online.files[SLIM_FILE] = b"<html>503 Service Unavailable</html>"  # a broken mirror
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 2
+    assert not (registry.downloads_dir() / SLIM_FILE).exists()
+    online.files[SLIM_FILE] = published["files"][SLIM_FILE]  # the mirror is fixed
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
+
+
+def test_a_stale_partial_longer_than_the_file_is_discarded(online, keras_hash_published, tmp_path):
+    dest = tmp_path / KERAS_FILE
+    dest.with_name(dest.name + ".part").write_bytes(b"x" * (len(online.files[KERAS_FILE]) + 10))
+    download.download(f"{online.url}/{KERAS_FILE}", dest, catalog.KERAS_APPLICATIONS_SHA256["2_5_128"][0])
+    assert dest.read_bytes() == online.files[KERAS_FILE]
+
+
+def test_two_processes_installing_one_preset_both_get_it(online, tmp_path):
+    online.httpd.delay = 0.01
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(install.install(SMALL, source="tf_slim_tgz"))
+        except Exception as err:  # noqa: BLE001  reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    assert [name for name, _ in online.requests] == [SLIM_FILE]
+
+
+def test_an_archive_of_another_size_is_not_installed_under_this_name(online, published, tmp_path):
+    carried = published["root"] / SLIM_FILE  # the 0.25-128 archive
+    assert cli.main(["fetch", "mobilenet_v1_0.25_160_imagenet", "--from", str(carried)]) == 2
+    assert presets.get_preset("mobilenet_v1_0.25_160_imagenet")["location"] == "remote"
+
+
+def test_register_refuses_published_and_alias_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    for name in ("mobilenet_v1_0.25_192_imagenet", "imagenet", "scratch", "..", "a/b"):
+        with pytest.raises(ValueError, match="name"):
+            presets.register_preset(name, __file__, {"alpha": 0.25, "input_size": 192})
+
+
+def test_detector_builders_load_alpha_025_imagenet_despite_min_depth_16(online, published):
+    tgz = published["root"] / "mobilenet_v1_0.25_224.tgz"
+    if not tgz.exists():
+        pl.write_slim_tgz(MobileNetClassifier(MobileNetBackbone(alpha=0.25), num_classes=1001),
+                          224, tgz)
+    assert cli.main(["fetch", "mobilenet_v1_0.25_224_imagenet", "--from", str(tgz)]) == 0
+    from mobilenet_zoo import ssd_mobilenet_v1
+
+    with pytest.warns(UserWarning, match=r"min_depth=8.*min_depth=16.*conv1"):
+        model = ssd_mobilenet_v1(num_classes=3, alpha=0.25)
+    source = presets.preset_path("mobilenet_v1_0.25_224_imagenet")
+    from mobilenet_zoo import weights_io
+
+    np.testing.assert_array_equal(model.backbone.get_layer("conv_pw_13").get_weights()[0],
+                                  weights_io.read_by_name(source)["conv_pw_13"][0])
+
+
+def test_a_broken_cache_manifest_does_not_break_shipped_presets(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "manifest.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable and was ignored"):
+        MobileNetBackbone(weights="imagenet")
+    with pytest.raises(ValueError, match=r"not valid JSON .*restore or delete it"):
+        presets.register_preset("mine", presets.preset_path(presets.IMAGENET),
+                                {"alpha": 1.0, "input_size": 224})
+    (tmp_path / "presets" / "manifest.json").write_text('{"x": 1, "y": {"alpha": 1.0}}')
+    with pytest.warns(UserWarning, match="entry 'x' has no `file`"):
+        assert cli.main(["--json"]) == 0
+    assert "x" not in {r["name"] for r in json.loads(capsys.readouterr().out)}
+
+
+def test_bad_download_settings_name_the_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("MOBILENET_ZOO_OFFLINE", raising=False)
+    for value in ("abc", "-1", "0", "nan", "inf"):
+        monkeypatch.setenv("MOBILENET_ZOO_TIMEOUT", value)
+        with pytest.raises(ValueError, match=r"\$MOBILENET_ZOO_TIMEOUT must be a positive number"):
+            download.download("http://127.0.0.1:9/x.h5", tmp_path / "x.h5")
+    monkeypatch.delenv("MOBILENET_ZOO_TIMEOUT")
+    monkeypatch.setenv("MOBILENET_ZOO_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match=r"\$MOBILENET_ZOO_OFFLINE must be"):
+        download.download("http://127.0.0.1:9/x.h5", tmp_path / "x.h5")
+    monkeypatch.setenv("MOBILENET_ZOO_OFFLINE", "false")
+    monkeypatch.setenv("MOBILENET_ZOO_MIRROR", "https://mirror.example/m?token=abc")
+    assert download.resolve_url("https://a/b/c.h5") == "https://mirror.example/m/c.h5?token=abc"
+
+
+def test_a_deleted_cache_file_is_reinstalled_by_fetch(online, published, capsys):
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
+    presets.preset_path(SMALL).unlink()
+    with pytest.raises(ValueError, match=f"fetch {SMALL} --force"):
+        presets.preset_path(SMALL)
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
+    assert presets.preset_path(SMALL).is_file()

@@ -20,6 +20,7 @@ keras.applications does. ``python -m mobilenet_zoo.presets`` prints the table;
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -92,8 +93,9 @@ def imagenet_preset(alpha: float, size: int | None = None, warn: bool = True) ->
             "from scratch, or one of those alphas.")
     if size not in catalog.SIZES:
         if warn:
+            what = f"input size {size}" if size else "a dynamic or non-square input"
             warnings.warn(
-                f"No ImageNet weights are published for input size {size}; loading the "
+                f"No ImageNet weights are published for {what}; loading the "
                 f"{catalog.imagenet_name(alpha, 224)} weights (size 224). Published sizes: "
                 f"{list(catalog.SIZES)}.", UserWarning, stacklevel=3)
         size = 224
@@ -142,10 +144,18 @@ def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, An
     cache manifest is updated under a lock, merged with what other processes
     registered, and written atomically.
     """
-    if not name or any(c in name for c in "/\\ "):
-        raise ValueError(f"Preset name must be a non-empty word without slashes, got {name!r}.")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"Preset name must be a word of letters, digits, '.', '_' or '-' "
+                         f"(not starting with '.' or '-'), got {name!r}.")
     if name in shipped_names():
         raise ValueError(f"{name!r} is a shipped preset; choose another name.")
+    if name in catalog.remote_presets() or name in WEIGHTS_ALIASES:
+        raise ValueError(f"{name!r} is the name of a published preset or of a `weights` alias; "
+                         "choose another name.")
+    if sha256 is not None:
+        sha256 = str(sha256).strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"`sha256` must be 64 hexadecimal digits, got {sha256!r}.")
     missing = [k for k in METADATA_KEYS if k not in metadata]
     if missing:
         raise ValueError(f"`metadata` needs {missing} to build the architecture.")
@@ -154,13 +164,21 @@ def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, An
         if not sha256:
             raise ValueError("A URL source needs `sha256` (the expected hash of the file), so the "
                              "download can be verified.")
-        source = fetch_url(source, downloads_dir() / f"{name}.weights.h5", sha256,
-                          f"Or download it yourself and register the file: "
-                          f"register_preset({name!r}, 'FILE', metadata).")
+        downloaded = fetch_url(source, downloads_dir() / f"{name}.weights.h5", sha256,
+                               f"Or download it yourself and register the file: "
+                               f"register_preset({name!r}, 'FILE', metadata).")
+        try:
+            return _register_file(name, downloaded, metadata)
+        finally:
+            downloaded.unlink(missing_ok=True)  # the cache keeps its own copy
     elif not os.path.isfile(source):
         raise ValueError(f"`source` must be an existing weights file or an http(s) URL; got {source!r}.")
     elif sha256 and sha256_of(source) != sha256:
         raise ValueError(f"{source} has sha256 {sha256_of(source)}, not the given {sha256}.")
+    return _register_file(name, source, metadata)
+
+
+def _register_file(name: str, source: str | os.PathLike, metadata: dict[str, Any]) -> Path:
     check_metadata(source, metadata)
     with locked_cache() as directory:
         target = directory / f"{name}.weights.h5"
@@ -224,16 +242,19 @@ def preset_path(name: str) -> Path:
         install(name)
         meta = get_preset(name)
     path = Path(meta["directory"]) / meta["file"]
+    if meta["location"] == "package":
+        repair = "reinstall mobilenet_zoo (or `git checkout weights/` in a clone)"
+    elif name in catalog.remote_presets():
+        repair = f"install it again: python -m mobilenet_zoo.presets fetch {name} --force"
+    else:
+        repair = f"register it again: mobilenet_zoo.presets.register_preset({name!r}, FILE, metadata)"
     if not path.is_file():
-        raise ValueError(f"Preset {name!r}: weights file {path} is missing. "
-                         f"Install it again: python -m mobilenet_zoo.presets fetch {name}")
+        raise ValueError(f"Preset {name!r}: weights file {path} is missing; {repair}.")
     found = sha256_of(path)
     if found != meta["sha256"]:
         raise ValueError(
             f"Preset {name!r}: sha256 of {path} is {found}, the manifest expects "
-            f"{meta['sha256']}. The file is corrupt or was replaced; restore it "
-            "(git checkout weights/) or convert it again."
-        )
+            f"{meta['sha256']}. The file is corrupt or was replaced; {repair}.")
     return path
 
 
@@ -314,6 +335,17 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
                 "(any input size works)."
             )
     num_classes = getattr(model, "num_classes", None)
+    theirs, ours = meta.get("min_depth"), getattr(getattr(model, "backbone", model), "min_depth", None)
+    if theirs is not None and ours is not None and theirs != ours and not skip_mismatched_head:
+        # The TF OD API restores only the checkpoint variables whose shape matches
+        # (variables_helper.get_variables_available_in_checkpoint); e.g. min_depth 16
+        # at alpha 0.25 widens conv1 from 8 to 16 channels.
+        report = weights_io.assign_matching(model, weights_io.read_by_name(path), source=str(weights))
+        if report.missing:
+            warnings.warn(f"Weights {weights!r} were trained with min_depth={theirs}; the model has "
+                          f"min_depth={ours}, so {report.missing} keep their initialisation.",
+                          UserWarning, stacklevel=3)
+        return report
     if skip_mismatched_head:
         return weights_io.assign_matching(model, weights_io.read_by_name(path), source=str(weights))
     if num_classes is not None and "num_classes" in meta and num_classes != meta["num_classes"]:

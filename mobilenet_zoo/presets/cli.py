@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -48,18 +49,29 @@ def _fetch(argv: list[str]) -> int:
                         help="a published file carried in by hand (.h5, .tgz or .tar.gz)")
     parser.add_argument("--source", help="source kind to download instead of the first "
                                          "(keras_h5, tf_slim_tgz, od_api_tar)")
+    parser.add_argument("--force", action="store_true",
+                        help="install again even when the cache holds a good copy")
     args = parser.parse_args(argv)
     from mobilenet_zoo.presets import get_preset
-    from mobilenet_zoo.presets.download import DownloadError
-    from mobilenet_zoo.presets.install import install
+    from mobilenet_zoo.presets.download import DownloadError, HashMismatchError
+    from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install
 
     try:
         meta = get_preset(args.name)
-        if meta["location"] != "remote" and not args.from_file:
-            print(f"{args.name} is already installed ({meta['location']}).")
+        if meta["location"] == "package":
+            print(f"{args.name} is shipped in the package; nothing to fetch.")
             return 0
-        path = install(args.name, from_file=args.from_file, source=args.source)
-    except DownloadError as err:
+        if (meta["location"] == "cache" and not (args.from_file or args.force)
+                and _installed(args.name) is not None):
+            print(f"{args.name} is already installed ({_installed(args.name)}); --force installs "
+                  "it again.")
+            return 0
+        path = install(args.name, from_file=args.from_file, source=args.source,
+                       force=args.force or meta["location"] == "cache")
+    except HashMismatchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if args.from_file else 3
+    except (DownloadError, ConversionCheckError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except ValueError as err:
@@ -76,6 +88,13 @@ def _fetch(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "fetch":
-        return _fetch(argv[1:])
-    return _list(argv)
+    try:
+        if argv and argv[0] == "fetch":
+            return _fetch(argv[1:])
+        return _list(argv)
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ValueError, OSError) as err:  # an unreadable cache manifest, an unwritable cache
+        print(f"error: {err}", file=sys.stderr)
+        return 3

@@ -21,10 +21,12 @@ import contextlib
 import fcntl
 import hashlib
 import http.client
+import math
 import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,13 +55,40 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def resolve_url(url: str) -> str:
-    """``url`` with its host replaced by ``$MOBILENET_ZOO_MIRROR`` when set."""
+    """``url`` with its host replaced by ``$MOBILENET_ZOO_MIRROR`` when set (the file
+    name is appended to the mirror's path; a query string such as a token is kept)."""
     mirror = os.environ.get(ENV_MIRROR, "").strip()
     if not mirror:
         return url
     if not mirror.startswith(("http://", "https://", "file://")):
         raise ValueError(f"${ENV_MIRROR} must be an http(s):// or file:// base URL, got {mirror!r}.")
-    return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[-1]}"
+    parts = urllib.parse.urlsplit(mirror)
+    path = f"{parts.path.rstrip('/')}/{url.rsplit('/', 1)[-1]}"
+    return urllib.parse.urlunsplit(parts._replace(path=path))
+
+
+def offline() -> bool:
+    """``$MOBILENET_ZOO_OFFLINE``: 1 / true / yes / on forbid downloads; empty, 0 / false /
+    no / off allow them; anything else is an error naming the variable."""
+    value = os.environ.get(ENV_OFFLINE, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"${ENV_OFFLINE} must be 1/true/yes/on or 0/false/no/off, got {value!r}.")
+
+
+def timeout_seconds() -> float:
+    """``$MOBILENET_ZOO_TIMEOUT``: seconds per socket operation (default 10)."""
+    raw = os.environ.get(ENV_TIMEOUT, "").strip() or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0 or value > 86400:
+        raise ValueError(f"${ENV_TIMEOUT} must be a positive number of seconds (at most 86400), "
+                         f"got {raw!r}.")
+    return value
 
 
 @contextlib.contextmanager
@@ -111,8 +140,12 @@ def _fetch_once(url: str, part: Path, timeout: float) -> bool:
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and start:  # nothing left to send: the part is whole
-            return True
+        if err.code == 416 and start:  # nothing left to send: whole, or a stale part
+            total = (err.headers.get("Content-Range") or "").rsplit("/", 1)[-1]
+            if total.isdigit() and int(total) == start:
+                return True
+            part.unlink()  # longer than the file, or of unknown size: start again
+            return _fetch_once(url, part, timeout)
         raise
     with response:
         status = getattr(response, "status", 200)
@@ -151,10 +184,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
     with file_lock(dest.with_name(dest.name + ".lock")):
         if dest.exists() and (sha256 is None or sha256_of(dest) == sha256):
             return dest  # another process finished it while we waited
-        if os.environ.get(ENV_OFFLINE, "") not in ("", "0"):
+        if offline():
             raise DownloadError(
                 f"${ENV_OFFLINE} is set, so {url} was not downloaded into {dest.parent}. {hint}")
-        timeout = float(os.environ.get(ENV_TIMEOUT, "10"))
+        timeout = timeout_seconds()
         part = dest.with_name(dest.name + ".part")
         last_error: Exception | None = None
         for _ in range(ATTEMPTS):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.presets import registry
-from mobilenet_zoo.presets.download import HashMismatchError, download, sha256_of
+from mobilenet_zoo.presets import catalog, registry
+from mobilenet_zoo.presets.download import HashMismatchError, download, file_lock, sha256_of
 
 KINDS = ("keras_h5", "tf_slim_tgz", "od_api_tar")
 CHECK_TOLERANCE = 1e-3  # probabilities / scores / normalised box corners
@@ -68,42 +68,86 @@ def _pick_source(name: str, meta: dict[str, Any], kind: str | None) -> dict[str,
 
 
 def install(name: str, from_file: str | os.PathLike | None = None,
-            source: str | None = None) -> Path:
+            source: str | None = None, force: bool = False) -> Path:
     """Installs remote preset ``name`` into the user cache and returns its weights file.
 
     Args:
-        name: a remote preset (``python -m mobilenet_zoo.presets``).
+        name: a published preset (``python -m mobilenet_zoo.presets``).
         from_file: a published archive carried in by hand, instead of downloading.
         source: a source kind or label (``keras_h5`` / ``tf_slim_tgz``...) instead of
             the default first one.
+        force: install again even when the cache holds a good copy.
+
+    One process installs a preset at a time (a lock per name); a second one waits
+    and then finds it installed. A downloaded archive that fails to convert is
+    deleted, so the next attempt downloads it again.
     """
-    meta = registry.all_presets().get(name)
-    if meta is None or not meta.get("sources"):
-        raise ValueError(f"{name!r} is not a remote preset; `python -m mobilenet_zoo.presets` "
-                         "lists them.")
-    chosen = _pick_source(name, meta, kind_of_file(from_file) if from_file else source)
-    others = [s for s in meta["sources"] if s is not chosen]
+    meta = catalog.remote_presets().get(name)
+    if meta is None:
+        known = registry.all_presets().get(name)
+        where = f"a {known['location']} preset, not a published one" if known else "not a preset"
+        raise ValueError(f"{name!r} is {where}; `python -m mobilenet_zoo.presets` lists the "
+                         "published presets that can be fetched.")
+    if from_file is not None:
+        if os.path.isdir(from_file):
+            raise ValueError(f"--from {from_file}: is a directory; give the archive file itself.")
+        if not os.path.isfile(from_file):
+            raise ValueError(f"--from {from_file}: no such file.")
+        kind = kind_of_file(from_file)
+        if source is not None and source != kind:
+            raise ValueError(f"--from {from_file} is a {kind} file, but --source {source} was given.")
+        source = kind
+    chosen = _pick_source(name, meta, source)
+    with file_lock(_mkdir(registry.downloads_dir()) / f"{name}.install.lock"):
+        if not force and from_file is None and (done := _installed(name)) is not None:
+            return done
+        archive = _archive(name, meta, chosen, from_file)
+        try:
+            target = _convert_and_register(name, meta, chosen, archive)
+        except BaseException:
+            if from_file is None:
+                archive.unlink(missing_ok=True)  # a bad download is never reused
+            raise
+        if from_file is None:
+            archive.unlink(missing_ok=True)  # converted and registered: not needed
+    return target
+
+
+def _installed(name: str) -> Path | None:
+    """The cached file of ``name`` when it is there and has its recorded sha256."""
+    entry = registry.read_manifest(registry.cache_dir()).get(name)
+    if not isinstance(entry, dict) or "file" not in entry:
+        return None
+    path = registry.cache_dir() / entry["file"]
+    return path if path.is_file() and sha256_of(path) == entry.get("sha256") else None
+
+
+def _archive(name: str, meta: dict[str, Any], chosen: dict[str, Any],
+             from_file: str | os.PathLike | None) -> Path:
     if from_file is not None:
         archive = Path(from_file)
-        if not archive.is_file():
-            raise ValueError(f"--from {archive}: no such file.")
         found = sha256_of(archive)
         if chosen.get("sha256") and found != chosen["sha256"]:
             raise HashMismatchError(
                 f"{archive} has sha256 {found}, but {chosen['sha256']} is published for "
                 f"{chosen['file']}: it is another file or a damaged copy. Nothing was installed.")
-    else:
-        try:
-            archive = download(chosen["url"], registry.downloads_dir() / chosen["file"],
-                               chosen.get("sha256"), fetch_hint(name))
-        except HashMismatchError as err:
-            if not others:
-                raise
-            alt = others[0]
-            raise HashMismatchError(
-                f"{err} The host may now serve a different file than the one whose hash was "
-                f"published. The same weights are published by {alt['label']} ({alt['url']}): "
-                f"`python -m mobilenet_zoo.presets fetch {name} --source {alt['kind']}`.") from err
+        return archive
+    others = [s for s in meta["sources"] if s is not chosen]
+    try:
+        return download(chosen["url"], registry.downloads_dir() / chosen["file"],
+                        chosen.get("sha256"), fetch_hint(name))
+    except HashMismatchError as err:
+        if not others:
+            raise
+        alt = others[0]
+        raise HashMismatchError(
+            f"{err} The host may now serve a different file than the one whose hash was "
+            f"published. The same weights are published by {alt['label']} ({alt['url']}): "
+            f"`python -m mobilenet_zoo.presets fetch {name} --source {alt['kind']}`.") from err
+
+
+def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any],
+                          archive: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=_mkdir(registry.downloads_dir())) as work:
         converted = Path(work) / f"{name}.weights.h5"
         extra = CONVERTERS[chosen["kind"]](archive, converted, meta, Path(work))
@@ -116,8 +160,6 @@ def install(name: str, from_file: str | os.PathLike | None = None,
             weights_io.atomic_write(target, lambda tmp: shutil.copyfile(converted, tmp))
             entry["sha256"] = sha256_of(target)
             registry.write_entry(name, entry)
-    if from_file is None:
-        archive.unlink(missing_ok=True)  # converted and registered: the archive is not needed
     return target
 
 
@@ -195,6 +237,13 @@ def _convert_slim(archive: Path, out: Path, meta: dict[str, Any], work: Path) ->
 
     files = _extract(archive, work, {"index": (".ckpt.index",), "data": (".ckpt.data-00000-of-00001",),
                                      "frozen": ("_frozen.pb",)})
+    from mobilenet_zoo.convert import alpha_from_name
+
+    _, size_in_name = alpha_from_name(files.get("index", archive))
+    if size_in_name is not None and size_in_name != meta["input_size"]:
+        raise ValueError(f"{archive} holds {files['index'].name[: -len('.index')]} (input "
+                         f"{size_in_name}); the preset is the {meta['input_size']} variant: not "
+                         "this preset's archive.")
     _checked(convert(_checkpoint_prefix(files, archive), out, input_size=meta["input_size"]),
              meta, archive)
     if "frozen" not in files:

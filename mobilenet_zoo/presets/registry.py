@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
     path = Path(directory) / "manifest.json"
     try:
         stat = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
     key, stamp = str(path), (stat.st_mtime_ns, stat.st_size)
     if key in _PARSED and _PARSED[key][0] == stamp:
@@ -88,7 +89,11 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
 def locked_cache() -> Iterator[Path]:
     """The cache folder, locked against other processes for a read-merge-write."""
     directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"Cannot create the presets cache {directory} ({err}); set "
+                      f"${ENV_CACHE_DIR} to a writable folder.") from err
     with file_lock(directory / ".lock"):
         yield directory
 
@@ -107,14 +112,33 @@ def write_entry(name: str, entry: dict[str, Any] | None) -> None:
     weights_io.atomic_write(directory / "manifest.json", lambda tmp: Path(tmp).write_text(payload))
 
 
+def _usable_cache() -> dict[str, dict[str, Any]]:
+    """The cache manifest's well-formed entries; a broken manifest (or cache folder)
+    is reported once per call and skipped, so shipped presets still load."""
+    try:
+        manifest = read_manifest(cache_dir())
+    except (ValueError, OSError) as err:
+        warnings.warn(f"The presets cache is unreadable and was ignored: {err}", stacklevel=3)
+        return {}
+    good = {}
+    for name, entry in manifest.items():
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str) and "sha256" in entry:
+            good[name] = entry
+        else:
+            warnings.warn(f"{cache_dir() / 'manifest.json'}: entry {name!r} has no `file` and "
+                          "`sha256`; ignored (delete it or register the preset again).", stacklevel=3)
+    return good
+
+
 def all_presets() -> dict[str, dict[str, Any]]:
     """Every preset with its ``location`` (and ``directory`` once it has a file)."""
     merged: dict[str, dict[str, Any]] = {
         name: dict(meta, location="remote") for name, meta in catalog.remote_presets().items()
     }
-    for location, directory in (("cache", cache_dir()), ("package", weights_dir())):
-        for name, meta in read_manifest(directory).items():
-            merged[name] = dict(meta, directory=str(directory), location=location)
+    for name, meta in _usable_cache().items():
+        merged[name] = dict(meta, directory=str(cache_dir()), location="cache")
+    for name, meta in read_manifest(weights_dir()).items():
+        merged[name] = dict(meta, directory=str(weights_dir()), location="package")
     return merged
 
 
