@@ -33,7 +33,10 @@ def add_model_flags(
 SMOKE_SUFFIX = "-smoke"
 KEEP_CHECKPOINTS = ("last-best", "last", "all", "none")
 #: Flags that say how to run, not what is trained: left out of a run's identity.
-RUN_CONTROL_FLAGS = ("out", "resume", "strategy", "tpu", "verbose", "keep_checkpoints")
+# Flags that do not change what a run is: where it writes, how it runs, and how many
+# epochs it goes to (`--resume` with a larger --epochs extends the same run, as Keras'
+# `initial_epoch` does; the learning-rate schedules here decay per step, not per run length).
+RUN_CONTROL_FLAGS = ("out", "resume", "strategy", "tpu", "verbose", "keep_checkpoints", "epochs")
 
 
 class _DefaultOut(str):
