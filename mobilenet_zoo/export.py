@@ -79,10 +79,11 @@ def _check_argmax(model: keras.Model) -> None:
             f"plain Keras model with one output); a {type(model).__name__} already exports its final "
             "results (detections: boxes, classes, scores). Export it without argmax."
         )
-    if isinstance(model, MobileNetBackbone) or len(model.outputs) != 1:
+    outputs = getattr(model, "outputs", None) or [None]  # a subclassed model: not known before tracing
+    if isinstance(model, MobileNetBackbone) or len(outputs) != 1:
         raise ValueError(
             f"argmax=True needs one output of class scores; {type(model).__name__} `{model.name}` "
-            f"has {len(model.outputs)} output(s)"
+            f"has {len(outputs)} output(s)"
             + (" of features (a backbone has no classes)" if isinstance(model, MobileNetBackbone) else "")
             + ". Export it without argmax, or wrap it in a model whose single output is class scores."
         )
