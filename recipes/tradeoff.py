@@ -152,7 +152,7 @@ def main(argv=None) -> dict:
     for i, run in enumerate(runs, 1):
         identity = tradeoff.run_identity(run, config, 10, n_train, fingerprint)
         try:  # a run of another configuration or data is refused, never tabled or continued
-            done = tradeoff.load_done(args.out, run, identity) if args.resume else None
+            done = tradeoff.load_done(args.out, run, identity, config.epochs) if args.resume else None
             if done is None:
                 done = tradeoff.run_one(run, config, train, test, 10, args.out, strategy, args.resume,
                                         n_train, args.verbose, line, fingerprint, args.keep_checkpoints)

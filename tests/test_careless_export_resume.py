@@ -323,14 +323,19 @@ def test_tradeoff_resume_refuses_runs_trained_on_other_data_or_with_another_sche
     config = recipe.dataclasses.replace(recipe.SWEEP, epochs=1, batch_size=4, steps_per_epoch=1)
     folder = out / run.key
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"mult_adds_m": 1.0, "measured": {"top1": 0.9}}))
+    (folder / "results.json").write_text(json.dumps({"mult_adds_m": 1.0, "measured": {"top1": 0.9},
+                                                     "config": {"epochs": 1}}))
     training.check_run_identity(str(folder), tradeoff.run_identity(run, config, 10, 8, "sha256:mock"),
                                 resume=False)
     assert args.out == str(out)
     with pytest.raises(SystemExit, match=r"another configuration or data.*data: 'sha256:mock' there, "
                                          r"'sha256:[0-9a-f]{64}' now"):
         recipe.main(sweep + ["--resume"])
-    with pytest.raises(SystemExit, match=r"config.epochs: 1 there, 2 now"):
+    # The same data, but a finished run of 1 epoch cannot stand for one of 2.
+    fingerprint = recipe.load_data(args, args.seed)[4]
+    training.check_run_identity(str(folder), tradeoff.run_identity(run, config, 10, 8, fingerprint),
+                                resume=False)
+    with pytest.raises(SystemExit, match=r"finished run of another schedule.*config.epochs: 1 there, 2 now"):
         recipe.main(sweep + ["--resume", "--epochs", "2"])
     assert sorted(os.listdir(folder)) == ["results.json", "run_identity.json"]  # nothing changed
 

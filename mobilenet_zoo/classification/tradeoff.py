@@ -127,12 +127,14 @@ def run_one(run: Run, config: trainer.ClassificationConfig, train_raw, test_raw,
     return result
 
 
-def load_done(out_dir: str, run: Run, identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def load_done(out_dir: str, run: Run, identity: dict[str, Any] | None = None,
+              epochs_expected: int | None = None) -> dict[str, Any] | None:
     """The finished result of ``run`` under ``out_dir`` (``--resume`` skips it), else None.
 
     With ``identity`` (``run_identity``) a finished run trained with another
     configuration or on other data (e.g. a ``--smoke`` run's mock data) raises
-    ``training.RunMismatchError`` naming the differences, instead of entering the tables."""
+    ``training.RunMismatchError`` naming the differences, instead of entering the tables;
+    so does a finished run of another length than ``epochs_expected``."""
     folder = os.path.join(out_dir, run.key)
     try:
         with open(os.path.join(folder, "results.json")) as f:
@@ -143,6 +145,12 @@ def load_done(out_dir: str, run: Run, identity: dict[str, Any] | None = None) ->
         return None
     if identity is not None:
         training.check_run_identity(folder, identity, resume=True)
+    epochs = (result.get("config") or {}).get("epochs")
+    if epochs_expected is not None and epochs != epochs_expected:  # finished: its length is its result
+        raise training.RunMismatchError(
+            f"--resume: {folder} holds a finished run of another schedule; nothing was changed. "
+            f"Differences (recorded there, given now): config.epochs: {epochs!r} there, "
+            f"{epochs_expected!r} now. Choose another --out, or drop --resume to start anew there.")
     return result
 
 

@@ -127,8 +127,11 @@ def run(
 
 def run_identity(config: ClassificationConfig, num_classes: int, num_train_examples: int | None,
                  data: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What makes two training runs the same run (``training.check_run_identity``)."""
-    return {"config": dataclasses.asdict(config), "num_classes": num_classes,
+    """What makes two training runs the same run (``training.check_run_identity``): all of
+    ``config`` but ``epochs`` (a resume with a larger ``epochs`` extends the same run, as
+    Keras' ``initial_epoch`` does; the learning rate decays per step, not per run length)."""
+    config = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+    return {"config": config, "num_classes": num_classes,
             "num_train_examples": num_train_examples, "data": data, **(extra or {})}
 
 
