@@ -510,3 +510,28 @@ def test_a_deleted_cache_file_is_reinstalled_by_fetch(online, published, capsys)
         presets.preset_path(SMALL)
     assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
     assert presets.preset_path(SMALL).is_file()
+
+
+def test_classify_cli_and_transfer_builder_take_a_published_variant(online, published, tmp_path,
+                                                                    capsys):
+    from mobilenet_zoo import classify
+    from mobilenet_zoo.classification import transfer
+
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    assert classify.main([str(photo), "--preset", SMALL, "--top", "3"]) == 0
+    assert str(photo) in capsys.readouterr().out
+    model = transfer.build_transfer_classifier(num_classes=4, image_size=128, alpha=0.25)
+    installed = MobileNetClassifier.from_preset(SMALL)
+    np.testing.assert_array_equal(model.backbone.get_layer("conv_pw_13").get_weights()[0],
+                                  installed.backbone.get_layer("conv_pw_13").get_weights()[0])
+
+
+def test_mobilenet_zoo_cache_is_one_root_for_presets_downloads_and_data(tmp_path, monkeypatch):
+    from mobilenet_zoo.detection import embedded
+
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
+    assert registry.cache_root() == tmp_path == embedded.cache_dir()
+    assert registry.cache_dir() == tmp_path / "presets"
+    assert registry.downloads_dir() == tmp_path / "downloads"
