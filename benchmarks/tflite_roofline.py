@@ -8,9 +8,10 @@ has VNNI). Each model's efficiency is
 ``(mult-adds / latency) / peak`` -- 1.0 would be a model that keeps every
 multiplier busy all the time.
 
-SSDs are measured with both post-processings of ``to_tflite``
+SSDs are measured with the three post-processings of ``to_tflite``
 (``builtin_nms``: one builtin NMS per class; ``detection_postprocess``: the
-``TFLite_Detection_PostProcess`` op of the TF OD API exports), timed in
+``TFLite_Detection_PostProcess`` op of the TF OD API exports, per-class or fast
+class-agnostic NMS), timed in
 alternation. ``ssd300_coco90`` is a COCO-sized SSD 300 (90 classes) with an
 untrained head, where every anchor passes the 1e-8 score threshold (the NMS
 worst case); ``face512`` is the shipped pretrained face preset.
@@ -93,7 +94,8 @@ def run(repeats: int, threads: int, models: tuple[str, ...] = MODELS) -> dict:
         madds = profile(model).mult_adds
         x = rng.uniform(0, 255, (1, h, w, 3)).astype("float32")
         reps = [rng.uniform(0, 255, (1, h, w, 3)).astype("float32") for _ in range(8)]
-        posts = ("builtin_nms", "detection_postprocess") if isinstance(model, SSD) else (None,)
+        posts = (("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
+                 if isinstance(model, SSD) else (None,))
         runners = {}
         for quantize in (None, "int8"):
             for post in posts:

@@ -32,7 +32,11 @@ QUANTIZE = (None, "dynamic", "int8", "float16")
 # package's DetectionDecoder, the Keras layout) or TFLite's
 # TFLite_Detection_PostProcess op (the TF OD API layout; mobilenet_zoo.detection_postprocess).
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
-DEFAULT_SSD_POSTPROCESS = "detection_postprocess"
+# Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
+# is no faster than builtin NMS and its NMS can keep other boxes among dense
+# overlapping candidates, so to_tflite keeps builtin NMS; the export CLI (phones,
+# MediaPipe) defaults to "detection_postprocess".
+DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 
 def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
@@ -277,7 +281,10 @@ def to_tflite(
         fold: export ``fold_batch_norm(model)`` (this package's models); the
             converter folds BatchNorm too, so the file is the same size either way.
         postprocess: an ``SSD``'s post-processing in the file (others take none):
-            ``"detection_postprocess"`` (default for an SSD): TFLite's
+            ``"builtin_nms"`` (default, chosen by measurement: docs/deploy.md):
+            this package's per-class builtin NMS, the Keras ``predict`` layout
+            (int32 classes, -1 padding; MediaPipe refuses int32 outputs);
+            ``"detection_postprocess"`` (the export CLI's default): TFLite's
             ``TFLite_Detection_PostProcess`` op with per-class ("regular") NMS,
             the Keras detections in the TF OD API's float32 layout (``boxes`` in
             ``bounding_box_format``, ``classes`` 0-based as floats, ``scores``,
@@ -285,10 +292,8 @@ def to_tflite(
             TFLite runtime run; ``"detection_postprocess_fast"``: the same op
             with its fast class-agnostic NMS (the TF OD API's TFLite default;
             one class per box, so multi-class results can differ from Keras;
-            about 2x faster in int8 for 90 classes); ``"builtin_nms"``: this
-            package's per-class builtin NMS, the Keras ``predict`` layout (int32
-            classes, -1 padding; MediaPipe refuses int32 outputs). A Faster
-            R-CNN always exports builtin NMS.
+            about 2x faster in int8 for 90 classes). A Faster R-CNN always
+            exports builtin NMS.
         metadata: write TFLite model metadata (``metadata_schema.fbs``) and the
             label file into the file: ``True`` (default), ``False``, or a dict
             with ``preset`` (name, description, licence and source of that
@@ -363,19 +368,21 @@ def to_tflite(
 
 
 def _check_postprocess(model, postprocess: str | None) -> str | None:
-    """The post-processing to export: ``"detection_postprocess"`` by default for an
-    SSD, ``"builtin_nms"`` when asked (or for Faster R-CNN), None for the others."""
+    """The post-processing to export: ``DEFAULT_SSD_POSTPROCESS`` for an SSD unless
+    asked, ``"builtin_nms"`` for Faster R-CNN, None for the others."""
     from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
     from mobilenet_zoo.detection.ssd import SSD
 
     if postprocess is not None and postprocess not in POSTPROCESS:
         raise ValueError(f"`postprocess` must be one of {POSTPROCESS} (or None: the default), "
                          f"got {postprocess!r}.")
-    if isinstance(model, SSD) and postprocess != "builtin_nms":
-        from mobilenet_zoo import detection_postprocess
+    if isinstance(model, SSD):
+        postprocess = postprocess or DEFAULT_SSD_POSTPROCESS
+        if postprocess != "builtin_nms":
+            from mobilenet_zoo import detection_postprocess
 
-        detection_postprocess.check_ssd(model)
-        return postprocess or DEFAULT_SSD_POSTPROCESS
+            detection_postprocess.check_ssd(model)
+        return postprocess
     if isinstance(model, (SSD, FasterRCNN)):
         return "builtin_nms"
     if postprocess is not None:

@@ -25,7 +25,7 @@ import sys
 from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK, IMAGE_SUFFIXES
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
-POSTPROCESS_CHOICES = ("detection_postprocess", "builtin_nms")
+POSTPROCESS_CHOICES = ("detection_postprocess", "detection_postprocess_fast", "builtin_nms")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "classifiers / segmenters")
     parser.add_argument("--postprocess", choices=POSTPROCESS_CHOICES,
                         help="SSD post-processing: detection_postprocess (default; the TFLite op of "
-                             "the TF OD API exports, runs in MediaPipe) or builtin_nms (the Keras "
-                             "predict layout)")
+                             "the TF OD API exports with per-class NMS, runs in MediaPipe), "
+                             "detection_postprocess_fast (the op's class-agnostic NMS, faster) or "
+                             "builtin_nms (the Keras predict layout; MediaPipe cannot read it)")
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="export at N x N (a dynamic-size model needs it)")
     parser.add_argument("--no-metadata", action="store_true", help="write no TFLite metadata")
@@ -153,11 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             samples = representative_images(args.representative, h, w, args.max_representative,
                                             not getattr(model, "include_preprocessing", True))
         from mobilenet_zoo import tflite_metadata
+        from mobilenet_zoo.detection.ssd import SSD
         from mobilenet_zoo.export import to_tflite
+
+        postprocess = args.postprocess
+        if postprocess is None and isinstance(model, SSD):
+            postprocess = "detection_postprocess"  # the layout MediaPipe Tasks and phones read
 
         flat = to_tflite(model, args.out, quantize=None if args.quantize == "none" else args.quantize,
                          representative_data=samples, image_size=args.image_size,
-                         postprocess=args.postprocess, metadata=False if args.no_metadata else info,
+                         postprocess=postprocess, metadata=False if args.no_metadata else info,
                          uint8_io=args.uint8_io)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
