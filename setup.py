@@ -37,7 +37,8 @@ setup(
     ],
     extras_require={
         # jax: the tests check that the backbone, classifier and presets give the same
-        # outputs on the JAX backend (Keras 3 multi-backend).
-        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax>=0.4"],
+        # outputs on the JAX backend (Keras 3 multi-backend). mediapipe: the tests run
+        # MediaPipe Tasks on our .tflite files (skipped where its wheel does not exist).
+        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax>=0.4", "mediapipe"],
     },
 )

@@ -8,7 +8,15 @@ has VNNI). Each model's efficiency is
 ``(mult-adds / latency) / peak`` -- 1.0 would be a model that keeps every
 multiplier busy all the time.
 
-Run: ``python benchmarks/tflite_roofline.py [--repeats N] [--threads 2]``
+SSDs are measured with the three post-processings of ``to_tflite``
+(``builtin_nms``: one builtin NMS per class; ``detection_postprocess``: the
+``TFLite_Detection_PostProcess`` op of the TF OD API exports, per-class or fast
+class-agnostic NMS), timed in
+alternation. ``ssd300_coco90`` is a COCO-sized SSD 300 (90 classes) with an
+untrained head, where every anchor passes the 1e-8 score threshold (the NMS
+worst case); ``face512`` is the shipped pretrained face preset.
+
+Run: ``python benchmarks/tflite_roofline.py [--repeats N] [--threads 2] [--models a,b]``
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import os
 
 import numpy as np
 
-from common import median_seconds
+from common import interleaved_medians, median_seconds
 from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier
 from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
@@ -58,7 +66,20 @@ def peak_tflite_madds(repeats: int, threads: int, int8: bool, n: int = 1024, row
     return rows * n * n / median_seconds(lambda: runner(x), repeats=repeats)
 
 
-def run(repeats: int, threads: int) -> dict:
+MODELS = ("classifier_1.0_224", "ssd300_coco90", "face512")
+
+
+def _model(name: str):
+    if name == "classifier_1.0_224":
+        return MobileNetClassifier(MobileNetBackbone(alpha=1.0), include_preprocessing=True), (224, 224)
+    if name == "ssd300_coco90":
+        return SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=90), (300, 300)
+    if name == "face512":
+        return SSD.from_preset("ssd_mobilenet_v1_face_512"), (512, 512)
+    raise ValueError(f"unknown model {name!r}; known: {MODELS}")
+
+
+def run(repeats: int, threads: int, models: tuple[str, ...] = MODELS) -> dict:
     peaks = {
         "tf_float32_matmul": peak_float32_madds(repeats),
         "tflite_float32_fc": peak_tflite_madds(repeats, threads, int8=False),
@@ -67,28 +88,31 @@ def run(repeats: int, threads: int) -> dict:
     print(json.dumps({"peak_gmadds_per_s": {k: round(v / 1e9, 1) for k, v in peaks.items()}}),
           flush=True)
     rng = np.random.default_rng(0)
-    models = {
-        "classifier_1.0_224": (MobileNetClassifier(MobileNetBackbone(alpha=1.0), include_preprocessing=True),
-                               (224, 224)),
-        "ssd300_1.0": (SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=80), (300, 300)),
-    }
     rows = []
-    for name, (model, (h, w)) in models.items():
+    for name in models:
+        model, (h, w) = _model(name)
         madds = profile(model).mult_adds
         x = rng.uniform(0, 255, (1, h, w, 3)).astype("float32")
         reps = [rng.uniform(0, 255, (1, h, w, 3)).astype("float32") for _ in range(8)]
+        posts = (("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
+                 if isinstance(model, SSD) else (None,))
+        runners = {}
         for quantize in (None, "int8"):
-            flat = to_tflite(model, quantize=quantize,
-                             representative_data=reps if quantize else None)
-            runner = TFLiteRunner(flat, num_threads=threads)
-            seconds = median_seconds(lambda r=runner: r(x), repeats=repeats)
+            for post in posts:
+                flat = to_tflite(model, quantize=quantize, postprocess=post,
+                                 representative_data=reps if quantize else None)
+                runners[(quantize, post)] = (TFLiteRunner(flat, num_threads=threads), len(flat))
+        seconds = interleaved_medians({key: (lambda r=r: r(x)) for key, (r, _) in runners.items()},
+                                      repeats=repeats)
+        for (quantize, post), sec in seconds.items():
             peak = peaks["tflite_int8_fc" if quantize else "tflite_float32_fc"]
             rows.append({
-                "model": name, "precision": quantize or "float32", "mult_adds_m": round(madds / 1e6),
-                "latency_ms": round(1e3 * seconds, 2),
-                "achieved_gmadds_per_s": round(madds / seconds / 1e9, 1),
+                "model": name, "precision": quantize or "float32", "postprocess": post or "-",
+                "mult_adds_m": round(madds / 1e6), "file_mb": round(runners[(quantize, post)][1] / 2**20, 1),
+                "latency_ms": round(1e3 * sec, 2),
+                "achieved_gmadds_per_s": round(madds / sec / 1e9, 1),
                 "peak_gmadds_per_s": round(peak / 1e9, 1),
-                "fraction_of_peak": round(madds / seconds / peak, 3),
+                "fraction_of_peak": round(madds / sec / peak, 3),
             })
             print(json.dumps(rows[-1]), flush=True)
     return {"peaks": peaks, "rows": rows}
@@ -98,12 +122,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated subset of {','.join(MODELS)}")
     args = parser.parse_args()
-    result = run(args.repeats, args.threads)
-    print("\n| model | precision | M mult-adds | latency ms | achieved GMAC/s | peak GMAC/s | of peak |")
-    print("|---|---|---|---|---|---|---|")
+    result = run(args.repeats, args.threads, tuple(m for m in args.models.split(",") if m))
+    print("\n| model | precision | post-processing | M mult-adds | MB | latency ms | achieved GMAC/s "
+          "| peak GMAC/s | of peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
-        print(f"| {r['model']} | {r['precision']} | {r['mult_adds_m']} | {r['latency_ms']} | "
+        print(f"| {r['model']} | {r['precision']} | {r['postprocess']} | {r['mult_adds_m']} | "
+              f"{r['file_mb']} | {r['latency_ms']} | "
               f"{r['achieved_gmadds_per_s']} | {r['peak_gmadds_per_s']} | {r['fraction_of_peak']:.1%} |")
 
 

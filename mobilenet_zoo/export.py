@@ -28,9 +28,19 @@ from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.task import Task, serving_function
 
 QUANTIZE = (None, "dynamic", "int8", "float16")
+# SSD post-processing in the .tflite file: one builtin NMS per class (this
+# package's DetectionDecoder, the Keras layout) or TFLite's
+# TFLite_Detection_PostProcess op (the TF OD API layout; mobilenet_zoo.detection_postprocess).
+POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
+# Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
+# is no faster than builtin NMS and its NMS can keep other boxes among dense
+# overlapping candidates, so to_tflite keeps builtin NMS; the export CLI (phones,
+# MediaPipe) defaults to "detection_postprocess".
+DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 
-def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True):
+def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
+                postprocess: str | None = None):
     """(model at ``image_size``, BatchNorm folded, its serving function)."""
     if argmax:
         _check_argmax(model)
@@ -47,6 +57,11 @@ def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True)
                 f"`image_size` needs a model of this package; got {type(model).__name__}. "
                 "Build the model with a static input size instead."
             )
+    if postprocess in ("detection_postprocess", "detection_postprocess_fast"):
+        from mobilenet_zoo import detection_postprocess
+
+        return model, detection_postprocess.serving_function(
+            model, use_regular_nms=postprocess == "detection_postprocess")
     if isinstance(model, Task):
         if argmax and _postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
             return model, model.serving_fn(argmax=True)
@@ -229,6 +244,9 @@ def to_tflite(
     image_size: int | tuple | None = None,
     argmax: bool = False,
     fold: bool = True,
+    postprocess: str | None = None,
+    metadata: bool | dict = True,
+    uint8_io: bool = False,
 ) -> bytes:
     """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
 
@@ -262,6 +280,30 @@ def to_tflite(
             detectors (``SSD``, ``FasterRCNN``), whose outputs are already detections.
         fold: export ``fold_batch_norm(model)`` (this package's models); the
             converter folds BatchNorm too, so the file is the same size either way.
+        postprocess: an ``SSD``'s post-processing in the file (others take none):
+            ``"builtin_nms"`` (default, chosen by measurement: docs/deploy.md):
+            this package's per-class builtin NMS, the Keras ``predict`` layout
+            (int32 classes, -1 padding; MediaPipe refuses int32 outputs);
+            ``"detection_postprocess"`` (the export CLI's default): TFLite's
+            ``TFLite_Detection_PostProcess`` op with per-class ("regular") NMS,
+            the Keras detections in the TF OD API's float32 layout (``boxes`` in
+            ``bounding_box_format``, ``classes`` 0-based as floats, ``scores``,
+            ``num_detections``; padding zeros), which MediaPipe Tasks and every
+            TFLite runtime run; ``"detection_postprocess_fast"``: the same op
+            with its fast class-agnostic NMS (the TF OD API's TFLite default;
+            one class per box, so multi-class results can differ from Keras;
+            about 2x faster in int8 for 90 classes). A Faster R-CNN always
+            exports builtin NMS.
+        metadata: write TFLite model metadata (``metadata_schema.fbs``) and the
+            label file into the file: ``True`` (default), ``False``, or a dict
+            with ``preset`` (name, description, licence and source of that
+            preset), ``name``, ``description``, ``version``, ``author``,
+            ``license``, ``labels``, ``normalization`` ``(mean, std)``,
+            ``segmenter_activation`` (see ``mobilenet_zoo.tflite_metadata``).
+        uint8_io: with ``quantize="int8"``: a uint8 image input (pixels as
+            cameras give them; the model must take pixels in [0, 255],
+            ``include_preprocessing=True``) and uint8 outputs for classifiers and
+            segmenters (detector outputs stay float32).
 
     Returns:
         The flatbuffer bytes.
@@ -276,25 +318,41 @@ def to_tflite(
         raise ValueError(
             f"`representative_data` is only used by quantize='int8' (got quantize={quantize!r}); "
             "pass quantize='int8' to calibrate with it, or leave it out.")
-    if serving_fn is not None and (argmax or image_size is not None):
-        raise ValueError("`serving_fn` replaces the exported function: `argmax` and `image_size` "
-                         "cannot apply to it. Build them into `serving_fn`, or leave it out.")
+    if serving_fn is not None and (argmax or image_size is not None or postprocess is not None):
+        raise ValueError("`serving_fn` replaces the exported function: `argmax`, `image_size` and "
+                         "`postprocess` cannot apply to it. Build them into `serving_fn`, or leave "
+                         "it out.")
+    if serving_fn is None:
+        postprocess = _check_postprocess(model, postprocess)
+    info = _check_metadata(metadata)
+    if uint8_io and quantize != "int8":
+        raise ValueError(f"`uint8_io=True` needs quantize='int8' (got quantize={quantize!r}): only a "
+                         "fully quantised model has uint8 inputs and outputs.")
     if path is not None:
         path = os.fspath(path)
         _check_target_file(path)
     if serving_fn is None:
-        model, serving_fn = _serving_fn(model, image_size, argmax, fold)
+        model, serving_fn = _serving_fn(model, image_size, argmax, fold, postprocess)
     samples = None
     if quantize == "int8":
         signature = getattr(serving_fn, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
         samples = _representative_samples(representative_data, shape)
+        if uint8_io:
+            samples = _pixel_range_samples(model, samples)
     tmp_path, target = _open_target(path) if path is not None else (None, None)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _write_archive(model, serving_fn, tmp)
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
-            flatbuffer = _convert(converter, quantize, samples)
+            flatbuffer = _convert(converter, quantize, samples,
+                                  custom_ops=str(postprocess).startswith("detection_postprocess"),
+                                  uint8_io=uint8_io, float_outputs=postprocess is not None)
+        if info is not None:
+            from mobilenet_zoo import tflite_metadata
+
+            flatbuffer = tflite_metadata.populate(
+                flatbuffer, *tflite_metadata.for_model(model, flatbuffer, info))
         if target is not None:
             with target:  # write then rename: never a partial .tflite
                 target.write(flatbuffer)
@@ -309,8 +367,65 @@ def to_tflite(
     return flatbuffer
 
 
-def _convert(converter, quantize, samples) -> bytes:
+def _check_postprocess(model, postprocess: str | None) -> str | None:
+    """The post-processing to export: ``DEFAULT_SSD_POSTPROCESS`` for an SSD unless
+    asked, ``"builtin_nms"`` for Faster R-CNN, None for the others."""
+    from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
+    from mobilenet_zoo.detection.ssd import SSD
+
+    if postprocess is not None and postprocess not in POSTPROCESS:
+        raise ValueError(f"`postprocess` must be one of {POSTPROCESS} (or None: the default), "
+                         f"got {postprocess!r}.")
+    if isinstance(model, SSD):
+        postprocess = postprocess or DEFAULT_SSD_POSTPROCESS
+        if postprocess != "builtin_nms":
+            from mobilenet_zoo import detection_postprocess
+
+            detection_postprocess.check_ssd(model)
+        return postprocess
+    if isinstance(model, (SSD, FasterRCNN)):
+        return "builtin_nms"
+    if postprocess is not None:
+        raise ValueError(f"postprocess={postprocess!r} is for detectors (detection_postprocess*: SSD "
+                         f"only); {type(model).__name__} has no NMS. Leave `postprocess` unset.")
+    return None
+
+
+def _check_metadata(metadata) -> dict | None:
+    """``metadata=`` of ``to_tflite``: None (no metadata) or the checked info dict."""
+    if metadata is False or metadata is None:
+        return None
+    if metadata is True:
+        return {}
+    if isinstance(metadata, dict):
+        from mobilenet_zoo import tflite_metadata
+
+        return tflite_metadata.check_info(metadata)
+    raise ValueError(f"`metadata` must be True, False or a dict, got {type(metadata).__name__}.")
+
+
+def _pixel_range_samples(model, samples: list[np.ndarray]) -> list[np.ndarray]:
+    """A uint8 input means camera pixels: the calibrated input range must be
+    [0, 255] exactly (scale 1, zero point 0). The samples must hold pixels
+    (values in [0, 255]); one pixel of the first is set to 0 and one to 255
+    so the converter's min / max are those."""
+    if not getattr(model, "include_preprocessing", False):
+        raise ValueError("`uint8_io=True` feeds camera pixels in [0, 255]: the model must take "
+                         "them (build it with include_preprocessing=True).")
+    low, high = min(float(s.min()) for s in samples), max(float(s.max()) for s in samples)
+    if low < 0 or high > 255:
+        raise ValueError(f"`uint8_io=True` needs calibration images of pixels in [0, 255]; the "
+                         f"samples range over [{low:g}, {high:g}].")
+    first = samples[0].copy()
+    first.reshape(-1)[0], first.reshape(-1)[-1] = 0.0, 255.0
+    return [first, *samples[1:]]
+
+
+def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: bool = False,
+             float_outputs: bool = False) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if custom_ops:  # TFLite_Detection_PostProcess, registered by every TFLite runtime
+        converter.allow_custom_ops = True
     if quantize in ("dynamic", "float16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
@@ -321,6 +436,10 @@ def _convert(converter, quantize, samples) -> bytes:
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
+        if uint8_io:
+            converter.inference_input_type = tf.uint8
+            if not float_outputs:
+                converter.inference_output_type = tf.uint8
     return converter.convert()
 
 
@@ -346,3 +465,11 @@ class TFLiteRunner:
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner(**{self.input_name: np.asarray(images, np.float32)})
+
+
+if __name__ == "__main__":  # python -m mobilenet_zoo.export: the export CLI (mobilenet_zoo.export_cli)
+    import sys
+
+    from mobilenet_zoo.export_cli import main
+
+    sys.exit(main())

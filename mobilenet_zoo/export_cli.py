@@ -1,0 +1,177 @@
+"""``python -m mobilenet_zoo.export``: a preset or a ``.keras`` file to a ``.tflite`` file.
+
+The file carries TFLite metadata (input normalisation, labels, output meaning)
+so MediaPipe Tasks and the TFLite runtimes run it as it is; an SSD ends with the
+``TFLite_Detection_PostProcess`` op by default. Prints the file's size and its
+inputs and outputs. Reads nothing from the network: a remote preset must be
+installed first (``python -m mobilenet_zoo.presets fetch NAME``).
+
+Examples::
+
+    python -m mobilenet_zoo.export --preset ssd_mobilenet_v1_face_512 --out face.tflite
+    python -m mobilenet_zoo.export --preset mobilenet_v1_1.0_224_imagenet --out cls.tflite \\
+        --quantize int8 --representative photos/ --uint8-io
+    python -m mobilenet_zoo.export --model my_deeplab.keras --out seg.tflite --image-size 256
+
+Exit codes: 0 written; 2 usage error (nothing was converted); 3 the export failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK, IMAGE_SUFFIXES
+
+QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
+POSTPROCESS_CHOICES = ("detection_postprocess", "detection_postprocess_fast", "builtin_nms")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mobilenet_zoo.export",
+        description="Export a preset or a .keras model to a .tflite file with TFLite metadata "
+                    "(MediaPipe Tasks: ObjectDetector, ImageClassifier, ImageSegmenter).",
+        epilog="exit codes: 0 written; 2 usage error (nothing was converted); 3 export failed")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", metavar="NAME", help="a preset (shipped or installed in the cache)")
+    source.add_argument("--model", metavar="FILE.keras", help="a model saved with model.save()")
+    parser.add_argument("--out", required=True, metavar="FILE.tflite", help="the file to write")
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
+                        help="none (float32), dynamic (int8 weights), float16, int8 (needs "
+                             "--representative)")
+    parser.add_argument("--representative", metavar="DIR",
+                        help="folder of images to calibrate int8 (read recursively)")
+    parser.add_argument("--max-representative", type=int, default=100, metavar="N",
+                        help="use at most N images of --representative (default 100)")
+    parser.add_argument("--uint8-io", action="store_true",
+                        help="int8 only: uint8 image input (camera pixels) and uint8 outputs for "
+                             "classifiers / segmenters")
+    parser.add_argument("--postprocess", choices=POSTPROCESS_CHOICES,
+                        help="SSD post-processing: detection_postprocess (default; the TFLite op of "
+                             "the TF OD API exports with per-class NMS, runs in MediaPipe), "
+                             "detection_postprocess_fast (the op's class-agnostic NMS, faster) or "
+                             "builtin_nms (the Keras predict layout; MediaPipe cannot read it)")
+    parser.add_argument("--image-size", type=int, metavar="N",
+                        help="export at N x N (a dynamic-size model needs it)")
+    parser.add_argument("--no-metadata", action="store_true", help="write no TFLite metadata")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors, found before TensorFlow is imported."""
+    if args.model is not None:
+        if not os.path.isfile(args.model):
+            parser.error(f"--model {args.model!r}: no such file")
+        if not args.model.endswith(".keras"):
+            parser.error(f"--model {args.model!r}: expected a .keras file (model.save('x.keras'))")
+    if not args.out.endswith(".tflite"):
+        parser.error(f"--out {args.out!r}: the file name must end with .tflite")
+    if os.path.isdir(args.out):
+        parser.error(f"--out {args.out!r} is a folder; give a file name inside it")
+    if args.quantize == "int8" and not args.representative:
+        parser.error("--quantize int8 needs --representative DIR (calibration images)")
+    if args.representative and args.quantize != "int8":
+        parser.error(f"--representative is only used by --quantize int8 (got --quantize "
+                     f"{args.quantize})")
+    if args.representative and not os.path.isdir(args.representative):
+        parser.error(f"--representative {args.representative!r} is not a folder")
+    if args.uint8_io and args.quantize != "int8":
+        parser.error("--uint8-io needs --quantize int8")
+    if args.image_size is not None and args.image_size < 32:
+        parser.error(f"--image-size must be >= 32, got {args.image_size}")
+    if args.max_representative < 1:
+        parser.error(f"--max-representative must be >= 1, got {args.max_representative}")
+
+
+def representative_images(folder: str, height: int, width: int, limit: int,
+                          minus_one_to_one: bool) -> list:
+    """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to the
+    model's input, float32 pixels in [0, 255] (or [-1, 1] for a model without
+    its own preprocessing), batch 1 each."""
+    import numpy as np
+    import tensorflow as tf
+
+    from mobilenet_zoo.images import load_rgb
+
+    paths = sorted(os.path.join(root, f) for root, dirs, files in os.walk(folder)
+                   for f in files if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
+    samples, skipped = [], []
+    for path in paths[:limit]:
+        try:
+            image = load_rgb(path)
+        except (OSError, ValueError) as err:
+            skipped.append(f"{path}: {err}")
+            continue
+        x = tf.image.resize(np.asarray(image, np.float32)[None], (height, width)).numpy()
+        samples.append(x / 127.5 - 1.0 if minus_one_to_one else x)
+    for line in skipped:
+        print(f"skipped calibration image {line}", file=sys.stderr)
+    if not samples:
+        raise ValueError(f"--representative {folder!r} holds no readable image "
+                         f"({', '.join(IMAGE_SUFFIXES)}).")
+    return samples
+
+
+def load_model(args):
+    """The model to export and its metadata info (preset name when there is one)."""
+    os.environ["MOBILENET_ZOO_OFFLINE"] = "1"  # never download: a remote preset must be installed
+    import keras
+
+    import mobilenet_zoo  # noqa: F401  (registers the serializable classes)
+    from mobilenet_zoo import presets
+
+    if args.model is not None:
+        return keras.saving.load_model(args.model), {}
+    meta = presets.get_preset(args.preset)  # ValueError listing the presets
+    if meta["location"] == "remote":
+        raise ValueError(f"preset {args.preset!r} is not installed and this command reads nothing "
+                         f"from the network; install it first: python -m mobilenet_zoo.presets "
+                         f"fetch {args.preset}")
+    overrides = {}
+    if meta.get("task") == "MobileNetClassifier" and args.uint8_io:
+        overrides["include_preprocessing"] = True  # uint8 camera pixels in
+    if meta.get("task") in (None, "MobileNetBackbone"):
+        raise ValueError(f"preset {args.preset!r} is a backbone (features, no task head): export a "
+                         "task model built on it with --model FILE.keras")
+    model = presets.build_from_metadata(meta, **overrides)
+    presets.load_into(model, args.preset)
+    return model, {"preset": args.preset}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    try:
+        model, info = load_model(args)
+        samples = None
+        if args.quantize == "int8":
+            h, w = (args.image_size,) * 2 if args.image_size else tuple(model.inputs[0].shape[1:3])
+            if h is None or w is None:
+                raise ValueError("the model takes any size: give --image-size N")
+            samples = representative_images(args.representative, h, w, args.max_representative,
+                                            not getattr(model, "include_preprocessing", True))
+        from mobilenet_zoo import tflite_metadata
+        from mobilenet_zoo.detection.ssd import SSD
+        from mobilenet_zoo.export import to_tflite
+
+        postprocess = args.postprocess
+        if postprocess is None and isinstance(model, SSD):
+            postprocess = "detection_postprocess"  # the layout MediaPipe Tasks and phones read
+
+        flat = to_tflite(model, args.out, quantize=None if args.quantize == "none" else args.quantize,
+                         representative_data=samples, image_size=args.image_size,
+                         postprocess=postprocess, metadata=False if args.no_metadata else info,
+                         uint8_io=args.uint8_io)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    print(f"wrote {args.out}: {len(flat):,} bytes ({len(flat) / 2**20:.1f} MiB)")
+    print(tflite_metadata.describe(flat))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
