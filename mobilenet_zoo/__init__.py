@@ -62,9 +62,10 @@ __all__ = [
 ]
 
 # ``python -m mobilenet_zoo.detect`` (and classify) and the recipes parse their flags
-# before TensorFlow loads, so ``--help`` and usage errors answer at once. (convert
-# imports TensorFlow at module level, so it keeps the eager import.)
-_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify")
+# before TensorFlow loads, so ``--help`` and usage errors answer at once; the presets
+# listing needs no TensorFlow at all. (convert imports TensorFlow at module level, so it
+# keeps the eager import.)
+_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify", "mobilenet_zoo.presets")
 
 
 def _parse_first() -> bool:

@@ -535,3 +535,13 @@ def test_mobilenet_zoo_cache_is_one_root_for_presets_downloads_and_data(tmp_path
     assert registry.cache_root() == tmp_path == embedded.cache_dir()
     assert registry.cache_dir() == tmp_path / "presets"
     assert registry.downloads_dir() == tmp_path / "downloads"
+
+
+def test_presets_listing_and_help_start_without_tensorflow():
+    for args in (["--help"], ["--json"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mobilenet_zoo.presets",
+                               *args], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, MOBILENET_ZOO_TF_LOGS="1"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+        assert "tensorflow" not in imported and "keras" not in imported

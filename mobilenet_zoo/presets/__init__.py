@@ -24,11 +24,8 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from mobilenet_zoo import weights_io
 from mobilenet_zoo.presets import catalog
 from mobilenet_zoo.presets.download import download as fetch_url
 from mobilenet_zoo.presets.download import sha256_of
@@ -44,6 +41,11 @@ from mobilenet_zoo.presets.registry import (
     weights_dir,
     write_entry,
 )
+
+if TYPE_CHECKING:  # the registry itself imports neither Keras nor TensorFlow (fast CLI start)
+    import keras
+
+    from mobilenet_zoo import weights_io
 
 __all__ = [
     "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "cache_dir", "cache_root",
@@ -179,6 +181,8 @@ def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, An
 
 
 def _register_file(name: str, source: str | os.PathLike, metadata: dict[str, Any]) -> Path:
+    from mobilenet_zoo import weights_io
+
     check_metadata(source, metadata)
     with locked_cache() as directory:
         target = directory / f"{name}.weights.h5"
@@ -273,6 +277,8 @@ def head_matches(model: keras.Model, meta: dict[str, Any]) -> bool:
 
 
 def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    from mobilenet_zoo import weights_io
+
     weights = os.fspath(weights)
     if weights in all_presets():
         path = preset_path(weights)
@@ -313,6 +319,8 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
     the others (the class head) keep their initialisation (fine-tuning from a
     detection preset). The report lists what was skipped in ``missing``.
     """
+    from mobilenet_zoo import weights_io
+
     if weights == "imagenet":
         backbone = getattr(model, "backbone", model)
         weights = imagenet_preset(getattr(backbone, "alpha", 1.0), _input_size(backbone))

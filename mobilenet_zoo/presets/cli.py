@@ -52,6 +52,9 @@ def _fetch(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true",
                         help="install again even when the cache holds a good copy")
     args = parser.parse_args(argv)
+    from mobilenet_zoo import cli
+
+    cli.load_package()  # converting needs TensorFlow and the task classes
     from mobilenet_zoo.presets import get_preset
     from mobilenet_zoo.presets.download import DownloadError, HashMismatchError
     from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mobilenet_zoo import weights_io
 from mobilenet_zoo.presets import catalog
 from mobilenet_zoo.presets.download import file_lock, sha256_of
 
@@ -109,6 +108,8 @@ def write_entry(name: str, entry: dict[str, Any] | None) -> None:
     else:
         manifest[name] = entry
     payload = json.dumps(manifest, indent=2, sort_keys=True)
+    from mobilenet_zoo import weights_io  # h5py / Keras: only when writing
+
     weights_io.atomic_write(directory / "manifest.json", lambda tmp: Path(tmp).write_text(payload))
 
 
