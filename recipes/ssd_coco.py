@@ -35,7 +35,7 @@ def parse_args(argv=None):
     m.add_argument("--class-prior", type=float, default=0.01,
                    help="initial class probability (RetinaNet init; 0 = zero bias as TF OD API)")
     m.add_argument("--weight-decay", type=float, default=None,
-                   help="L2 (slim convention; default: SSD's, the config's 4e-5)")
+                   help="L2 (slim convention; default: SSD's weight_decay, the config's)")
     o.add_argument("--momentum", type=float, default=0.9)
     o.add_argument("--rms-decay", type=float, default=0.9, help="RMSProp decay (rho)")
     o.add_argument("--rms-epsilon", type=float, default=1.0)
