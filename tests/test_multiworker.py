@@ -101,7 +101,7 @@ def test_two_workers_run_the_ssd_coco_smoke(tmp_path):
     assert (out / "results.json").is_file() and (out / "model.keras").is_file()
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["backup", "checkpoints", "detections.png", "log.csv", "model.keras", "results.json",
-         "tensorboard"])
+         "run_identity.json", "tensorboard"])  # run_identity.json: --resume checks it (since 6ea3d82)
     paths = [Path(re.search(r"results: (\S+)", o).group(1)) for o in outs]
     assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
     chief, worker = (json.loads(p.read_text()) for p in paths)
