@@ -177,9 +177,16 @@ def progress_verbose(requested: int | None = None) -> int:
     return 1 if hasattr(stdout, "isatty") and stdout.isatty() else 2
 
 
-def load_package() -> None:
-    """After parsing: TensorFlow (its C++ start-up lines quiet) and every
-    serialisable class of the package, as a plain ``import mobilenet_zoo`` does."""
+def load_package(parse_first: Callable[[], object] | None = None) -> None:
+    """TensorFlow (its C++ start-up lines quiet) and every serialisable class of the
+    package, as a plain ``import mobilenet_zoo`` does; ``parse_first`` (a script's
+    ``parse_args``, when run as a script) before them, so ``--help`` and usage errors
+    answer at once. A recipe's first lines after its parser::
+
+        cli.load_package(parse_args if __name__ == "__main__" else None)
+    """
+    if parse_first is not None:
+        parse_first()
     import mobilenet_zoo
 
     mobilenet_zoo._load_everything()

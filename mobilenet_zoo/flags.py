@@ -1,28 +1,42 @@
 """Recipe flags, importable before TensorFlow: each recipe builds its parser from
 these, so ``python recipes/X.py --help`` and usage errors answer at once
 (``mobilenet_zoo.training`` re-exports them; nothing here imports TF or Keras).
+
+This is the one place that reads an ``argparse.Namespace``: ``run_options``,
+``train_flags``, ``detection_data`` and ``export_options`` turn parsed flags into
+plain dataclasses, which is all the library receives.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Any
 
 from mobilenet_zoo.cli import progress_verbose
+from mobilenet_zoo.schedule import Schedules, TrainFlags
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
+def recipe_parser(doc: str) -> argparse.ArgumentParser:
+    """A recipe's parser: its module docstring (usage examples kept as written) as the description."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_model_flags(
-    parser: argparse.ArgumentParser, image_size: int, weights: str | None = "imagenet",
-    alpha: float = 1.0,
+    parser: argparse.ArgumentParser, image_size: int | None, weights: str | None = "imagenet",
+    alpha: float = 1.0, image_size_help: str = "",
 ) -> None:
     """``--alpha``, ``--image-size`` and (unless ``weights`` is None) ``--weights``:
     one flag name per idea in every recipe; resolve ``--weights`` with
-    ``mobilenet_zoo.presets.resolve_weights``."""
+    ``mobilenet_zoo.presets.resolve_weights``. ``image_size`` None: the flag's
+    default is None (the recipe's schedule or the model builder decides, as
+    ``image_size_help`` says)."""
     g = parser.add_argument_group("model")
     g.add_argument("--alpha", type=float, default=alpha, help="backbone width multiplier (paper s.3.3)")
-    g.add_argument("--image-size", type=int, default=image_size, help="input side in pixels")
+    g.add_argument("--image-size", type=int, default=image_size,
+                   help="input side in pixels" + (f" {image_size_help}" if image_size_help else ""))
     if weights is not None:
         g.add_argument("--weights", default=weights,
                        help="backbone init: imagenet (the published weights of --alpha at "
@@ -59,8 +73,8 @@ class _SmokeAction(argparse.Action):
 
 
 def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
-    """Flags every recipe has (documented in ``--help``); pass ``callbacks_for(args)``
-    to ``fit`` to honour ``--resume`` and ``--keep-checkpoints``."""
+    """Flags every recipe has (documented in ``--help``), read back by ``run_options``;
+    ``training.RunContext.start(run_options(args))`` honours them all."""
     g = parser.add_argument_group("run")
     g.add_argument("--out", default=_DefaultOut(out_default),
                    help="output directory (checkpoints, logs, results)")
@@ -133,6 +147,124 @@ def add_detection_eval_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--eval-batches", type=int, default=None, help="evaluate on this many batches only")
     e.add_argument("--no-tflite", action="store_true", help="skip the TFLite export")
     e.add_argument("--quantize", choices=["none", "dynamic", "float16"], default="none")
+
+
+def detection_parser(description: str, out_default: str, schedules: Schedules, builder: str,
+                     optimizer_title: str) -> tuple[argparse.ArgumentParser, Any, Any]:
+    """The detection recipes' parser: data, model (``--image-size`` None: ``builder``'s),
+    optimizer and schedule (``schedules``), ``--freeze-until``, evaluation and the
+    common flags. Returns (parser, model group, optimizer group) for each recipe's own."""
+    p = recipe_parser(description)
+    add_detection_data_flags(p)
+    model = p.add_argument_group(f"model (defaults: {builder}'s, the TF OD API config's)")
+    optimizer = add_schedule_flags(p, schedules, optimizer_title)
+    optimizer.add_argument(
+        "--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
+        help="freeze the pretrained backbone up to this pyramid level " + schedules.help(
+            "freeze_until", "(with pretrained weights)"))
+    add_detection_eval_flags(p)
+    add_model_flags(p, image_size=None, image_size_help=f"(default: {builder}'s)")
+    add_common_flags(p, out_default)
+    return p, model, optimizer
+
+
+@dataclass(frozen=True)
+class DetectionData:
+    """The detection recipes' data flags (``add_detection_data_flags``)."""
+
+    dataset: str = "auto"
+    data_dir: str | None = None
+    train_split: str | None = None
+    eval_split: str | None = None
+    embedded_train: int = 600
+    embedded_val: int = 100
+
+
+def detection_data(args: argparse.Namespace) -> DetectionData:
+    return _fill(DetectionData, args)
+
+
+# ----------------------------------------------------------------------------
+# The training loop's flags, with defaults from a recipe's Schedules
+# ----------------------------------------------------------------------------
+def add_learning_rate_flag(group, default: float | None, help: str) -> None:
+    """``--learning-rate`` (every recipe's name for it), with ``--lr`` as a hidden
+    alias of the same value (the name some recipes used before)."""
+    group.add_argument("--learning-rate", type=float, default=default, help=help)
+    group.add_argument("--lr", dest="learning_rate", type=float, default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+
+
+def add_schedule_flags(parser: argparse.ArgumentParser, schedules: Schedules, title: str,
+                       learning_rate_help: str = "learning rate") -> argparse._ArgumentGroup:
+    """``--epochs``, ``--batch-size``, ``--learning-rate``, ``--steps-per-epoch``, each
+    None by default: the ``Schedule`` of the data the run gets decides (the help
+    lists them). Read back by ``train_flags``. Returns the group (for more flags)."""
+    g = parser.add_argument_group(title)
+    g.add_argument("--batch-size", type=int, default=None, help=schedules.help("batch_size", "global batch"))
+    add_learning_rate_flag(g, None, schedules.help("learning_rate", learning_rate_help))
+    g.add_argument("--epochs", type=int, default=None, help=schedules.help("epochs"))
+    g.add_argument("--steps-per-epoch", type=int, default=None, help=schedules.help("steps_per_epoch"))
+    return g
+
+
+def train_flags(args: argparse.Namespace) -> TrainFlags:
+    """The training-loop flags as given (absent ones None)."""
+    return _fill(TrainFlags, args)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Evaluation and export flags: ``--eval-batches``, ``--no-tflite``, ``--quantize``,
+    ``--tflite-argmax`` (where a recipe has them)."""
+
+    eval_batches: int | None = None
+    tflite: bool = True
+    quantize: str | None = None
+    argmax: bool = False
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    quantize = getattr(args, "quantize", "none")
+    return ExportOptions(eval_batches=getattr(args, "eval_batches", None),
+                         tflite=not getattr(args, "no_tflite", False),
+                         quantize=None if quantize in (None, "none") else quantize,
+                         argmax=getattr(args, "tflite_argmax", False))
+
+
+# ----------------------------------------------------------------------------
+# The run's flags (add_common_flags) as one value
+# ----------------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    """Where and how a run goes (``add_common_flags``), and every flag's value
+    (``flags``: ``results.json``'s "args" and, but for ``RUN_CONTROL_FLAGS``, the run's
+    identity that ``--resume`` checks)."""
+
+    out: str
+    resume: bool = False
+    strategy: str = "default"
+    tpu: str = ""
+    seed: int = 0
+    smoke: bool = False
+    keep_checkpoints: str = "last-best"
+    verbose: int = 2
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """``RunOptions`` from parsed flags (``flags``: a copy of all of them)."""
+    options = _fill(RunOptions, args, skip=("flags",))
+    options.flags = dict(vars(args))
+    return options
+
+
+def _fill(cls, args: argparse.Namespace, skip: tuple[str, ...] = ()):
+    """``cls`` from the flags that name its fields (absent flags: the field's default)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
 # The classification recipes' hyperparameters (their flags mirror its fields; used

@@ -98,31 +98,6 @@ def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Calla
     return serve
 
 
-def build_from_local_replica(model: keras.Model, iterator: Any) -> bool:
-    """Keras 3.15 (TF trainer) reduces the first distributed batch with
-    ``strategy.reduce`` only to learn its shapes; MultiWorkerMirroredStrategy cannot
-    reduce a PerReplica batch eagerly ("Attempt to convert a value (PerReplica...)"),
-    so ``fit`` fails on every multi-worker run. The local replica's batch has the same
-    structure and dtypes: builds ``model`` from it and returns True, or returns False
-    (nothing done) when the strategy is not multi-worker."""
-    strategy = getattr(model, "_distribute_strategy", None)
-    if iterator is None or strategy is None:
-        return False
-    import tensorflow as tf  # only reached on the TensorFlow backend (a tf.distribute strategy)
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    for _, _, it in iterator:
-        batch = next(it)
-        break
-    local = keras.tree.map_structure(
-        lambda v: strategy.experimental_local_results(v)[0]
-        if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-    with strategy.scope():
-        model._symbolic_build(data_batch=local)
-    return True
-
-
 class Task(ByNameWeightsMixin, keras.Model):
     """Base class of the task models (classifier, SSD, DeepLabV3).
 
@@ -177,10 +152,6 @@ class Task(ByNameWeightsMixin, keras.Model):
         if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
             callbacks.append(StopOnNonFiniteLoss())
         return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if not build_from_local_replica(self, iterator):
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def predict(self, x, *args, **kwargs):
         self._check_images(x, "predict")

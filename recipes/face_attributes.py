@@ -13,14 +13,12 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
-import os
 
 from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding celeb_a")
     p.add_argument("--teacher", default=None, help="a saved Keras model giving 40 attribute logits")
     p.add_argument("--teacher-epochs", type=int, default=5, help="epochs to train a teacher when none is given")
@@ -30,26 +28,24 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=1.0, help="sigmoid soft-target temperature")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    flags.add_learning_rate_flag(p, 1e-3, "Adam learning rate")
     p.add_argument("--teacher-image-size", type=int, default=224, help="side the pipeline resizes images to")
     flags.add_model_flags(p, image_size=128, weights=None, alpha=0.5)  # student (Table 12 rows)
     flags.add_common_flags(p, "runs/face_attributes")
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
 from mobilenet_zoo.distillation.models import mobilenet_head_model
 
@@ -60,14 +56,16 @@ TABLE_12 = {  # (alpha, image_size) -> mean AP %
 NUM_ATTRIBUTES = 40
 
 
-def _split(name, args, data_dir):
-    def convert(ex):
-        attrs = tf.stack([tf.cast(ex["attributes"][k], tf.float32) for k in sorted(ex["attributes"])])
-        image = tf.image.resize(tf.cast(ex["image"], tf.float32), (args.teacher_image_size, args.teacher_image_size))
-        return image, attrs
+def _split(args):
+    def load(name, data_dir, check):
+        def convert(ex):
+            attrs = tf.stack([tf.cast(ex["attributes"][k], tf.float32) for k in sorted(ex["attributes"])])
+            size = (args.teacher_image_size, args.teacher_image_size)
+            return tf.image.resize(tf.cast(ex["image"], tf.float32), size), attrs
 
-    ds = load_split("celeb_a", name, data_dir, check=not args.smoke)
-    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+        return load_split("celeb_a", name, data_dir, check=check).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return load
 
 
 def mean_average_precision(y_true, scores) -> float:
@@ -80,61 +78,47 @@ def mean_average_precision(y_true, scores) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    # The strategy first: multi-worker collectives must be configured before any TF op runs.
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
-    data_dir = args.data_dir or default_data_dir()
     if args.smoke:
-        import tensorflow_datasets as tfds
-
         args.teacher_image_size, args.epochs, args.batch_size, args.teacher_epochs = 64, 1, 4, 1
-        with tfds.testing.mock_data(num_examples=16):
-            train, test = _split("train", args, data_dir), _split("test", args, data_dir)
-        line = "data: tfds.testing.mock_data celeb_a (--smoke)"
-    else:
-        if not tfds_prepared("celeb_a", data_dir):
-            raise SystemExit(f"error: TFDS celeb_a is not prepared under {data_dir}; run `tfds build "
-                             f"celeb_a --data_dir {data_dir}` with network access. Nothing was run.")
-        train, test = _split("train", args, data_dir), _split("test", args, data_dir)
-        line = f"data: TFDS celeb_a from {data_dir}"
-    print(line, flush=True)
-    keras.utils.set_random_seed(args.seed)
-    train_b = train.shuffle(2048, seed=args.seed).batch(args.batch_size).prefetch(2)
+    run = training.RunContext.start(training.run_options(args))
+    choice = training.tfds_data("celeb_a", args.data_dir, run.smoke, _split(args))
+    train, test = choice.train, choice.val
+    print(choice.line, flush=True)
+    run.set_seed()
+    train_b = train.shuffle(2048, seed=run.seed).batch(args.batch_size).prefetch(2)
     test_b = test.batch(args.batch_size).prefetch(2)
-    os.makedirs(args.out, exist_ok=True)
-    with strategy.scope():
+    with run.scope():
         if args.teacher:
             teacher = keras.saving.load_model(args.teacher, compile=False)
         else:
             teacher = mobilenet_head_model(NUM_ATTRIBUTES, 1.0, 64 if args.smoke else 224,
                                            weights=presets.IMAGENET, name="teacher")
-            teacher.compile(keras.optimizers.Adam(args.lr), keras.losses.BinaryCrossentropy(from_logits=True))
+            teacher.compile(keras.optimizers.Adam(args.learning_rate),
+                            keras.losses.BinaryCrossentropy(from_logits=True))
     if not args.teacher:
         print(f"training the teacher on labels for {args.teacher_epochs} epochs", flush=True)
-        teacher.fit(train_b, epochs=args.teacher_epochs, verbose=args.verbose)
-        training.save_model(teacher, os.path.join(args.out, "teacher.keras"))
-    with strategy.scope():
+        teacher.fit(train_b, epochs=args.teacher_epochs, verbose=run.verbose)
+        run.save_model(teacher, "teacher.keras")
+    with run.scope():
         student = mobilenet_head_model(NUM_ATTRIBUTES, args.alpha, 64 if args.smoke else args.image_size)
         weight = 0.0 if args.unlabeled else args.label_weight
         distiller = make_distiller(
             teacher, student, SigmoidDistillation(args.temperature),
             student_loss=keras.losses.BinaryCrossentropy(from_logits=True) if weight else None,
-            student_loss_weight=weight, optimizer=keras.optimizers.Adam(args.lr))
+            student_loss_weight=weight, optimizer=keras.optimizers.Adam(args.learning_rate))
     fit_data = train_b.map(lambda x, y: x) if not weight else train_b
     distiller(next(iter(test_b))[0][:1])  # build before BackupAndRestore (Keras requires it)
-    distiller.fit(fit_data, epochs=args.epochs, verbose=args.verbose,
-                  callbacks=training.callbacks_for(args))
+    distiller.fit(fit_data, epochs=args.epochs, verbose=run.verbose, callbacks=run.callbacks())
     y_true = np.concatenate([y.numpy() for _, y in test_b])
     scores = {name: mean_average_precision(y_true, np.concatenate([m.predict_on_batch(x) for x, _ in test_b]))
               for name, m in (("student", student), ("teacher", teacher))}
-    training.save_model(student, os.path.join(args.out, "student.keras"))
+    run.save_model(student, "student.keras")
     paper = None if args.smoke else TABLE_12.get((args.alpha, args.image_size))
-    results = {"data": line.removeprefix("data: "), "mean_ap": scores, "paper_mean_ap_percent": paper,
-               "unlabeled": not weight, "args": vars(args)}
-    print(f"mean AP: student {100 * scores['student']:.1f}%, teacher {100 * scores['teacher']:.1f}% "
-          f"(paper, this student: {paper}%)")
-    print(f"results: {training.write_results(args.out, results)}")
-    return results
+    results = {"data": choice.description, "mean_ap": scores, "paper_mean_ap_percent": paper,
+               "unlabeled": not weight, "args": run.flags}
+    summary = (f"mean AP: student {100 * scores['student']:.1f}%, teacher {100 * scores['teacher']:.1f}% "
+               f"(paper, this student: {paper}%)")
+    return run.write_results(results, summary)
 
 
 if __name__ == "__main__":

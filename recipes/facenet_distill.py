@@ -12,14 +12,12 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
-import os
 
 from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding lfw")
     p.add_argument("--teacher", default=None,
                    help="a saved Keras face-embedding model (pixels in [0, 255] -> embedding)")
@@ -28,25 +26,23 @@ def parse_args(argv=None):
     p.add_argument("--pairs", type=int, default=6000, help="verification pairs (half same, half different)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    flags.add_learning_rate_flag(p, 1e-3, "Adam learning rate")
     flags.add_model_flags(p, image_size=160, weights=None)  # student (Table 14 rows)
     flags.add_common_flags(p, "runs/facenet_distill")
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
 from mobilenet_zoo.distillation.models import mobilenet_head_model
 from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
@@ -56,32 +52,21 @@ TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accur
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    # The strategy first: multi-worker collectives must be configured before any TF op runs.
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
-    data_dir = args.data_dir or default_data_dir()
     if args.smoke:
-        import tensorflow_datasets as tfds
-
         args.epochs, args.batch_size, args.image_size, args.pairs = 1, 4, 64, 20
-        with tfds.testing.mock_data(num_examples=24):
-            ds = load_split("lfw", "train", check=False)
-        line = "data: tfds.testing.mock_data lfw (--smoke)"
-    else:
-        if not tfds_prepared("lfw", data_dir):
-            raise SystemExit(f"error: TFDS lfw is not prepared under {data_dir}; run `tfds build lfw "
-                             f"--data_dir {data_dir}` with network access. Nothing was run.")
-        ds = load_split("lfw", "train", data_dir)
-        line = f"data: TFDS lfw from {data_dir}"
-    print(line, flush=True)
+    run = training.RunContext.start(training.run_options(args))
+    choice = training.tfds_data("lfw", args.data_dir, run.smoke, lambda split, data_dir, check: load_split(
+        "lfw", split, data_dir, check=check), splits=("train", None), mock_examples=24)
+    ds = choice.train
+    print(choice.line, flush=True)
     if args.teacher is None and not args.smoke:
         raise SystemExit("error: --teacher PATH (a Keras face-embedding model) is required; "
                          "--smoke uses a stand-in teacher to check the plumbing.")
-    keras.utils.set_random_seed(args.seed)
+    run.set_seed()
     size = 64 if args.smoke else 160
     images = ds.map(lambda ex: tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    with strategy.scope():
+    with run.scope():
         if args.teacher:
             teacher = keras.saving.load_model(args.teacher, compile=False)
         else:  # stand-in: ImageNet features + projection; NOT a face model
@@ -90,12 +75,10 @@ def main(argv=None) -> dict:
         student = mobilenet_head_model(args.embedding_dim, args.alpha, args.image_size,
                                        l2_normalize=args.normalize)
         distiller = make_distiller(teacher, student, EmbeddingDistillation(args.normalize),
-                                   optimizer=keras.optimizers.Adam(args.lr))
-    batches = images.shuffle(2048, seed=args.seed).batch(args.batch_size).prefetch(2)
+                                   optimizer=keras.optimizers.Adam(args.learning_rate))
+    batches = images.shuffle(2048, seed=run.seed).batch(args.batch_size).prefetch(2)
     distiller(next(iter(batches))[:1])  # build before BackupAndRestore
-    os.makedirs(args.out, exist_ok=True)
-    distiller.fit(batches, epochs=args.epochs, verbose=args.verbose,
-                  callbacks=training.callbacks_for(args))
+    distiller.fit(batches, epochs=args.epochs, verbose=run.verbose, callbacks=run.callbacks())
     # One evaluation pass: names and both models' embeddings together.
     evaluation = ds.map(lambda ex: (tf.image.resize(tf.cast(ex["image"], tf.float32), (size, size)),
                                     ex["label"]), num_parallel_calls=tf.data.AUTOTUNE)
@@ -109,15 +92,14 @@ def main(argv=None) -> dict:
         labels = np.arange(len(labels)) % 4
     pairs, same = make_pairs(labels, args.pairs, seed=0)
     metrics = {name: verification_metrics(np.concatenate(e), pairs, same) for name, e in emb.items()}
-    training.save_model(student, os.path.join(args.out, "student.keras"))
+    run.save_model(student, "student.keras")
     paper = None if args.smoke else TABLE_14.get((args.alpha, args.image_size))
-    results = {"data": line.removeprefix("data: "), "verification": metrics, "paper_1e-4_accuracy_percent": paper,
-               "teacher": args.teacher or "stand-in (smoke)", "args": vars(args)}
+    results = {"data": choice.description, "verification": metrics, "paper_1e-4_accuracy_percent": paper,
+               "teacher": args.teacher or "stand-in (smoke)", "args": run.flags}
     s = metrics["student"]
-    print(f"student: accuracy {s['accuracy']:.3f}, TAR@FAR=1e-3 {s['tar@far=0.001']:.3f}, "
-          f"TAR@FAR=1e-4 {s['tar@far=0.0001']:.3f} on {s['num_pairs']} pairs (paper: {paper})")
-    print(f"results: {training.write_results(args.out, results)}")
-    return results
+    summary = (f"student: accuracy {s['accuracy']:.3f}, TAR@FAR=1e-3 {s['tar@far=0.001']:.3f}, "
+               f"TAR@FAR=1e-4 {s['tar@far=0.0001']:.3f} on {s['num_pairs']} pairs (paper: {paper})")
+    return run.write_results(results, summary)
 
 
 if __name__ == "__main__":

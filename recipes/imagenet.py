@@ -15,7 +15,6 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
 import dataclasses
 import os
 
@@ -23,7 +22,7 @@ from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding imagenet2012")
     p.add_argument("--table", default=None, choices=["4", "5", "6", "7", "8", "9"],
                    help="list the rows of a paper table (with --run-table: run them)")
@@ -36,14 +35,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
-import keras
 
 from mobilenet_zoo import training
 from mobilenet_zoo.classification import trainer
@@ -81,19 +77,17 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
         config = dataclasses.replace(config, alpha=min(config.alpha, 0.25), image_size=64, batch_size=4,
                                      epochs=trainer.smoke_epochs(config, trainer.ClassificationConfig()),
                                      steps_per_epoch=config.steps_per_epoch or 2)
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    keras.utils.set_random_seed(args.seed)
+    run = training.RunContext.start(training.run_options(args))
+    run.set_seed()
     results = []
     for row in rows or [None]:
         cfg = config if row is None else dataclasses.replace(
             config, alpha=row["alpha"], image_size=row["image_size"], variant=row["variant"])
         paper = _paper_for(cfg)
-        out = args.out if row is None else os.path.join(args.out, row["label"].replace(" ", "_"))
+        out = run.out_dir if row is None else run.path(row["label"].replace(" ", "_"))
         train, val, n_train, line = load_data(args, data_dir)
         print(line, flush=True)
-        r = trainer.run(cfg, train, val, 1000, out, strategy, args.resume, paper, n_train,
-                        extra_callbacks, args.verbose, line, keep_checkpoints=args.keep_checkpoints,
-                        extra_identity={"seed": args.seed})
+        r = trainer.run_in(run, cfg, train, val, 1000, out, paper, n_train, line, extra_callbacks)
         print(f"{paper.get('label', 'this variant')}: top-1 {100 * r['measured']['top1']:.1f}% "
               f"(paper {paper.get('top1', 'n/a')}%), results in {r['results_json']}")
         results.append(r)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
 import csv
 import os
 
@@ -22,31 +21,30 @@ from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group()
+    p = flags.recipe_parser(__doc__)
+    data = p.add_argument_group("data: geotagged photos, from a CSV or TFDS")
+    src = data.add_mutually_exclusive_group()
     src.add_argument("--csv", help="CSV with columns path, lat, lon (header row)")
     src.add_argument("--tfds", help="a TFDS dataset with an image and latitude/longitude fields")
-    p.add_argument("--image-root", default="", help="prefix for relative CSV paths")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--lat-key", default="latitude")
-    p.add_argument("--lon-key", default="longitude")
+    data.add_argument("--image-root", default="", help="prefix for relative CSV paths")
+    data.add_argument("--data-dir", default=None)
+    data.add_argument("--lat-key", default="latitude")
+    data.add_argument("--lon-key", default="longitude")
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--min-photos", type=int, default=50, help="drop cells with fewer photos (PlaNet t_min)")
     p.add_argument("--max-photos", type=int, default=10000, help="split cells with more (PlaNet t_max)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    flags.add_learning_rate_flag(p, 1e-3, "Adam learning rate")
     flags.add_model_flags(p, image_size=224)
     flags.add_common_flags(p, "runs/planet")
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 import keras
 import numpy as np
@@ -92,10 +90,11 @@ def read_csv(path: str, root: str):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
     if args.smoke:
-        args.csv, args.min_photos, args.max_photos = smoke_csv(args.out), 2, 8
-        args.epochs, args.batch_size, args.image_size = 1, 8, 64
+        args.min_photos, args.max_photos, args.epochs, args.batch_size, args.image_size = 2, 8, 1, 8, 64
+    run = training.RunContext.start(training.run_options(args))
+    if args.smoke:  # photos written into this worker's folder, their CSV named in the run's flags
+        args.csv = run.flags["csv"] = smoke_csv(run.out_dir)
     if args.tfds:
         from mobilenet_zoo.data.tfds_utils import load_split
 
@@ -123,7 +122,7 @@ def main(argv=None) -> dict:
     labels = cells.assign(lats, lons)
     print(f"{len(cells)} S2 cells (levels {min(cells.levels)}-{max(cells.levels)}) from {(~is_test).sum()} "
           f"training photos", flush=True)
-    keras.utils.set_random_seed(args.seed)
+    run.set_seed()
     size = args.image_size
     table = tf.data.Dataset.from_tensor_slices((labels, is_test))
     data = tf.data.Dataset.zip((images, table)).map(
@@ -133,25 +132,24 @@ def main(argv=None) -> dict:
         lambda x, y, t: (x, y)).shuffle(1000, seed=args.seed).batch(args.batch_size).prefetch(2)
     test = data.filter(lambda x, y, t: t).map(lambda x, y, t: x).batch(args.batch_size)
     weights = presets.resolve_weights(args.weights)
-    with training.get_strategy(args.strategy, args.tpu).scope():
+    with run.scope():
         model = MobileNetClassifier(
             MobileNetBackbone(alpha=args.alpha, input_shape=(size, size, 3), weights=weights),
             num_classes=len(cells), include_preprocessing=True)
-        model.compile(keras.optimizers.Adam(args.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train, epochs=args.epochs, verbose=args.verbose,
-              callbacks=training.callbacks_for(args))
+        model.compile(keras.optimizers.Adam(args.learning_rate), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    model.fit(train, epochs=args.epochs, verbose=run.verbose, callbacks=run.callbacks())
     predicted = np.concatenate([np.argmax(model.predict_on_batch(x), -1) for x in test])
     guess = cells.centers[predicted]
     errors = great_circle_km(lats[is_test], lons[is_test], guess[:, 0], guess[:, 1])
     within = fraction_within(errors)
-    training.save_model(model, os.path.join(args.out, "model.keras"))
+    run.save_model(model)
     results = {"data": line.removeprefix("data: "), "num_cells": len(cells), "cells": cells.tokens, "test_photos": int(is_test.sum()),
                "within": within, "median_error_km": float(np.median(errors)), "paper_table_11": TABLE_11,
-               "args": vars(args)}
-    print("within 1/25/200/750/2500 km: " + " / ".join(f"{100 * v:.1f}%" for v in within.values())
-          + f"  (paper PlaNet MobileNet: {' / '.join(map(str, TABLE_11['PlaNet MobileNet']))} %)")
-    print(f"results: {training.write_results(args.out, results)}")
-    return results
+               "args": run.flags}
+    summary = ("within 1/25/200/750/2500 km: " + " / ".join(f"{100 * v:.1f}%" for v in within.values())
+               + f"  (paper PlaNet MobileNet: {' / '.join(map(str, TABLE_11['PlaNet MobileNet']))} %)")
+    return run.write_results(results, summary)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
 import dataclasses
 
 from mobilenet_zoo import flags
@@ -25,7 +24,7 @@ FINE_TUNE = flags.ClassificationConfig(weights="imagenet", epochs=30, learning_r
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     p.add_argument("--data-dir", default=None, help="TFDS data dir holding stanford_dogs")
     p.add_argument("--table", default=None, choices=["10"], help="list Table 10's rows")
     flags.add_config_flags(p, FINE_TUNE)
@@ -33,12 +32,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 from mobilenet_zoo import training
 from mobilenet_zoo.classification import trainer
@@ -90,15 +87,12 @@ def main(argv=None, extra_callbacks=None) -> dict | None:
         test = load_split(DATASET, "test", data_dir, as_supervised=True)
         n_train, line = 12_000, f"data: TFDS {DATASET} from {data_dir}"
     print(line, flush=True)
-    import keras
-
-    keras.utils.set_random_seed(args.seed)
+    run = training.RunContext.start(training.run_options(args))
+    run.set_seed()
     paper = next(({"table": "10", **r} for r in TABLE_10
                   if (r["alpha"], r["image_size"]) == (config.alpha, config.image_size)), {})
-    r = trainer.run(config, train, test, NUM_CLASSES, args.out,
-                    training.get_strategy(args.strategy, args.tpu), args.resume, paper, n_train,
-                    extra_callbacks, args.verbose, line, keep_checkpoints=args.keep_checkpoints,
-                    extra_identity={"seed": args.seed})
+    r = trainer.run_in(run, config, train, test, NUM_CLASSES, run.out_dir, paper, n_train, line,
+                       extra_callbacks)
     print(f"test top-1 {100 * r['measured']['top1']:.1f}% (paper {paper.get('paper_top1', 'n/a')}%), "
           f"results in {r['results_json']}")
     return r

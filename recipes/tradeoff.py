@@ -18,7 +18,6 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-import argparse
 import dataclasses
 import os
 import time
@@ -42,7 +41,7 @@ PER_RUN = ("alpha", "image_size", "variant", "weights")  # set by the sweep, not
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     p.add_argument("--data-dir", default=None,
                    help="folder with the Fashion-MNIST idx files or TFDS fashion_mnist "
                         f"(default: Debian's {DEBIAN_DIR}; a --data-dir without the data is an error, "
@@ -81,12 +80,10 @@ def _parse_point(text: str) -> tuple[float, int]:
         raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 import numpy as np
 import tensorflow as tf
@@ -135,8 +132,7 @@ def load_data(args, seed: int = 0):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)
+    ctx = training.RunContext.start(training.run_options(args))
     config = dataclasses.replace(SWEEP, **{f.name: getattr(args, f.name) for f in dataclasses.fields(SWEEP)
                                            if f.name not in PER_RUN})
     alphas, sizes, seed_points = args.alphas, args.sizes, args.seed_points
@@ -149,34 +145,32 @@ def main(argv=None) -> dict:
     print(f"{len(runs)} runs, {config.epochs} epochs of {n_train} examples each, batch {config.batch_size}",
           flush=True)
     results, start = [], time.time()
-    for i, run in enumerate(runs, 1):
-        identity = tradeoff.run_identity(run, config, 10, n_train, fingerprint)
+    for i, one in enumerate(runs, 1):
+        identity = tradeoff.run_identity(one, config, 10, n_train, fingerprint)
         try:  # a run of another configuration or data is refused, never tabled or continued
-            done = tradeoff.load_done(args.out, run, identity, config.epochs) if args.resume else None
-            if done is None:
-                done = tradeoff.run_one(run, config, train, test, 10, args.out, strategy, args.resume,
-                                        n_train, args.verbose, line, fingerprint, args.keep_checkpoints)
+            loaded = tradeoff.load_done(ctx.out_dir, one, identity, config.epochs) if args.resume else None
+            done = loaded or tradeoff.run_one(one, config, train, test, 10, ctx.out_dir, ctx.strategy,
+                                              args.resume, n_train, ctx.verbose, line, fingerprint,
+                                              args.keep_checkpoints)
         except training.RunMismatchError as err:
             raise SystemExit(f"error: {err}") from err
-            status = f"{done['train_seconds']:.0f} s"
-        else:
-            status = "done before (--resume)"
-        print(f"[{i}/{len(runs)}] {run.key}: top-1 {100 * done['measured']['top1']:.1f}%, "
+        status = "done before (--resume)" if loaded else f"{done['train_seconds']:.0f} s"
+        print(f"[{i}/{len(runs)}] {one.key}: top-1 {100 * done['measured']['top1']:.1f}%, "
               f"{done['mult_adds_m']:.2f}M mult-adds, {done['params_m']:.2f}M params ({status})",
               flush=True)
         results.append(done)
     summary = tradeoff.summarize(results)
     tables = tradeoff.render_markdown(summary)
-    with open(os.path.join(args.out, "tables.md"), "w") as f:
+    with open(ctx.path("tables.md"), "w") as f:
         f.write(tables)
-    png = tradeoff.plot(summary, os.path.join(args.out, "tradeoff.png"),
+    png = tradeoff.plot(summary, ctx.path("tradeoff.png"),
                         title=f"MobileNet trade-off on Fashion-MNIST ({n_train} training examples, "
                               f"{config.epochs} epochs) vs the paper's ImageNet")
     payload = {"data": line.removeprefix("data: "), "schedule": dataclasses.asdict(config), "runs": len(runs),
                "wall_seconds_this_invocation": round(time.time() - start, 1),
                "train_seconds_all_runs": round(sum(r.get("train_seconds", 0) for r in results), 1),
                "summary": summary}
-    path = training.write_results(args.out, payload)
+    path = training.write_results(ctx.out_dir, payload)
     print(tables)
     print(f"results: {path}\nplot: {png}\nwall time: {payload['wall_seconds_this_invocation'] / 60:.1f} min "
           f"(training time of all runs: {payload['train_seconds_all_runs'] / 60:.1f} min)", flush=True)

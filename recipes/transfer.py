@@ -13,13 +13,12 @@ from __future__ import annotations
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
 import argparse
-import os
 
 from mobilenet_zoo import flags
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.recipe_parser(__doc__)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="image folder with one sub-folder per class")
     src.add_argument("--tfds", help="a TFDS image classification dataset name (on disk)")
@@ -32,20 +31,20 @@ def parse_args(argv=None):
     p.add_argument("--head-epochs", type=int, default=5, help="epochs with the backbone frozen")
     p.add_argument("--fine-tune-epochs", type=int, default=3, help="epochs with top blocks unfrozen")
     p.add_argument("--unfreeze-blocks", type=int, default=2, help="top blocks to fine-tune (0-13)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head stage")
-    p.add_argument("--fine-tune-lr", type=float, default=1e-4, help="learning rate of stage 2")
+    flags.add_learning_rate_flag(p, 1e-3, "learning rate of the head stage")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4, help="learning rate of stage 2")
+    p.add_argument("--fine-tune-lr", dest="fine_tune_learning_rate", type=float,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the name before issue 20
     p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (folders, embedded)")
     flags.add_model_flags(p, image_size=128)
     flags.add_common_flags(p, "runs/transfer")
     return p.parse_args(argv)
 
 
-if __name__ == "__main__":
-    parse_args()  # --help and usage errors answer here, before TensorFlow loads
-
 from mobilenet_zoo import cli
 
-cli.load_package()  # TensorFlow (its C++ start-up lines quiet) and every class
+# --help and usage errors answer first; then TensorFlow (quietly) and every class.
+cli.load_package(parse_args if __name__ == "__main__" else None)
 
 import keras
 import numpy as np
@@ -101,24 +100,21 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.smoke:  # a few steps on small images: checks the plumbing, not accuracy
         args.image_size, args.head_epochs, args.fine_tune_epochs = 64, 1, 1
-    keras.utils.set_random_seed(args.seed)
+    run = training.RunContext.start(training.run_options(args))
+    run.set_seed()
     train, val, names, description = load_data(args)
     if args.smoke:
         train, val = train.take(2), val.take(1)
     print(f"data: {description}, {len(names)} classes", flush=True)
-    strategy = training.get_strategy(args.strategy, args.tpu)
-    args.out = training.output_dir(args.out, strategy)  # only the chief writes to --out
-    os.makedirs(args.out, exist_ok=True)
-    with strategy.scope():
+    with run.scope():
         model = transfer.build_transfer_classifier(
             len(names), args.image_size, presets.resolve_weights(args.weights), args.alpha)
         result = transfer.fine_tune(
             model, train, val, args.head_epochs, args.fine_tune_epochs, args.unfreeze_blocks,
-            args.lr, args.fine_tune_lr, verbose=args.verbose,
-            callbacks=lambda stage: training.callbacks_for(
-                args, out_dir=os.path.join(args.out, stage)),
+            args.learning_rate, args.fine_tune_learning_rate, verbose=run.verbose,
+            callbacks=lambda stage: run.callbacks(subdir=stage),
         )
-    training.save_model(model, os.path.join(args.out, "model.keras"))
+    run.save_model(model)
     results = {
         "data": description,
         "classes": list(names),
@@ -126,12 +122,12 @@ def main(argv=None) -> dict:
         "head_val_accuracy": result.head_val_accuracy,
         "final_val_accuracy": result.final_val_accuracy,
         "trainable_layers_stage2": result.trainable_layers,
-        "args": vars(args),
+        "args": run.flags,
     }
-    training.write_results(args.out, results)
+    training.write_results(run.out_dir, results)
     print(
         f"val accuracy: {result.head_val_accuracy:.3f} after the head stage, "
-        f"{result.final_val_accuracy:.3f} after fine-tuning; saved {args.out}/model.keras"
+        f"{result.final_val_accuracy:.3f} after fine-tuning; saved {run.path('model.keras')}"
     )
     return results
 

@@ -219,10 +219,11 @@ def test_faster_rcnn_data_dir_with_a_coco_format_folder_trains_on_that_folder(tm
 
     folder = _coco_folder(tmp_path / "mine")
     args = faster_rcnn_coco.parse_args(["--data-dir", str(folder)])
-    train, val, line = recipe.choose_data(args)
+    choice = recipe.choose_data(flags.detection_data(args))
+    train, val, line = choice.train, choice.val, choice.line
     assert train.class_names == ["widget"] and train.num_examples == 3 and val.num_examples == 2
     assert line.startswith("data: COCO-format annotations") and str(folder) in line
-    assert "embedded" not in line
+    assert "embedded" not in line and choice.kind == "full"
 
 
 def test_a_data_dir_without_a_readable_dataset_is_an_error_listing_what_was_looked_for(tmp_path):
@@ -232,12 +233,12 @@ def test_a_data_dir_without_a_readable_dataset_is_an_error_listing_what_was_look
     (tmp_path / "empty").mkdir()
     for module in (faster_rcnn_coco, ssd_coco):
         with pytest.raises(SystemExit) as err:
-            recipe.choose_data(module.parse_args(["--data-dir", str(tmp_path / "empty")]))
+            recipe.choose_data(flags.detection_data(module.parse_args(["--data-dir", str(tmp_path / "empty")])))
         message = str(err.value)
         assert "holds no dataset" in message and "TFDS coco/2017" in message
         assert "train/annotations.json" in message and "instances_train2017.json" in message
     with pytest.raises(SystemExit, match="is not a folder"):
-        recipe.choose_data(ssd_coco.parse_args(["--data-dir", str(tmp_path / "typo")]))
+        recipe.choose_data(flags.detection_data(ssd_coco.parse_args(["--data-dir", str(tmp_path / "typo")])))
 
 
 def test_without_data_dir_the_embedded_fallback_is_announced(tmp_path, monkeypatch):
@@ -245,8 +246,9 @@ def test_without_data_dir_the_embedded_fallback_is_announced(tmp_path, monkeypat
 
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no_tfds"))
     monkeypatch.setattr(recipe.embedded, "build", lambda **_: _coco_folder(tmp_path / "embedded"))
-    _, _, line = recipe.choose_data(ssd_coco.parse_args([]))
-    assert line.startswith("data: embedded") and "fallback: no --data-dir given" in line
+    choice = recipe.choose_data(flags.detection_data(ssd_coco.parse_args([])))
+    assert choice.line.startswith("data: embedded") and "fallback: no --data-dir given" in choice.line
+    assert choice.kind == "embedded"
 
 
 def test_tradeoff_with_an_empty_data_dir_refuses_instead_of_using_the_debian_copy(tmp_path):

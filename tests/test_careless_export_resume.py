@@ -273,11 +273,15 @@ def test_a_recipe_resume_with_other_flags_exits_naming_them(tmp_path):
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     training.add_common_flags(parser, str(tmp_path / "run"))
-    training.callbacks_for(parser.parse_args([]))  # a first run records its flags
+
+    def callbacks(argv):
+        return training.RunContext.start(training.run_options(parser.parse_args(argv))).callbacks()
+
+    callbacks([])  # a first run records its flags
     with pytest.raises(SystemExit, match=r"error: --resume: .* flags.learning_rate: 0.1 there, 0.2 now"):
-        training.callbacks_for(parser.parse_args(["--resume", "--learning-rate", "0.2"]))
+        callbacks(["--resume", "--learning-rate", "0.2"])
     # how to run, and how far: not identity (a larger --epochs extends the same run)
-    training.callbacks_for(parser.parse_args(["--resume", "--verbose", "0", "--epochs", "3"]))
+    callbacks(["--resume", "--verbose", "0", "--epochs", "3"])
 
 
 def test_smoke_runs_default_to_their_own_folder():

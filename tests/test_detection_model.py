@@ -440,6 +440,6 @@ def test_recipe_help_documents_the_paper_schedule():
 
     out = subprocess.run([sys.executable, str(ROOT / "recipes/ssd_coco.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for flag in ("--lr", "--batch-size", "--rms-epsilon", "--lr-decay-steps", "--weight-decay",
+    for flag in ("--learning-rate", "--batch-size", "--rms-epsilon", "--lr-decay-steps", "--weight-decay",
                  "--data-dir", "--resume", "--strategy", "--smoke", "--quantize"):
         assert flag in out

@@ -101,7 +101,7 @@ def test_two_workers_run_the_ssd_coco_smoke(tmp_path):
     assert (out / "results.json").is_file() and (out / "model.keras").is_file()
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["backup", "checkpoints", "detections.png", "log.csv", "model.keras", "results.json",
-         "run_identity.json", "tensorboard"])
+         "run_identity.json", "tensorboard"])  # run_identity.json: --resume checks it (since 6ea3d82)
     paths = [Path(re.search(r"results: (\S+)", o).group(1)) for o in outs]
     assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
     chief, worker = (json.loads(p.read_text()) for p in paths)
@@ -120,3 +120,28 @@ def test_two_workers_run_the_facenet_distillation_smoke(tmp_path):
     paths = [Path(re.search(r"results: (\S+)", o).group(1)) for o in outs]
     assert paths[0] == out / "results.json" and not str(paths[1]).startswith(str(out))
     assert (out / "student.keras").is_file()
+
+
+def test_keras_workarounds_are_version_guarded_and_installed_once(monkeypatch):
+    """mobilenet_zoo.compat: nothing is patched outside the versions a workaround names."""
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from mobilenet_zoo import compat
+
+    # Restored after the test, whatever install_multi_worker does to them.
+    monkeypatch.setattr(tf_trainer, "reduce_per_replica", tf_trainer.reduce_per_replica)
+    monkeypatch.setattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build",
+                        tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    before = (tf_trainer.reduce_per_replica, tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    monkeypatch.setattr(keras, "version", lambda: "4.0.0")
+    assert compat.keras_version() == (4, 0, 0) and not compat.install_multi_worker()
+    assert (tf_trainer.reduce_per_replica, tf_trainer.TensorFlowTrainer._maybe_symbolic_build) == before
+    monkeypatch.setattr(keras, "version", lambda: "3.15.1")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the multi-worker workarounds apply to the TensorFlow backend only")
+    assert compat.install_multi_worker()
+    patched = (tf_trainer.reduce_per_replica, tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    assert patched != before and all(getattr(f, "_mobilenet_zoo_patch", False) for f in patched)
+    assert compat.install_multi_worker()  # idempotent: not wrapped twice
+    assert (tf_trainer.reduce_per_replica, tf_trainer.TensorFlowTrainer._maybe_symbolic_build) == patched

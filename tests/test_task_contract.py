@@ -240,6 +240,20 @@ def test_every_recipe_has_the_shared_flags(name, monkeypatch):
     assert "--init" not in seen and "--resolution" not in seen and "--input-size" not in seen
 
 
+@pytest.mark.parametrize("name", RECIPES + ["tradeoff"])
+def test_every_recipe_names_the_learning_rate_learning_rate(name, capsys):
+    """One name per idea: ``--learning-rate`` (``--lr``, the older name, a hidden alias)."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    recipe = importlib.import_module(name)
+    args = recipe.parse_args(["--learning-rate", "0.125"])
+    assert args.learning_rate == 0.125 and not hasattr(args, "lr")
+    if name not in ("imagenet", "stanford_dogs", "tradeoff"):  # config flags: no older name
+        assert recipe.parse_args(["--lr", "0.25"]).learning_rate == 0.25
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--help"])
+    assert "--learning-rate" in capsys.readouterr().out
+
+
 def test_transfer_recipe_smoke_runs(tmp_path):
     sys.path.insert(0, str(ROOT / "recipes"))
     transfer = importlib.import_module("transfer")

@@ -97,7 +97,8 @@ def test_recipe_help_documents_every_flag():
         [sys.executable, str(ROOT / "recipes/transfer.py"), "--help"],
         capture_output=True, text=True, check=True,
     ).stdout
-    for flag in ("--data", "--tfds", "--weights", "--unfreeze-blocks", "--fine-tune-lr"):
+    for flag in ("--data", "--tfds", "--weights", "--unfreeze-blocks", "--learning-rate",
+                 "--fine-tune-learning-rate"):
         assert flag in out
 
 

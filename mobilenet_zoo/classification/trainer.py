@@ -2,7 +2,7 @@
 
 ``ClassificationConfig`` holds every hyperparameter with the paper's (or
 TF-slim's) value as default and says where it comes from; the recipes expose it
-as flags (``training.add_config_flags``). ``run`` builds the model inside the
+as flags (``flags.add_config_flags``). ``run`` builds the model inside the
 tf.distribute strategy, trains with the standard callbacks, evaluates top-1 /
 top-5 and writes ``results.json`` beside the paper's number.
 """
@@ -123,6 +123,18 @@ def run(
     }
     results["results_json"] = training.write_results(out_dir, results)
     return results
+
+
+def run_in(context: training.RunContext, config: ClassificationConfig, train_raw: tf.data.Dataset,
+           eval_raw: tf.data.Dataset, num_classes: int, out_dir: str, paper: dict[str, Any],
+           num_train_examples: int | None, data_description: str,
+           extra_callbacks: list | None = None) -> dict[str, Any]:
+    """``run`` in a recipe's ``RunContext``: its strategy, ``--resume``, verbosity and
+    ``--keep-checkpoints``, and its seed in the run's identity."""
+    options = context.options
+    return run(config, train_raw, eval_raw, num_classes, out_dir, context.strategy, options.resume, paper,
+               num_train_examples, extra_callbacks, options.verbose, data_description,
+               keep_checkpoints=options.keep_checkpoints, extra_identity={"seed": options.seed})
 
 
 def run_identity(config: ClassificationConfig, num_classes: int, num_train_examples: int | None,

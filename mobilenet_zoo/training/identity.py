@@ -1,0 +1,115 @@
+"""A run's identity: what makes two runs the same run, so ``--resume`` continues only that.
+
+``check_run_identity`` records the identity (configuration and data) in the
+output folder, or on ``--resume`` compares it with the recorded one and refuses
+another run (``RunMismatchError``, naming each difference), changing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from mobilenet_zoo import weights_io
+from mobilenet_zoo.flags import RUN_CONTROL_FLAGS
+from mobilenet_zoo.training.checkpoints import resume_epoch
+
+
+class RunMismatchError(ValueError):
+    """``--resume`` on a folder that holds a run of another configuration or data."""
+
+
+IDENTITY_FILE = "run_identity.json"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item")
+                                 else str(o)))
+
+
+def _differences(recorded: Any, current: Any, prefix: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(recorded) | set(current)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in recorded:
+                out.append(f"{name}: not recorded, now {current[key]!r}")
+            elif key not in current:
+                out.append(f"{name}: {recorded[key]!r} there, absent now")
+            else:
+                out += _differences(recorded[key], current[key], name)
+        return out
+    return [] if recorded == current else [f"{prefix}: {recorded!r} there, {current!r} now"]
+
+
+def identity_of(flags: dict[str, Any], data: str = "") -> dict[str, Any]:
+    """A run's identity from its flag values (all but ``RUN_CONTROL_FLAGS``: where and
+    how it runs) and ``data``, a description or fingerprint of the data it trains on."""
+    kept = {k: v for k, v in sorted(flags.items()) if k not in RUN_CONTROL_FLAGS}
+    return {"flags": kept, "data": data}
+
+
+def data_fingerprint(*arrays) -> str:
+    """sha256 of the arrays' shapes, dtypes and bytes: two runs with equal
+    fingerprints saw the same examples in the same order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def check_run_identity(out_dir: str, identity: dict[str, Any], resume: bool) -> None:
+    """Records ``identity`` (configuration and data fingerprint) in ``out_dir``, or,
+    with ``resume``, checks it against the recorded one.
+
+    A resume continues only the same run: another configuration or data raises
+    ``RunMismatchError`` listing each difference, and so does a folder with a
+    backup but no record (written by an older version or another program: it
+    cannot be verified). Nothing in ``out_dir`` is changed then. Without ``resume``
+    the run starts anew and its identity replaces any earlier one.
+    """
+    path = os.path.join(out_dir, IDENTITY_FILE)
+    current = _jsonable(identity)
+    if resume:
+        recorded = None
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    recorded = json.load(f)
+            except (OSError, ValueError) as err:
+                raise RunMismatchError(
+                    f"--resume: {path} is unreadable ({err}), so the run in {out_dir} cannot be "
+                    "verified; nothing was changed. Drop --resume to start anew there.") from err
+        elif resume_epoch(out_dir) or os.path.isfile(os.path.join(out_dir, "results.json")):
+            raise RunMismatchError(
+                f"--resume: {out_dir} holds a run without a record of its configuration and data "
+                f"({IDENTITY_FILE}; written by an older version or another program), so it cannot be "
+                "verified; nothing was changed. Drop --resume to start anew there, or choose "
+                "another --out.")
+        if recorded is not None:
+            diffs = _differences(recorded, current)
+            if diffs:
+                raise RunMismatchError(
+                    f"--resume: {out_dir} holds a run of another configuration or data; nothing was "
+                    "changed. Differences (recorded there, given now): " + "; ".join(diffs)
+                    + ". Resume with the same flags and data, choose another --out, or drop "
+                    "--resume to start anew there.")
+            return
+    text = json.dumps(current, indent=2, sort_keys=True)
+    weights_io.atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+
+
+def read_run_identity(out_dir: str) -> dict[str, Any] | None:
+    """The identity recorded in ``out_dir`` (``check_run_identity``), or None."""
+    try:
+        with open(os.path.join(out_dir, IDENTITY_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
