@@ -63,9 +63,9 @@ __all__ = [
 
 # ``python -m mobilenet_zoo.detect`` (and classify) and the recipes parse their flags
 # before TensorFlow loads, so ``--help`` and usage errors answer at once; the presets
-# listing needs no TensorFlow at all. (convert imports TensorFlow at module level, so it
-# keeps the eager import.)
-_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify", "mobilenet_zoo.presets")
+# listing needs no TensorFlow at all.
+_PARSE_FIRST_MODULES = ("mobilenet_zoo.detect", "mobilenet_zoo.classify", "mobilenet_zoo.presets",
+                        "mobilenet_zoo.export", "mobilenet_zoo.convert")
 
 
 def _parse_first() -> bool:

@@ -10,6 +10,13 @@ Keras models (not tasks) export their outputs as they are.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m mobilenet_zoo.export: the CLI parses its flags first
+    import sys
+
+    from mobilenet_zoo.export_cli import main
+
+    sys.exit(main())
+
 import functools
 import inspect
 import os
@@ -465,11 +472,3 @@ class TFLiteRunner:
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner(**{self.input_name: np.asarray(images, np.float32)})
-
-
-if __name__ == "__main__":  # python -m mobilenet_zoo.export: the export CLI (mobilenet_zoo.export_cli)
-    import sys
-
-    from mobilenet_zoo.export_cli import main
-
-    sys.exit(main())

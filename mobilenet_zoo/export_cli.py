@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
+    from mobilenet_zoo import cli
+
+    cli.load_package()  # after parsing: --help and usage errors answer before TensorFlow loads
     try:
         model, info = load_model(args)
         samples = None

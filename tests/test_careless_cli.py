@@ -155,6 +155,9 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
 @pytest.mark.parametrize("command", [
     ["-m", "mobilenet_zoo.detect", "--help"],
     ["-m", "mobilenet_zoo.classify", "--help"],
+    ["-m", "mobilenet_zoo.presets", "--help"],
+    ["-m", "mobilenet_zoo.export", "--help"],
+    ["-m", "mobilenet_zoo.convert", "--help"],
     [str(ROOT / "recipes/ssd_coco.py"), "--help"],
     [str(ROOT / "recipes/faster_rcnn_coco.py"), "--help"],
     [str(ROOT / "recipes/tradeoff.py"), "--help"],
