@@ -71,8 +71,10 @@ class Detector(Task):
     @staticmethod
     def detector_inputs(detector: str, num_classes: int, image_size: int | Sequence[int],
                         bounding_box_format: str, preprocessor: Any, class_names: Sequence[str] | None,
-                        invalid_boxes: str, augment: bool = True):
-        """Checks the common arguments; returns ``(image size (h, w), preprocessor)``.
+                        invalid_boxes: str, weight_decay: float, include_preprocessing: bool,
+                        box_coder: Any, decoder: Any, augment: bool = True):
+        """Checks the common arguments; returns ``(image size (h, w), common)``, ``common``
+        the checked arguments for ``_init_detector`` (pieces built: ``common["box_coder"]``).
 
         A missing preprocessor is built from ``image_size`` and
         ``bounding_box_format`` (``augment``: the SSD random crop in training); a
@@ -83,6 +85,8 @@ class Detector(Task):
             raise ValueError(f"`invalid_boxes` must be one of {INVALID_BOXES}, got {invalid_boxes!r}.")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"`class_names` has {len(class_names)} names for num_classes={num_classes}.")
+        if weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
         size = as_image_size(image_size)
         if preprocessor is None:
             preprocessor = DetectionPreprocessor(size, bounding_box_format, augment=augment)
@@ -93,7 +97,15 @@ class Detector(Task):
                 f"bounding_box_format={preprocessor.bounding_box_format!r}; the {detector} has {size} and "
                 f"{bounding_box_format!r}. Give both the same values."
             )
-        return size, preprocessor
+        return size, {
+            "preprocessor": preprocessor, "num_classes": num_classes,
+            "bounding_box_format": bounding_box_format,
+            "class_names": None if class_names is None else [str(n) for n in class_names],
+            "invalid_boxes": invalid_boxes, "weight_decay": weight_decay,
+            "include_preprocessing": include_preprocessing,
+            "box_coder": build_piece(box_coder, FasterRCNNBoxCoder),
+            "decoder": build_piece(decoder, DetectionDecoder),
+        }
 
     @classmethod
     def upgrade_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -116,28 +128,22 @@ class Detector(Task):
             kwargs[new] = {**(piece or {}), key: value}
         return kwargs
 
-    def _init_detector(self, backbone: keras.Model, preprocessor: DetectionPreprocessor, *,
-                       num_classes: int, bounding_box_format: str, class_names: Sequence[str] | None,
-                       invalid_boxes: str, weight_decay: float, include_preprocessing: bool,
-                       box_coder: Any, decoder: Any, track_backbone: bool = True) -> None:
+    def _init_detector(self, backbone: keras.Model, common: dict[str, Any],
+                       track_backbone: bool = True) -> None:
         """After ``super().__init__(inputs=..., outputs=...)``: the attributes every
-        detector has, its L2 kernels and its loss trackers.
+        detector has (``common`` from ``detector_inputs``), its L2 kernels and its
+        loss trackers.
 
         ``track_backbone=False``: the backbone is kept as an attribute but its
         weights are not the detector's (Faster R-CNN uses it up to conv_pw_11 only).
         """
-        self._init_task(backbone, preprocessor)
+        common = dict(common)
+        self._init_task(backbone, common.pop("preprocessor"))
         if not track_backbone:
             self._tracker.untrack(backbone)
             object.__setattr__(self, "backbone", backbone)
-        self.num_classes = num_classes
-        self.bounding_box_format = bounding_box_format
-        self.class_names = None if class_names is None else [str(n) for n in class_names]
-        self.invalid_boxes = invalid_boxes
-        self.weight_decay = weight_decay
-        self.include_preprocessing = include_preprocessing
-        self.box_coder = build_piece(box_coder, FasterRCNNBoxCoder)
-        self.decoder = build_piece(decoder, DetectionDecoder)
+        for name, value in common.items():
+            setattr(self, name, value)
         # Conv and dense kernels, each once; not depthwise ones (TF-slim:
         # regularize_depthwise=False), not BN or biases, not those with their own
         # regularizer (e.g. MobileNetBackbone(weight_decay=...)).
@@ -216,19 +222,22 @@ class Detector(Task):
         return super().with_image_size(as_image_size(image_size), copy_weights)
 
     # ------------------------------------------------------------------ config
+    #: the subclass's own constructor arguments, saved by ``get_config`` from the
+    #: attributes of the same names (pieces serialised, tuples as lists).
+    config_attributes: tuple[str, ...] = ()
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({
-            "num_classes": self.num_classes,
-            "image_size": list(self.image_size),
-            "bounding_box_format": self.bounding_box_format,
-            "include_preprocessing": self.include_preprocessing,
-            "box_coder": keras.saving.serialize_keras_object(self.box_coder),
-            "decoder": keras.saving.serialize_keras_object(self.decoder),
-            "weight_decay": self.weight_decay,
-            "class_names": self.class_names,
-            "invalid_boxes": self.invalid_boxes,
-        })
+        config["image_size"] = list(self.image_size)
+        for name in ("num_classes", "bounding_box_format", "include_preprocessing", "box_coder", "decoder",
+                     "weight_decay", "class_names", "invalid_boxes", *self.config_attributes):
+            value = getattr(self, name)
+            if isinstance(value, (tuple, dict)):
+                config[name] = list(value) if isinstance(value, tuple) else dict(value)
+            elif value is None or isinstance(value, (bool, int, float, str, list)):
+                config[name] = value
+            else:
+                config[name] = keras.saving.serialize_keras_object(value)
         return config
 
     @classmethod

@@ -35,7 +35,6 @@ import tensorflow as tf
 
 from mobilenet_zoo.backbone import check_backbone
 from mobilenet_zoo.detection.anchors import GridAnchorGenerator
-from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.detector import Detector
 from mobilenet_zoo.detection.losses import sampled_losses
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
@@ -52,8 +51,7 @@ from mobilenet_zoo.detection.roi import (
 )
 from mobilenet_zoo.detection.rpn import BalancedSampler, inside_image, rpn_head, rpn_targets
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.task import serialize
-from mobilenet_zoo.utils import build_piece
+from mobilenet_zoo.utils import build_piece, check_int
 
 # faster_rcnn_mobilenet_v1_feature_extractor.py: first stage to Conv2d_11_pointwise (stride 16).
 FIRST_STAGE_LEVEL = "P4"
@@ -61,6 +59,10 @@ MIN_DEPTH = 16  # the feature extractor's min_depth
 RPN_INIT_STDDEV = 0.01  # first_stage_box_predictor_conv_hyperparams: truncated_normal stddev 0.01
 # Loss weights: first_stage_localization / objectness, second_stage localization / classification.
 LOSS_WEIGHTS = {"rpn_box": 2.0, "rpn_objectness": 1.0, "box": 2.0, "class": 1.0}
+# second_stage_post_processing: softmax scores, score threshold 0, IoU 0.6, 100 per class, 300 in total.
+FRCNN_DECODER = functools.partial(DetectionDecoder, score_threshold=0.0, iou_threshold=0.6,
+                                  max_detections_per_class=100, max_detections=300,
+                                  score_converter="softmax")
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -101,6 +103,9 @@ class FasterRCNN(Detector):
     """
 
     loss_names = ("rpn_box", "rpn_objectness", "box", "class", "positives")
+    config_attributes = ("anchor_generator", "rpn_depth", "rpn_matcher", "rpn_sampler", "proposal_layer",
+                         "roi_crop", "box_depth", "box_matcher", "box_sampler",
+                         "add_groundtruth_to_proposals", "loss_weights", "tflite_ops")
     renamed_kwargs = {  # the arguments before the pieces (deprecated)
         "max_proposals": ("proposal_layer", "max_proposals"),
         "first_stage_iou": ("proposal_layer", "iou_threshold"),
@@ -138,8 +143,7 @@ class FasterRCNN(Detector):
         add_groundtruth_to_proposals: bool = True,  # torchvision roi_heads.add_gt_proposals
         # Both stages. faster_rcnn_box_coder (10, 10, 5, 5).
         box_coder: Any = None,
-        # second_stage_post_processing: softmax, score 0, IoU 0.6, 100 per class, 300 in total.
-        decoder: DetectionDecoder | dict | None = None,
+        decoder: DetectionDecoder | dict | None = None,  # FRCNN_DECODER
         loss_weights: dict[str, float] | None = None,  # LOSS_WEIGHTS: 2 / 1 / 2 / 1
         weight_decay: float = 0.0,  # box predictors' l2_regularizer weight 0
         include_preprocessing: bool = True,
@@ -153,11 +157,11 @@ class FasterRCNN(Detector):
                  "box_sampler": box_sampler, "box_depth": box_depth}
         kwargs = self.upgrade_kwargs({**given, **kwargs})
         proposal_layer, roi_crop, rpn_sampler, box_sampler, box_depth = (kwargs.pop(k) for k in given)
-        size, preprocessor = self.detector_inputs("FasterRCNN", num_classes, image_size, bounding_box_format,
-                                                  preprocessor, class_names, invalid_boxes, augment=False)
-        for name, value in (("rpn_depth", rpn_depth), ("box_depth", box_depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}.")
+        size, common = self.detector_inputs(
+            "FasterRCNN", num_classes, image_size, bounding_box_format, preprocessor, class_names, invalid_boxes,
+            weight_decay, include_preprocessing, box_coder, build_piece(decoder, FRCNN_DECODER), augment=False)
+        check_int("rpn_depth", rpn_depth)
+        check_int("box_depth", box_depth)
         weights = dict(LOSS_WEIGHTS, **(loss_weights or {}))
         if set(weights) != set(LOSS_WEIGHTS):
             raise ValueError(f"`loss_weights` keys must be among {sorted(LOSS_WEIGHTS)}, got "
@@ -173,10 +177,7 @@ class FasterRCNN(Detector):
             ArgMaxMatcher, matched_threshold=0.5, unmatched_threshold=0.5, force_match_for_each_row=False))
         box_sampler = build_piece(box_sampler, functools.partial(BalancedSampler, size=64,
                                                                  positive_fraction=0.25))
-        decoder = build_piece(decoder, functools.partial(
-            DetectionDecoder, score_threshold=0.0, iou_threshold=0.6, max_detections_per_class=100,
-            max_detections=300, score_converter="softmax"))
-        box_coder = build_piece(box_coder, FasterRCNNBoxCoder)
+        box_coder = common["box_coder"]
         channels = backbone.inputs[0].shape[-1]
         if tuple(backbone.inputs[0].shape[1:3]) != size:
             backbone = backbone.with_input_shape((*size, channels))
@@ -216,11 +217,7 @@ class FasterRCNN(Detector):
         # The graph uses the backbone up to conv_pw_11 only: untracked, so its
         # conv_dw_12 ... conv_pw_13 (copied into the second stage) are not weights
         # of the detector (params, saving, training).
-        self._init_detector(backbone, preprocessor, num_classes=num_classes,
-                            bounding_box_format=bounding_box_format, class_names=class_names,
-                            invalid_boxes=invalid_boxes, weight_decay=weight_decay,
-                            include_preprocessing=include_preprocessing, box_coder=box_coder,
-                            decoder=decoder, track_backbone=False)
+        self._init_detector(backbone, common, track_backbone=False)
         classifier.calls_per_example = per_image  # profile(): the second stage runs once per proposal
         init_from_backbone(classifier, backbone)
         self.first_stage = keras.Model(inputs, first, name="first_stage")
@@ -281,33 +278,9 @@ class FasterRCNN(Detector):
         copy.set_weights(self.get_weights())
         return copy
 
-    # ---------------------------------------------------------------- config
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "anchor_generator": serialize(self.anchor_generator),
-            "rpn_depth": self.rpn_depth,
-            "rpn_matcher": serialize(self.rpn_matcher),
-            "rpn_sampler": serialize(self.rpn_sampler),
-            "proposal_layer": serialize(self.proposal_layer),
-            "roi_crop": serialize(self.roi_crop),
-            "box_depth": self.box_depth,
-            "box_matcher": serialize(self.box_matcher),
-            "box_sampler": serialize(self.box_sampler),
-            "add_groundtruth_to_proposals": self.add_groundtruth_to_proposals,
-            "loss_weights": dict(self.loss_weights),
-            "tflite_ops": self.tflite_ops,
-        })
-        return config
 
-
-def faster_rcnn_mobilenet_v1(
-    num_classes: int,
-    alpha: float = 1.0,
-    image_size: int | Sequence[int] = 300,
-    weights: str | None = "imagenet",
-    **kwargs: Any,
-) -> FasterRCNN:
+def faster_rcnn_mobilenet_v1(num_classes: int, alpha: float = 1.0, image_size: int | Sequence[int] = 300,
+                             weights: str | None = "imagenet", **kwargs: Any) -> FasterRCNN:
     """The TF OD API's ``faster_rcnn_mobilenet_v1`` (paper Table 13, 300 or 600).
 
     Args:

@@ -28,6 +28,7 @@ from keras import layers
 from mobilenet_zoo.detection.matcher import NEGATIVE
 from mobilenet_zoo.detection.postprocess import non_max_suppression
 from mobilenet_zoo.layers import FoldedConv2D, batch_norm
+from mobilenet_zoo.utils import check_fraction, check_int
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -48,10 +49,8 @@ class ProposalLayer(layers.Layer):
     def __init__(self, max_proposals: int = 300, iou_threshold: float = 0.7,
                  score_threshold: float = 0.0, tflite_ops: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_proposals, bool) or not isinstance(max_proposals, int) or max_proposals < 1:
-            raise ValueError(f"`max_proposals` must be an int >= 1, got {max_proposals!r}.")
-        if not 0.0 < float(iou_threshold) <= 1.0:
-            raise ValueError(f"`iou_threshold` must be in (0, 1], got {iou_threshold!r}.")
+        check_int("max_proposals", max_proposals)
+        check_fraction("iou_threshold", iou_threshold)
         self.max_proposals = max_proposals
         self.iou_threshold = float(iou_threshold)
         self.score_threshold = float(score_threshold)
@@ -151,8 +150,7 @@ class ROICrop(layers.Layer):
 
     def __init__(self, crop_size: int = 14, tflite_ops: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1:
-            raise ValueError(f"`crop_size` must be an int >= 1, got {crop_size!r}.")
+        check_int("crop_size", crop_size)
         self.crop_size = int(crop_size)
         self.tflite_ops = bool(tflite_ops)
 

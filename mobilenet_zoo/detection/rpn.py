@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo.detection.matcher import NEGATIVE
-from mobilenet_zoo.utils import ConfigMixin
+from mobilenet_zoo.utils import ConfigMixin, check_fraction, check_int
 
 
 def sample_balanced(positive, negative, size: int, positive_fraction: float, seed=None):
@@ -55,10 +55,8 @@ class BalancedSampler(ConfigMixin):
     """
 
     def __init__(self, size: int = 256, positive_fraction: float = 0.5) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"`size` must be an int >= 1, got {size!r}.")
-        if not 0.0 < float(positive_fraction) <= 1.0:
-            raise ValueError(f"`positive_fraction` must be in (0, 1], got {positive_fraction!r}.")
+        check_int("size", size)
+        check_fraction("positive_fraction", positive_fraction)
         self.size = size
         self.positive_fraction = float(positive_fraction)
 

@@ -31,7 +31,6 @@ from mobilenet_zoo.detection.postprocess import DetectionDecoder
 from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
 from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.task import serialize
 from mobilenet_zoo.utils import build_piece
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
@@ -111,8 +110,9 @@ class SSD(Detector):
         invalid_boxes: str = "drop",
         **kwargs: Any,
     ) -> None:
-        size, preprocessor = self.detector_inputs("SSD", num_classes, image_size, bounding_box_format,
-                                                  preprocessor, class_names, invalid_boxes)
+        size, common = self.detector_inputs(
+            "SSD", num_classes, image_size, bounding_box_format, preprocessor, class_names, invalid_boxes,
+            weight_decay, include_preprocessing, box_coder, decoder)
         check_backbone(backbone, "SSD", levels=("P4", "P5"), strides={"P4": 16, "P5": 32})
         if class_prior is not None and not 0 < class_prior < 1:
             raise ValueError(f"`class_prior` must be in (0, 1), got {class_prior}.")
@@ -177,11 +177,7 @@ class SSD(Detector):
         kwargs.setdefault("name", "ssd_mobilenet_v1")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-        self._init_detector(backbone, preprocessor, num_classes=num_classes,
-                            bounding_box_format=bounding_box_format, class_names=class_names,
-                            invalid_boxes=invalid_boxes, weight_decay=weight_decay,
-                            include_preprocessing=include_preprocessing, box_coder=box_coder,
-                            decoder=decoder)
+        self._init_detector(backbone, common)
         self.extra_layer_depths = tuple(extra_layer_depths)
         self.min_depth = min_depth
         self.anchor_generator = anchor_generator
@@ -193,6 +189,8 @@ class SSD(Detector):
         self.anchors = anchor_generator(size, grids)
 
     loss_names = ("cls_loss", "box_loss", "num_matches")
+    config_attributes = ("extra_layer_depths", "min_depth", "anchor_generator", "matcher", "detection_loss",
+                         "class_prior")
 
     # ------------------------------------------------------------------ training
     def compute_targets(self, y):
@@ -209,29 +207,11 @@ class SSD(Detector):
         return self.decoder(outputs["boxes"], outputs["classes"], tf.constant(self.anchors),
                             box_coder=self.box_coder, tflite_ops=tflite_ops)
 
-    # ---------------------------------------------------------------- config
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "extra_layer_depths": list(self.extra_layer_depths),
-            "min_depth": self.min_depth,
-            "anchor_generator": serialize(self.anchor_generator),
-            "matcher": serialize(self.matcher),
-            "detection_loss": serialize(self.detection_loss),
-            "class_prior": self.class_prior,
-        })
-        return config
-
     backbone_defaults = {"min_depth": MIN_DEPTH}
 
 
-def ssd_mobilenet_v1(
-    num_classes: int,
-    alpha: float = 1.0,
-    image_size: int | Sequence[int] = 300,
-    weights: str | None = "imagenet",
-    **kwargs: Any,
-) -> SSD:
+def ssd_mobilenet_v1(num_classes: int, alpha: float = 1.0, image_size: int | Sequence[int] = 300,
+                     weights: str | None = "imagenet", **kwargs: Any) -> SSD:
     """The TF OD API's ``ssd_mobilenet_v1`` (paper Table 13 "SSD 300 MobileNet").
 
     Owns the feature extractor settings of ``ssd_mobilenet_v1_coco.config``:
