@@ -116,6 +116,8 @@ def test_faster_rcnn_pieces_are_swappable_and_come_back_as_themselves(tmp_path):
     history = model.fit(x, _ground_truth(), epochs=1, batch_size=2, verbose=0)
     assert {"loss", "rpn_box", "rpn_objectness", "box", "class", "positives", "invalid_boxes"} <= set(
         history.history)
+    evaluated = model.evaluate(x, _ground_truth(), batch_size=2, verbose=0, return_dict=True)
+    assert np.isfinite(evaluated["loss"]) and evaluated["positives"] > 0  # the full graph, then the loss
     model.save(tmp_path / "frcnn.keras")
     loaded = keras.saving.load_model(tmp_path / "frcnn.keras")
     assert type(loaded.rpn_sampler) is HalfSampler and loaded.rpn_sampler.size == 64

@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo import presets
@@ -170,12 +169,13 @@ class Detector(Task):
 
     def regularization_loss(self):
         """Slim's L2 ``weight_decay * sum(k^2) / 2`` on ``_decay_kernels``, plus layer regularizers."""
-        total = tf.constant(0.0)
+        ops = keras.ops
+        total = ops.zeros((), "float32")
         if self.weight_decay and self._decay_kernels:
-            total += self.weight_decay * 0.5 * tf.add_n(
-                [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in self._decay_kernels])
-        if self.losses:  # layer regularizers (a backbone built with weight_decay)
-            total += tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
+            total += self.weight_decay * 0.5 * sum(
+                ops.sum(ops.square(ops.cast(k, "float32"))) for k in self._decay_kernels)
+        for value in self.losses:  # layer regularizers (a backbone built with weight_decay)
+            total += ops.cast(value, "float32")
         return total
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -202,7 +202,7 @@ class Detector(Task):
         tflite_ops = tflite_ops_argument(tflite_ops, export, f"{type(self).__name__}.postprocess")
         dets = self.decode(outputs, tflite_ops)
         boxes = self.preprocessor.from_model_boxes(dets["boxes"])
-        dets["boxes"] = tf.where(dets["classes"][..., None] >= 0, boxes, -1.0)
+        dets["boxes"] = keras.ops.where(dets["classes"][..., None] >= 0, boxes, -1.0)
         return dets
 
     def tflite_model(self) -> Detector:

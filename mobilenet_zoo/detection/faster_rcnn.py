@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from mobilenet_zoo.backbone import check_backbone
 from mobilenet_zoo.detection.anchors import GridAnchorGenerator
@@ -249,25 +248,27 @@ class FasterRCNN(Detector):
         s_boxes, labels, s_codes, s_weights, s_positive = second_stage_targets(
             y_pred["proposals"], y_pred["num_proposals"], boxes, classes, self.box_matcher,
             self.box_coder, self.box_sampler, self.add_groundtruth_to_proposals)
-        crops = self.roi_crop(y_pred["features"], tf.stop_gradient(s_boxes))
+        ops = keras.ops
+        crops = self.roi_crop(y_pred["features"], ops.stop_gradient(s_boxes))
         logits, box_codes = self.box_classifier(crops, training=training)
         n = self.box_sampler.size
-        logits = tf.reshape(logits, (-1, n, self.num_classes + 1))
-        box_codes = tf.reshape(box_codes, (-1, n, self.num_classes, 4))
+        logits = ops.reshape(logits, (-1, n, self.num_classes + 1))
+        box_codes = ops.reshape(box_codes, (-1, n, self.num_classes, 4))
         cls, box = sampled_losses(logits, labels, class_box_codes(box_codes, labels), s_codes, s_weights,
                                   s_positive)
         parts = {"rpn_box": rpn_box, "rpn_objectness": rpn_objectness, "box": box, "class": cls}
-        total = tf.add_n([self.loss_weights[k] * v for k, v in parts.items()])
-        parts["positives"] = tf.reduce_mean(tf.reduce_sum(tf.cast(s_positive, tf.float32), 1))
+        total = sum(self.loss_weights[k] * v for k, v in parts.items())
+        parts["positives"] = ops.mean(ops.sum(ops.cast(s_positive, "float32"), axis=1))
         return total, parts
 
     # ---------------------------------------------------------------- inference
     def decode(self, outputs, tflite_ops):
         """Softmax scores, class-specific boxes decoded against the proposals, per-class NMS;
         padding proposals (after ``num_proposals``) are certain background."""
-        valid = tf.range(self.max_proposals)[None, :] < outputs["num_proposals"][:, None]
-        background = tf.one_hot(0, self.num_classes + 1) * 2e4 - 1e4
-        logits = tf.where(valid[..., None], tf.cast(outputs["classes"], tf.float32), background)
+        ops = keras.ops
+        valid = ops.arange(self.max_proposals)[None, :] < outputs["num_proposals"][:, None]
+        background = ops.one_hot(0, self.num_classes + 1) * 2e4 - 1e4
+        logits = ops.where(valid[..., None], ops.cast(outputs["classes"], "float32"), background)
         return self.decoder(outputs["boxes"], logits, outputs["proposals"], box_coder=self.box_coder,
                             tflite_ops=tflite_ops)
 

@@ -46,10 +46,11 @@ def build_targets(matches, gt_boxes, gt_classes, anchors, box_coder, num_classes
 
 
 def smooth_l1(pred, target, delta: float = 1.0):
-    """Huber / smooth L1 summed over the 4 box codes (TF OD API ``weighted_smooth_l1``)."""
-    diff = tf.abs(pred - target)
-    per_coord = tf.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
-    return tf.reduce_sum(per_coord, axis=-1)
+    """Huber / smooth L1 summed over the 4 box codes (TF OD API ``weighted_smooth_l1``;
+    the one of both detectors)."""
+    diff = keras.ops.abs(pred - target)
+    per_coord = keras.ops.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
+    return keras.ops.sum(per_coord, axis=-1)
 
 
 def sampled_losses(logits, labels, box_pred, box_targets, sampled, positive):
@@ -67,13 +68,14 @@ def sampled_losses(logits, labels, box_pred, box_targets, sampled, positive):
         box_pred / box_targets: (B, N, 4) box codes.
         sampled: (B, N) bool or {0, 1} weights; positive: (B, N) bool, within sampled.
     """
-    weights = tf.cast(sampled, tf.float32)
-    norm = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32),
-                                                        tf.cast(logits, tf.float32))
-    classification = tf.reduce_mean(tf.reduce_sum(ce * weights, 1) / norm)
-    loc = smooth_l1(tf.cast(box_pred, tf.float32), box_targets) * tf.cast(positive, tf.float32)
-    return classification, tf.reduce_mean(tf.reduce_sum(loc, 1) / norm)
+    ops = keras.ops
+    weights = ops.cast(sampled, "float32")
+    norm = ops.maximum(ops.sum(weights, axis=1), 1.0)
+    ce = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), ops.cast(logits, "float32"),
+                                             from_logits=True)
+    classification = ops.mean(ops.sum(ce * weights, axis=1) / norm)
+    loc = smooth_l1(ops.cast(box_pred, "float32"), box_targets) * ops.cast(positive, "float32")
+    return classification, ops.mean(ops.sum(loc, axis=1) / norm)
 
 
 def hard_negative_mask(cls_loss, positive, negative, neg_pos_ratio: float, min_negatives: int = 0):
