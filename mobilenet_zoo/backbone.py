@@ -16,6 +16,15 @@ import keras
 from keras import layers
 
 from mobilenet_zoo import presets
+
+# Re-exported: the conv / BatchNorm helpers live in mobilenet_zoo.layers (heads import them there).
+from mobilenet_zoo.layers import (  # noqa: F401
+    BN_EPSILON,
+    FoldedConv2D,
+    FoldedDepthwiseConv2D,
+    batch_norm,
+    scaled_depth,
+)
 from mobilenet_zoo.utils import check_known_kwargs
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
 
@@ -23,28 +32,15 @@ from mobilenet_zoo.weights_io import ByNameWeightsMixin
 # depthwise separable blocks that follow the first full convolution.
 # The paper prints stride 2 for block 13; TF-slim and Keras use 1 (7x7 output).
 BLOCK_SPECS: tuple[tuple[int, int], ...] = (
-    (1, 64),
-    (2, 128),
-    (1, 128),
-    (2, 256),
-    (1, 256),
-    (2, 512),
-    (1, 512),
-    (1, 512),
-    (1, 512),
-    (1, 512),
-    (1, 512),
-    (2, 1024),
-    (1, 1024),
-)
+    (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512),
+    (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
+)  # fmt: skip
 STEM_FILTERS = 32  # Table 1: conv 3x3x3x32, stride 2.
 # Table 5 "Shallow MobileNet": the five 14x14x512 blocks removed.
 SHALLOW_REMOVED_BLOCKS = (7, 8, 9, 10, 11)
 VARIANTS = ("separable", "full", "shallow")
 OUTPUT_STRIDES = (8, 16, 32)
 MIN_INPUT_SIDE = 32
-# BatchNorm epsilon of TF-slim and keras.applications; momentum is Keras's default.
-BN_EPSILON = 1e-3
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -104,57 +100,6 @@ def resolve_input_shape(
             f"`input_shape` channels must be a positive int, got {input_shape[2]!r}."
         )
     return input_shape
-
-
-def batch_norm(x, name: str, folded: bool, momentum: float = 0.99):
-    """BatchNorm named ``name`` after a conv, or nothing when BatchNorm is folded
-    into that conv (``folded_batch_norm``: the conv carries the bias instead)."""
-    if folded:
-        return x
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=name)(x)
-
-
-def _bias_add(layer, outputs):
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # TF's BiasAdd: the fused conv kernels absorb it
-
-        return tf.nn.bias_add(outputs, layer.bias)
-    return keras.ops.add(outputs, layer.bias)  # channels_last broadcast
-
-
-@keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class FoldedConv2D(layers.Conv2D):
-    """``Conv2D`` whose bias (a folded BatchNorm) is added with TF's ``BiasAdd``.
-
-    Keras adds a conv bias as a broadcast ``AddV2``, which TF's fused
-    conv + bias + ReLU6 kernels do not absorb; ``BiasAdd`` is 5-7% faster at
-    batch 1 on CPU. Same weights and numbers as ``Conv2D``.
-    """
-
-    def call(self, inputs):
-        outputs = self.convolution_op(inputs, self.kernel)
-        if self.use_bias:
-            outputs = _bias_add(self, outputs)
-        return outputs if self.activation is None else self.activation(outputs)
-
-
-@keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class FoldedDepthwiseConv2D(layers.DepthwiseConv2D):
-    """``DepthwiseConv2D`` with its bias added by ``BiasAdd`` (see ``FoldedConv2D``)."""
-
-    def call(self, inputs):
-        outputs = keras.ops.depthwise_conv(
-            inputs, self.kernel, strides=self.strides, padding=self.padding,
-            dilation_rate=self.dilation_rate, data_format=self.data_format,
-        )
-        if self.use_bias:
-            outputs = _bias_add(self, outputs)
-        return outputs if self.activation is None else self.activation(outputs)
-
-
-def scaled_depth(filters: int, alpha: float, min_depth: int) -> int:
-    """TF-slim's channel rule: ``max(int(filters * alpha), min_depth)``."""
-    return max(int(filters * alpha), min_depth)
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -276,15 +221,8 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
         # TF 'SAME' padding everywhere: identical to keras.applications'
         # ZeroPadding2D((0, 1), (0, 1)) + 'valid' at even sizes, and to TF-slim
         # at every size (odd sides pad (1, 1)).
-        x = Conv(
-            scaled_depth(STEM_FILTERS, alpha, min_depth),
-            3,
-            strides=2,
-            padding="same",
-            use_bias=folded_batch_norm,
-            kernel_regularizer=regularizer,
-            name="conv1",
-        )(inputs)
+        x = Conv(scaled_depth(STEM_FILTERS, alpha, min_depth), 3, strides=2, padding="same",
+                 use_bias=folded_batch_norm, kernel_regularizer=regularizer, name="conv1")(inputs)
         x = endpoints["conv1"] = bn_relu(x, "conv1")
         current_stride, rate = 2, 1
         level = 1
@@ -305,28 +243,14 @@ class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
             out_depth = scaled_depth(filters, alpha, min_depth)
             if variant == "full":
                 name = f"conv_full_{block_id}"
-                x = Conv(
-                    out_depth,
-                    3,
-                    strides=layer_stride,
-                    dilation_rate=layer_rate,
-                    padding="same",
-                    use_bias=folded_batch_norm,
-                    kernel_regularizer=regularizer,
-                    name=name,
-                )(x)
+                x = Conv(out_depth, 3, strides=layer_stride, dilation_rate=layer_rate, padding="same",
+                         use_bias=folded_batch_norm, kernel_regularizer=regularizer, name=name)(x)
                 x = endpoints[name] = bn_relu(x, name)
                 continue
             name = f"conv_dw_{block_id}"
-            x = DepthwiseConv(
-                3,
-                strides=layer_stride,
-                dilation_rate=layer_rate,
-                depth_multiplier=depth_multiplier,
-                padding="same",
-                use_bias=folded_batch_norm,
-                name=name,
-            )(x)
+            x = DepthwiseConv(3, strides=layer_stride, dilation_rate=layer_rate,
+                              depth_multiplier=depth_multiplier, padding="same",
+                              use_bias=folded_batch_norm, name=name)(x)
             x = endpoints[name] = bn_relu(x, name)
             name = f"conv_pw_{block_id}"
             x = Conv(

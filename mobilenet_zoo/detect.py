@@ -14,6 +14,7 @@ inputs skipped (listed on stderr), 2 usage error (nothing was run), 3 fatal erro
 
     python -m mobilenet_zoo.detect photo.jpg                          # the face preset
     python -m mobilenet_zoo.detect photos/ --model runs/ssd_coco/model.keras --score 0.3
+    python -m mobilenet_zoo.detect photos/ --model runs/faster_rcnn_coco/model.keras
 """
 
 from __future__ import annotations
@@ -37,21 +38,23 @@ def expand(inputs: list[str]) -> list[str]:
 
 
 def load_detector(preset: str | None, model_path: str | None):
-    """The detector of ``--model`` or ``--preset``; ``SystemExit`` with a message
-    (exit code 2, nothing was run) when it cannot be one."""
+    """The detector (any ``Detector``: SSD, Faster R-CNN) of ``--model`` or ``--preset``;
+    ``SystemExit`` with a message (exit code 2, nothing was run) when it cannot be one."""
     import keras
 
     from mobilenet_zoo import presets
-    from mobilenet_zoo.detection.ssd import SSD
+    from mobilenet_zoo.detection import SSD, Detector, FasterRCNN
 
+    classes = {cls.__name__: cls for cls in (SSD, FasterRCNN)}
     preset = preset or presets.FACE_SSD
     if model_path:
         try:
             model = keras.saving.load_model(model_path)
         except (OSError, ValueError) as err:
             _usage_exit(f"cannot load --model {model_path}: {err}")
-        if not isinstance(model, SSD):
-            _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector (SSD).")
+        if not isinstance(model, Detector):
+            _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector "
+                        f"({', '.join(classes)} or another Detector).")
         from mobilenet_zoo.weights_io import check_finite
 
         try:  # NaN / inf weights predict nothing useful (folding would hide them)
@@ -59,14 +62,14 @@ def load_detector(preset: str | None, model_path: str | None):
         except ValueError as err:
             _usage_exit(str(err))
         return model
-    detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") == "SSD"]
+    detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") in classes]
     try:
         meta = presets.get_preset(preset)
     except (KeyError, ValueError) as err:
         _usage_exit(f"unknown --preset {preset!r} ({err}); detectors: {detectors}.")
-    if meta.get("task") != "SSD":
+    if meta.get("task") not in classes:
         _usage_exit(f"preset {preset!r} is not a detector; detectors: {detectors}.")
-    return SSD.from_preset(preset)
+    return classes[meta["task"]].from_preset(preset)
 
 
 def _usage_exit(message: str):
@@ -111,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--preset", default=None,
                        help="a detection preset (default: the face detector; "
                             "list them with python -m mobilenet_zoo.presets)")
-    which.add_argument("--model", default=None, help="a detector saved as .keras (e.g. by ssd_coco.py)")
+    which.add_argument("--model", default=None, help="a detector (SSD, Faster R-CNN) saved as .keras (e.g. by ssd_coco.py)")
     parser.add_argument("--score", type=float, default=0.5, help="minimum score to report, in [0, 1]")
     parser.add_argument("--out", default="detections",
                         help="folder for the annotated PNGs; not inside an input folder")

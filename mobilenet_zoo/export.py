@@ -1,8 +1,9 @@
 """Export to the phone and to servers: TFLite / LiteRT flatbuffers and SavedModels.
 
 Both go through the task's own serving path (``Task.serving_fn``): the exported
-graph is ``model.postprocess(model(images), export=True)``, the code ``predict``
-runs. For an ``SSD`` that is box decoding and per-class NMS, so the ``.tflite``
+graph is the model's ``postprocess`` on its outputs, the code ``predict`` runs (for
+a ``Detector``, ``postprocess(model(images), tflite_ops=True)``). For a detector
+(``SSD``, ``FasterRCNN``) that is box decoding and per-class NMS, so the ``.tflite``
 file returns final detections (``boxes`` in the model's
 ``bounding_box_format``, ``classes``, ``scores``, ``num_detections``). Plain
 Keras models (not tasks) export their outputs as they are.
@@ -195,7 +196,7 @@ def export_saved_model(
     ``fold=True`` serves ``fold_batch_norm(model)`` (same outputs, about 1.5x
     faster on CPU) for this package's models.
 
-    For a task model the results are ``predict``'s (detections for SSD). The
+    For a task model the results are ``predict``'s (detections for a ``Detector``). The
     directory is written beside ``path`` and renamed into place, so an existing
     export is replaced only by a complete one. ``path`` must be new, empty or an
     earlier SavedModel (it holds ``saved_model.pb``): any other file or folder is
@@ -255,7 +256,7 @@ def to_tflite(
     metadata: bool | dict = True,
     uint8_io: bool = False,
 ) -> bytes:
-    """Converts a Keras model (SSD with its decoding and NMS) to a TFLite flatbuffer.
+    """Converts a Keras model (a detector with its decoding and NMS) to a TFLite flatbuffer.
 
     Every request is checked before the (slow) conversion, and one that cannot be
     honoured is an error, never a silent downgrade: an unknown ``quantize``;
@@ -266,7 +267,7 @@ def to_tflite(
     and the temporary file is removed on every failure.
 
     Args:
-        model: an ``SSD``, ``MobileNetClassifier``, segmentation model or any Keras model
+        model: a ``Detector`` (``SSD``, ``FasterRCNN``), ``MobileNetClassifier``, segmentation model or any Keras model
             with a static input size.
         path: where to write the ``.tflite`` file (optional).
         quantize: ``None`` (float32), ``"dynamic"`` (int8 weights), ``"float16"``

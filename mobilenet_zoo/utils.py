@@ -50,3 +50,15 @@ def check_known_kwargs(cls: type, kwargs: dict[str, Any], where: str,
     if unknown:
         raise TypeError(f"{cls.__name__}.{where}() got unknown argument(s) {unknown}; it takes "
                         f"{sorted(known)}.")
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """ValueError unless ``value`` is an int >= ``minimum`` (bool excluded)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+
+
+def check_fraction(name: str, value) -> None:
+    """ValueError unless ``value`` is a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1], got {value!r}.")

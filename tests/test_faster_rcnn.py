@@ -12,8 +12,9 @@ from skimage import data as skdata
 
 from mobilenet_zoo import MobileNetBackbone
 from mobilenet_zoo.complexity import profile
-from mobilenet_zoo.detection import ArgMaxMatcher, FasterRCNNBoxCoder
+from mobilenet_zoo.detection import ArgMaxMatcher, FasterRCNNBoxCoder, roi, rpn
 from mobilenet_zoo.detection import faster_rcnn as fr
+from mobilenet_zoo.detection.anchors import GridAnchorGenerator
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def _toy_batch(size=128):
 
 # ---------------------------------------------------------------- anchors
 def test_grid_anchors_match_a_hand_computation():
-    gen = fr.GridAnchorGenerator()
+    gen = GridAnchorGenerator()
     anchors = gen((64, 64), (2, 2)) * 64  # back to pixels
     assert anchors.shape == (2 * 2 * 12, 4)
     # Cell (0, 0), anchor 0: ratio 0.5, scale 0.25 -> h = 64 / sqrt(.5), w = 64 * sqrt(.5).
@@ -64,7 +65,7 @@ def test_balanced_sampler_caps_positives_and_fills_with_negatives():
     pos[1, :10] = True  # few positives: negatives fill the rest
     neg = ~pos
     neg[1, 300:] = False  # row 1: 10 positives + 290 negatives available
-    taken = fr.sample_balanced(tf.constant(pos), tf.constant(neg), 256, 0.5, seed=1).numpy()
+    taken = rpn.sample_balanced(tf.constant(pos), tf.constant(neg), 256, 0.5, seed=1).numpy()
     assert (taken & pos).sum(1).tolist() == [128, 10]
     assert taken.sum(1).tolist() == [256, 256]
     assert not (taken & ~pos & ~neg).any()
@@ -76,8 +77,8 @@ def test_rpn_targets_match_hand_assignment():
     inside = np.array([True, True, True, True, False])
     gt = tf.constant([[[0.0, 0.0, 0.5, 0.5], [-1, -1, -1, -1]]], tf.float32)
     cls = tf.constant([[4, -1]], tf.int32)
-    obj, codes, sampled, pos = fr.rpn_targets(gt, cls, anchors, inside, ArgMaxMatcher(0.7, 0.3, True),
-                                              FasterRCNNBoxCoder(), minibatch=256)
+    obj, codes, sampled, pos = rpn.rpn_targets(gt, cls, anchors, inside, ArgMaxMatcher(0.7, 0.3, True),
+                                               FasterRCNNBoxCoder(), rpn.BalancedSampler(256, 0.5))
     # Anchor 0 is the box (IoU 1); anchors 1, 2 do not overlap (negatives); anchor 3 has
     # IoU 0.3^2 / (0.25 + 0.25 - 0.09) = 0.22 < 0.3 (negative); anchor 4 is outside: never sampled.
     assert obj.numpy()[0].tolist() == [1, 0, 0, 0, 0]
@@ -91,9 +92,9 @@ def test_second_stage_targets_sample_64_with_at_most_25_percent_positives():
     proposals = np.concatenate([y0, y0 + rng.uniform(0.05, 0.2, (1, 300, 2))], -1).astype(np.float32)
     gt = np.array([[[0.1, 0.1, 0.4, 0.4], [-1, -1, -1, -1]]], np.float32)
     proposals[0, :40] = gt[0, 0] + rng.uniform(-0.01, 0.01, (40, 4))  # 40 near-copies: IoU > 0.5
-    boxes, labels, codes, weights, positive = fr.second_stage_targets(
+    boxes, labels, codes, weights, positive = roi.second_stage_targets(
         tf.constant(proposals), tf.constant([300]), tf.constant(gt), tf.constant([[2, -1]]),
-        ArgMaxMatcher(0.5, 0.5, False), FasterRCNNBoxCoder(), batch=64, positive_fraction=0.25)
+        ArgMaxMatcher(0.5, 0.5, False), FasterRCNNBoxCoder(), rpn.BalancedSampler(64, 0.25))
     assert boxes.shape == (1, 64, 4) and weights.numpy().sum() == 64
     assert positive.numpy().sum() == 16  # 41 candidates (40 + the ground truth), capped at 16
     assert set(labels.numpy()[0][positive.numpy()[0]]) == {3}  # class 2 -> label 3 (0 = background)
@@ -113,12 +114,12 @@ def test_builtin_roi_crop_equals_tf_crop_and_resize():
     boxes = tf.constant(boxes, tf.float32)
     index = tf.constant(rng.integers(0, 2, 30), tf.int32)
     ref = tf.image.crop_and_resize(features, boxes, index, (14, 14))
-    ours = fr.crop_and_resize_builtin(features, boxes, index, (14, 14))
+    ours = roi.crop_and_resize_builtin(features, boxes, index, (14, 14))
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=1e-5)
 
 
 def test_decoder_uses_each_class_box_and_softmax_scores():
-    model = _small(max_proposals=4)
+    model = _small(proposal_layer={"max_proposals": 4})
     proposals = np.array([[[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0], [0, 0, 0, 0]]],
                          np.float32)
     codes = np.zeros((1, 4, 3, 4), np.float32)
@@ -199,7 +200,7 @@ def test_fit_lowers_the_loss_and_the_model_round_trips(tmp_path):
 def test_tflite_export_uses_builtins_and_returns_the_keras_detections():
     backbone = MobileNetBackbone(weights="mobilenet_v1_1.0_224_imagenet", min_depth=16)
     model = fr.FasterRCNN(backbone, num_classes=3, image_size=128, bounding_box_format="xyxy",
-                          max_proposals=50)
+                          proposal_layer={"max_proposals": 50})
     x = tf.image.resize(skdata.chelsea()[None].astype(np.float32), (128, 128)).numpy()
     lite = TFLiteRunner(to_tflite(model))(x)  # TFLITE_BUILTINS only: conversion fails otherwise
     ref = model.predict(x, verbose=0)
@@ -216,7 +217,7 @@ def test_saved_model_export_serves_the_predict_detections(tmp_path):
 
     backbone = MobileNetBackbone(weights="mobilenet_v1_1.0_224_imagenet", min_depth=16)
     model = fr.FasterRCNN(backbone, num_classes=3, image_size=128, bounding_box_format="xyxy",
-                          max_proposals=50)
+                          proposal_layer={"max_proposals": 50})
     x = tf.image.resize(skdata.astronaut()[None].astype(np.float32), (128, 128)).numpy()
     served = tf.saved_model.load(export_saved_model(model, tmp_path / "frcnn"))
     out = {k: v.numpy() for k, v in served.serve(tf.constant(x)).items()}
@@ -234,7 +235,7 @@ def test_keep_aspect_ratio_size_follows_the_tf_od_api_resizer():
     with pytest.raises(ValueError, match="positive"):
         fr.keep_aspect_ratio_size(0, 10)
     # The README's use: the same detector rebuilt at the resizer's size, weights kept.
-    model = _small(max_proposals=20)
+    model = _small(proposal_layer={"max_proposals": 20})
     size = fr.keep_aspect_ratio_size(96, 128, min_dimension=128, max_dimension=256)
     resized = model.with_image_size(size)
     assert resized.image_size == size == (128, 171)

@@ -120,14 +120,14 @@ def test_custom_matcher_and_decoder_subclasses_round_trip_as_themselves(tmp_path
 
 
 def test_predict_and_export_share_one_decoder():
-    """The exported graph is model.postprocess(export=True): same detections as predict."""
+    """The exported graph is model.postprocess(tflite_ops=True): same detections as predict."""
     model = _ssd(decoder=DetectionDecoder(score_threshold=0.05, max_detections=20),
                  class_prior=0.2)
     rng = np.random.default_rng(1)
     raw = {"boxes": tf.constant(rng.normal(0, 1, (2, len(model.anchors), 4)), tf.float32),
            "classes": tf.constant(rng.normal(-1, 2, (2, len(model.anchors), 4)), tf.float32)}
     batched = model.postprocess(raw)
-    looped = model.postprocess(raw, export=True)
+    looped = model.postprocess(raw, tflite_ops=True)
     np.testing.assert_array_equal(np.asarray(looped["num_detections"]), np.asarray(batched["num_detections"]))
     np.testing.assert_array_equal(np.asarray(looped["classes"]), np.asarray(batched["classes"]))
     np.testing.assert_allclose(np.asarray(looped["scores"]), np.asarray(batched["scores"]), atol=1e-6)
@@ -151,7 +151,7 @@ def test_saved_model_export_returns_predict_results(tmp_path):
     out = loaded.serve(tf.constant(x))
     # The served graph is the model's own serving path (ties between equal scores of an
     # untrained model make only the exact same NMS kernel comparable box by box).
-    ref = model.postprocess(model(x, training=False), export=True)
+    ref = model.postprocess(model(x, training=False), tflite_ops=True)
     np.testing.assert_allclose(out["boxes"].numpy(), np.asarray(ref["boxes"]), atol=1e-3)
     np.testing.assert_array_equal(out["classes"].numpy(), np.asarray(ref["classes"]))
     predicted = model.predict(x, verbose=0)

@@ -1,20 +1,23 @@
-"""Object detection on MobileNetBackbone (paper Table 13): SSD and Faster R-CNN."""
+"""Object detection on MobileNetBackbone (paper Table 13): ``Detector``, its SSD and Faster R-CNN."""
 
-from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
-from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
-from mobilenet_zoo.detection.faster_rcnn import (
-    FasterRCNN,
+from mobilenet_zoo.detection.anchors import (
     GridAnchorGenerator,
-    faster_rcnn_mobilenet_v1,
-    keep_aspect_ratio_size,
+    SSDAnchorGenerator,
+    feature_map_sizes,
 )
+from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.detector import Detector
+from mobilenet_zoo.detection.faster_rcnn import FasterRCNN, faster_rcnn_mobilenet_v1
 from mobilenet_zoo.detection.losses import FocalLoss, SSDLoss
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
-from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+from mobilenet_zoo.detection.postprocess import DetectionDecoder, non_max_suppression
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, keep_aspect_ratio_size
+from mobilenet_zoo.detection.roi import ProposalLayer, ROICrop
+from mobilenet_zoo.detection.rpn import BalancedSampler
 from mobilenet_zoo.detection.ssd import SSD, ssd_mobilenet_v1
 
 __all__ = [
+    "Detector",
     "SSD",
     "ssd_mobilenet_v1",
     "FasterRCNN",
@@ -29,6 +32,10 @@ __all__ = [
     "SSDLoss",
     "FocalLoss",
     "DetectionDecoder",
+    "non_max_suppression",
+    "BalancedSampler",
+    "ProposalLayer",
+    "ROICrop",
 ]
 
 from mobilenet_zoo.detection.coco_eval import evaluate_coco  # noqa: E402

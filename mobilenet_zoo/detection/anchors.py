@@ -1,4 +1,9 @@
-"""SSD anchors exactly as the TF Object Detection API's ``ssd_anchor_generator``.
+"""Anchors exactly as the TF Object Detection API builds them.
+
+``SSDAnchorGenerator``: ``ssd_anchor_generator`` (SSD, several maps);
+``GridAnchorGenerator``: ``grid_anchor_generator`` (Faster R-CNN's RPN, one map).
+
+SSD anchors:
 
 Defaults from the TF OD API's ``ssd_mobilenet_v1_coco.config``:
 6 layers, scales linearly spaced in [0.2, 0.95], aspect ratios 1, 2, 1/2, 3,
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -160,3 +166,67 @@ class SSDAnchorGenerator(ConfigMixin):
             "reduce_boxes_in_lowest_layer": self.reduce_boxes_in_lowest_layer,
             "order": self.order,
         }
+
+
+@keras.saving.register_keras_serializable(package="mobilenet_zoo")
+class GridAnchorGenerator(ConfigMixin):
+    """The TF OD API's ``grid_anchor_generator`` (one feature map; Faster R-CNN's RPN).
+
+    Anchor ``k`` of a cell has aspect ratio ``aspect_ratios[k // len(scales)]`` and
+    scale ``scales[k % len(scales)]``: height ``scale * base / sqrt(ratio)``, width
+    ``scale * base * sqrt(ratio)`` pixels, centred at ``(i * stride + offset,
+    j * stride + offset)``. Boxes are returned normalised by the image size
+    (``[ymin, xmin, ymax, xmax]``), row-major over the grid, then the anchors.
+
+    Args:
+        scales: anchor scales (config: 0.25, 0.5, 1.0, 2.0).
+        aspect_ratios: width / height (config: 0.5, 1.0, 2.0).
+        base_anchor_size: pixels of scale 1 (grid_anchor_generator default 256).
+        stride: pixels between anchor centres (config: 16).
+        offset: pixels of the first centre (grid_anchor_generator default 0).
+
+    Example:
+
+    ```python
+    anchors = GridAnchorGenerator()((300, 300), (19, 19))   # (4332, 4)
+    ```
+    """
+
+    def __init__(self, scales: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+                 aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), base_anchor_size: float = 256.0,
+                 stride: int = 16, offset: float = 0.0) -> None:
+        if not scales or not aspect_ratios or min(scales) <= 0 or min(aspect_ratios) <= 0:
+            raise ValueError(f"`scales` and `aspect_ratios` must be non-empty and positive, got "
+                             f"{scales} and {aspect_ratios}.")
+        if base_anchor_size <= 0 or stride < 1:
+            raise ValueError(f"`base_anchor_size` must be > 0 and `stride` >= 1, got "
+                             f"{base_anchor_size} and {stride}.")
+        self.scales = tuple(float(s) for s in scales)
+        self.aspect_ratios = tuple(float(r) for r in aspect_ratios)
+        self.base_anchor_size = float(base_anchor_size)
+        self.stride = int(stride)
+        self.offset = float(offset)
+
+    def num_anchors_per_location(self) -> int:
+        return len(self.scales) * len(self.aspect_ratios)
+
+    def sizes(self) -> np.ndarray:
+        """(A, 2) anchor (height, width) in pixels, in the cell's order."""
+        ratios, scales = np.meshgrid(self.aspect_ratios, self.scales, indexing="ij")
+        ratios, scales = ratios.ravel(), scales.ravel()
+        return np.stack([scales / np.sqrt(ratios), scales * np.sqrt(ratios)], -1) * self.base_anchor_size
+
+    def __call__(self, image_size: int | Sequence[int], grid: Sequence[int]) -> np.ndarray:
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        gh, gw = grid
+        cy = np.arange(gh) * self.stride + self.offset
+        cx = np.arange(gw) * self.stride + self.offset
+        cy, cx = np.meshgrid(cy, cx, indexing="ij")
+        centres = np.stack([cy, cx], -1)[:, :, None, :]  # (gh, gw, 1, 2)
+        half = self.sizes()[None, None] / 2.0  # (1, 1, A, 2)
+        boxes = np.concatenate([centres - half, centres + half], -1).reshape(-1, 4)
+        return (boxes / np.array([h, w, h, w], np.float64)).astype(np.float32)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"scales": list(self.scales), "aspect_ratios": list(self.aspect_ratios),
+                "base_anchor_size": self.base_anchor_size, "stride": self.stride, "offset": self.offset}

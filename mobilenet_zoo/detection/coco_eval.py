@@ -118,7 +118,7 @@ def evaluate_coco(
     max_batches: int | None = None,
     verbose: bool = False,
 ) -> dict[str, float]:
-    """The 12 COCO numbers of ``model`` (an ``SSD``) on ``dataset``.
+    """The 12 COCO numbers of ``model`` (any ``Detector``: SSD, Faster R-CNN) on ``dataset``.
 
     Args:
         model: the detector; its ``predict_on_batch`` returns decoded detections.

@@ -1,4 +1,6 @@
-"""SSD losses: targets from matches, sigmoid + smooth L1 with hard negative mining.
+"""Detection losses: SSD's (sigmoid + smooth L1 with hard negative mining) and
+Faster R-CNN's two stages (softmax + smooth L1 on sampled anchors / proposals).
+
 
 TF OD API ``ssd_mobilenet_v1_coco.config``: ``weighted_sigmoid`` classification
 over ``num_classes + 1`` outputs (background at 0), ``weighted_smooth_l1``
@@ -9,6 +11,11 @@ One simplification, stated: the TF OD API miner runs NMS at IoU 0.99 over the
 3000 hardest boxes before picking negatives, which only removes near-duplicate
 decoded boxes; we rank negatives by loss directly (top 3 x positives per image).
 ``FocalLoss`` is the swap-in alternative (RetinaNet, no mining).
+
+Faster R-CNN (TF OD API ``faster_rcnn_meta_arch``, ``faster_rcnn_*_coco.config``):
+each stage is ``sampled_losses``, softmax cross-entropy on the sampled anchors
+(RPN: objectness) or proposals (second stage: num_classes + 1) plus the same
+``smooth_l1`` on the sampled positives, normalised per image by the sample count.
 """
 
 from __future__ import annotations
@@ -39,10 +46,36 @@ def build_targets(matches, gt_boxes, gt_classes, anchors, box_coder, num_classes
 
 
 def smooth_l1(pred, target, delta: float = 1.0):
-    """Huber / smooth L1 summed over the 4 box codes (TF OD API ``weighted_smooth_l1``)."""
-    diff = tf.abs(pred - target)
-    per_coord = tf.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
-    return tf.reduce_sum(per_coord, axis=-1)
+    """Huber / smooth L1 summed over the 4 box codes (TF OD API ``weighted_smooth_l1``;
+    the one of both detectors)."""
+    diff = keras.ops.abs(pred - target)
+    per_coord = keras.ops.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
+    return keras.ops.sum(per_coord, axis=-1)
+
+
+def sampled_losses(logits, labels, box_pred, box_targets, sampled, positive):
+    """One Faster R-CNN stage's (classification, localisation) losses.
+
+    Softmax cross-entropy over the ``sampled`` entries and ``smooth_l1`` over the
+    ``positive`` ones, each summed per image, divided by that image's number of
+    samples (at least 1) and averaged over the batch (TF OD API
+    ``faster_rcnn_meta_arch._loss_rpn`` / ``_loss_box_classifier`` with
+    ``normalize_by_num_examples``).
+
+    Args:
+        logits: (B, N, K) class logits (K = 2 for the RPN's objectness).
+        labels: (B, N) int targets in [0, K).
+        box_pred / box_targets: (B, N, 4) box codes.
+        sampled: (B, N) bool or {0, 1} weights; positive: (B, N) bool, within sampled.
+    """
+    ops = keras.ops
+    weights = ops.cast(sampled, "float32")
+    norm = ops.maximum(ops.sum(weights, axis=1), 1.0)
+    ce = ops.sparse_categorical_crossentropy(ops.cast(labels, "int32"), ops.cast(logits, "float32"),
+                                             from_logits=True)
+    classification = ops.mean(ops.sum(ce * weights, axis=1) / norm)
+    loc = smooth_l1(ops.cast(box_pred, "float32"), box_targets) * ops.cast(positive, "float32")
+    return classification, ops.mean(ops.sum(loc, axis=1) / norm)
 
 
 def hard_negative_mask(cls_loss, positive, negative, neg_pos_ratio: float, min_negatives: int = 0):

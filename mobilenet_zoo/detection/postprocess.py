@@ -1,14 +1,17 @@
-"""Detection post-processing: decode boxes, sigmoid scores, per-class NMS.
+"""Detection post-processing: one NMS, and the decoder (boxes, scores, per-class NMS).
 
 TF OD API ``ssd_mobilenet_v1_coco.config`` ``post_processing``: score threshold
 1e-8, IoU 0.6, 100 detections per class, 100 in total, sigmoid scores, boxes
-clipped to the image window.
+clipped to the image window (``faster_rcnn_*_coco.config``: softmax scores, 300 in
+total).
 
-One layer, two NMS kernels for the same algorithm (per-class NMS, then the
-``max_detections`` best over all classes):
+``non_max_suppression`` is the one NMS of the package: the detectors' decoder,
+Faster R-CNN's proposal layer and the exported graphs all call it. It has two
+kernels for the same algorithm (per-class NMS, then the ``max_total`` best over
+all classes), chosen by ``tflite_ops``:
 
-- ``export=False``: ``tf.image.combined_non_max_suppression`` (batched, fast);
-- ``export=True``: a loop of single-class ``NonMaxSuppressionV5`` ops, which
+- ``tflite_ops=False``: ``tf.image.combined_non_max_suppression`` (batched, fast);
+- ``tflite_ops=True``: a loop of single-class ``NonMaxSuppressionV5`` ops, which
   convert to TFLite builtins (``combined_non_max_suppression`` does not), over
   a static batch. ``predict`` uses the first, SavedModel / TFLite export the
   second; tests check they agree.
@@ -16,8 +19,90 @@ One layer, two NMS kernels for the same algorithm (per-class NMS, then the
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import tensorflow as tf
+
+
+def tflite_ops_argument(tflite_ops: bool, export: bool | None, where: str) -> bool:
+    """The ``tflite_ops`` switch, taking the old ``export=`` keyword with a DeprecationWarning."""
+    if export is None:
+        return bool(tflite_ops)
+    warnings.warn(f"{where}(export=...) is deprecated; use tflite_ops=...", DeprecationWarning,
+                  stacklevel=3)
+    return bool(export)
+
+
+def non_max_suppression(boxes, scores, max_per_class: int, max_total: int, iou_threshold: float,
+                        score_threshold: float, clip_boxes: bool = False, tflite_ops: bool = False):
+    """Per-class NMS then the ``max_total`` best detections of each image.
+
+    Args:
+        boxes: ``(B, N, 4)`` normalised yxyx shared by the classes, or ``(B, N, C, 4)``
+            one box per class (Faster R-CNN's second stage).
+        scores: ``(B, N, C)``.
+        max_per_class / max_total / iou_threshold / score_threshold: as
+            ``tf.image.combined_non_max_suppression``.
+        clip_boxes: clip the kept boxes to [0, 1].
+        tflite_ops: build it from ``NonMaxSuppressionV5`` (TFLite builtin; needs a
+            static batch size).
+
+    Returns:
+        ``boxes (B, K, 4)``, ``scores (B, K)``, ``classes (B, K)`` int32 and ``num (B,)``
+        int32, best first; entries from ``num`` on are padding (boxes and scores 0,
+        classes -1).
+    """
+    if tflite_ops:
+        batch = boxes.shape[0]
+        if batch is None:
+            raise ValueError("tflite_ops=True needs a static batch size (serving_fn(batch_size=...)).")
+        outs = [_nms_one_image(boxes[i], scores[i], max_per_class, max_total, iou_threshold,
+                               score_threshold, clip_boxes) for i in range(batch)]
+        out_boxes, out_scores, classes, num = (tf.stack([o[k] for o in outs]) for k in range(4))
+    else:
+        nms = tf.image.combined_non_max_suppression(
+            boxes if boxes.shape.rank == 4 else boxes[:, :, None, :], scores,
+            max_output_size_per_class=max_per_class, max_total_size=max_total,
+            iou_threshold=iou_threshold, score_threshold=score_threshold, pad_per_class=False,
+            clip_boxes=clip_boxes)
+        out_boxes, out_scores, num = nms.nmsed_boxes, nms.nmsed_scores, nms.valid_detections
+        classes = tf.cast(nms.nmsed_classes, tf.int32)
+    valid = tf.range(max_total)[None, :] < num[:, None]
+    return (tf.where(valid[..., None], out_boxes, 0.0), tf.where(valid, out_scores, 0.0),
+            tf.where(valid, classes, -1), num)
+
+
+def _nms_one_image(boxes, scores, per_class, k_total, iou_threshold, score_threshold, clip_boxes):
+    """One image of ``non_max_suppression(tflite_ops=True)``: static shapes throughout."""
+    num_classes = scores.shape[-1]
+    sel_boxes, sel_scores, sel_classes = [], [], []
+    for c in range(num_classes):
+        class_boxes = boxes if boxes.shape.rank == 2 else boxes[:, c]
+        # Padded single-class NMS (NonMaxSuppressionV5): static shapes, which
+        # is how the TFLite kernel returns them anyway.
+        idx, sc, count = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=class_boxes, scores=scores[:, c], max_output_size=per_class,
+            iou_threshold=iou_threshold, score_threshold=score_threshold,
+            soft_nms_sigma=0.0, pad_to_max_output_size=True,
+        )
+        sel_boxes.append(tf.gather(class_boxes, idx))
+        sel_scores.append(tf.where(tf.range(per_class) < count, sc, -1.0))
+        sel_classes.append(tf.fill([per_class], c))
+    all_scores = tf.concat(sel_scores, 0)
+    all_boxes = tf.concat(sel_boxes, 0)
+    all_classes = tf.concat(sel_classes, 0)
+    short = k_total - num_classes * per_class
+    if short > 0:  # fewer candidates than output slots: pad statically
+        all_scores = tf.pad(all_scores, [[0, short]], constant_values=-1.0)
+        all_boxes = tf.pad(all_boxes, [[0, short], [0, 0]])
+        all_classes = tf.pad(all_classes, [[0, short]], constant_values=-1)
+    num = tf.minimum(tf.reduce_sum(tf.cast(all_scores >= 0, tf.int32)), k_total)
+    top_scores, top_idx = tf.math.top_k(all_scores, k_total)
+    out_boxes = tf.gather(all_boxes, top_idx)
+    if clip_boxes:
+        out_boxes = tf.clip_by_value(out_boxes, 0.0, 1.0)
+    return out_boxes, top_scores, tf.gather(all_classes, top_idx), num
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -33,7 +118,7 @@ class DetectionDecoder(keras.layers.Layer):
             configs); the background column 0 is dropped after it.
         **kwargs: ``name`` and other ``keras.layers.Layer`` arguments.
 
-    ``decoder(box_codes, class_logits, anchors, box_coder=..., export=False)``
+    ``decoder(box_codes, class_logits, anchors, box_coder=..., tflite_ops=False)``
     (box codes ``(B, N, 4)`` shared by the classes, or ``(B, N, C, 4)`` one box per
     class as Faster R-CNN's second stage; anchors ``(N, 4)`` or per image ``(B, N, 4)``)
     returns a dict of ``boxes (B, K, 4)``, ``scores (B, K)``, ``classes (B, K)``
@@ -79,69 +164,16 @@ class DetectionDecoder(keras.layers.Layer):
         scores = convert(tf.cast(class_logits, tf.float32))[..., 1:]  # drop background
         return boxes, scores
 
-    def call(self, box_codes, class_logits, anchors, box_coder, export: bool = False) -> dict:
+    def call(self, box_codes, class_logits, anchors, box_coder, tflite_ops: bool = False,
+             export: bool | None = None) -> dict:
+        tflite_ops = tflite_ops_argument(tflite_ops, export, "DetectionDecoder")
         boxes, scores = self.scores_and_boxes(box_codes, class_logits, tf.cast(anchors, tf.float32),
                                               box_coder)
-        if export:
-            return self._loop_nms(boxes, scores)
-        nms = tf.image.combined_non_max_suppression(
-            boxes if boxes.shape.rank == 4 else boxes[:, :, None, :],
-            scores,
-            max_output_size_per_class=self.max_detections_per_class,
-            max_total_size=self.max_detections,
-            iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold,
-            pad_per_class=False,
-            clip_boxes=True,
-        )
-        return self._pack(nms.nmsed_boxes, tf.cast(nms.nmsed_classes, tf.int32), nms.nmsed_scores,
-                          nms.valid_detections)
-
-    def _pack(self, boxes, classes, scores, num):
-        valid = tf.range(self.max_detections)[None, :] < num[:, None]
-        return {
-            "boxes": tf.where(valid[..., None], boxes, -1.0),
-            "scores": tf.where(valid, scores, 0.0),
-            "classes": tf.where(valid, classes, -1),
-            "num_detections": num,
-        }
-
-    def _loop_nms(self, boxes, scores):
-        """Per-class NMS with TFLite builtins; needs a static batch size."""
-        batch = boxes.shape[0]
-        if batch is None:
-            raise ValueError("export=True needs a static batch size (serving_fn(batch_size=...)).")
-        outs = [self._loop_nms_one(boxes[i], scores[i]) for i in range(batch)]
-        return self._pack(*(tf.stack([o[k] for o in outs]) for k in range(4)))
-
-    def _loop_nms_one(self, boxes, scores):
-        per_class, k_total = self.max_detections_per_class, self.max_detections
-        num_classes = scores.shape[-1]
-        sel_boxes, sel_scores, sel_classes = [], [], []
-        for c in range(num_classes):
-            # Padded single-class NMS (NonMaxSuppressionV5): static shapes, which
-            # is how the TFLite kernel returns them anyway.
-            idx, sc, count = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=boxes if boxes.shape.rank == 2 else boxes[:, c], scores=scores[:, c],
-                max_output_size=per_class,
-                iou_threshold=self.iou_threshold, score_threshold=self.score_threshold,
-                soft_nms_sigma=0.0, pad_to_max_output_size=True,
-            )
-            sel_boxes.append(tf.gather(boxes if boxes.shape.rank == 2 else boxes[:, c], idx))
-            sel_scores.append(tf.where(tf.range(per_class) < count, sc, -1.0))
-            sel_classes.append(tf.fill([per_class], c))
-        all_scores = tf.concat(sel_scores, 0)
-        all_boxes = tf.concat(sel_boxes, 0)
-        all_classes = tf.concat(sel_classes, 0)
-        short = k_total - num_classes * per_class
-        if short > 0:  # fewer candidates than output slots: pad statically
-            all_scores = tf.pad(all_scores, [[0, short]], constant_values=-1.0)
-            all_boxes = tf.pad(all_boxes, [[0, short], [0, 0]])
-            all_classes = tf.pad(all_classes, [[0, short]], constant_values=-1)
-        num = tf.minimum(tf.reduce_sum(tf.cast(all_scores >= 0, tf.int32)), k_total)
-        top_scores, top_idx = tf.math.top_k(all_scores, k_total)
-        out_boxes = tf.clip_by_value(tf.gather(all_boxes, top_idx), 0.0, 1.0)
-        return out_boxes, tf.gather(all_classes, top_idx), top_scores, num
+        boxes, scores, classes, num = non_max_suppression(
+            boxes, scores, self.max_detections_per_class, self.max_detections, self.iou_threshold,
+            self.score_threshold, clip_boxes=True, tflite_ops=tflite_ops)
+        return {"boxes": tf.where(classes[..., None] >= 0, boxes, -1.0), "scores": scores,
+                "classes": classes, "num_detections": num}
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -35,6 +35,19 @@ def as_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return size
 
 
+def keep_aspect_ratio_size(height: int, width: int, min_dimension: int = 600,
+                           max_dimension: int = 1024) -> tuple[int, int]:
+    """TF OD API ``keep_aspect_ratio_resizer``: the (h, w) that makes the shorter
+    side ``min_dimension`` unless the longer one would pass ``max_dimension``."""
+    if min(height, width) < 1 or min_dimension < 1 or max_dimension < min_dimension:
+        raise ValueError(f"Need positive sizes and max_dimension >= min_dimension; got ({height}, {width}), "
+                         f"{min_dimension}, {max_dimension}.")
+    scale = min_dimension / min(height, width)
+    if round(max(height, width) * scale) > max_dimension:
+        scale = max_dimension / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class DetectionPreprocessor(ConfigMixin):
     """Image size, box format and training augmentation of a detector.

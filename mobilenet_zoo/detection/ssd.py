@@ -21,22 +21,17 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from mobilenet_zoo import presets
-from mobilenet_zoo.backbone import MobileNetBackbone, batch_norm, check_backbone
+from mobilenet_zoo.backbone import check_backbone
 from mobilenet_zoo.detection.anchors import SSDAnchorGenerator, feature_map_sizes
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.detector import Detector
 from mobilenet_zoo.detection.losses import SSDLoss, build_targets
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
-from mobilenet_zoo.detection.preprocessor import (
-    DetectionPreprocessor,
-    as_image_size,
-    ground_truth_to_model,
-)
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.task import Task, serialize
-from mobilenet_zoo.utils import build_piece, check_num_classes
-from mobilenet_zoo.weights_io import iter_weighted_layers
+from mobilenet_zoo.utils import build_piece
 
 # ssd_mobilenet_v1_feature_extractor.py: feature_map_layout layer_depth.
 EXTRA_LAYER_DEPTHS = (512, 256, 256, 128)
@@ -46,8 +41,10 @@ MIN_DEPTH = 16
 WEIGHT_DECAY = 4e-5
 # conv_hyperparams initializer: truncated_normal stddev 0.03.
 KERNEL_INIT_STDDEV = 0.03
+
+
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
-class SSD(Task):
+class SSD(Detector):
     """SSD-MobileNet detector (paper Table 13; TF OD API ``ssd_mobilenet_v1``).
 
     Args:
@@ -113,23 +110,9 @@ class SSD(Task):
         invalid_boxes: str = "drop",
         **kwargs: Any,
     ) -> None:
-        if invalid_boxes not in ("drop", "raise"):
-            raise ValueError(f"`invalid_boxes` must be 'drop' or 'raise', got {invalid_boxes!r}.")
-        check_num_classes(num_classes)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"`class_names` has {len(class_names)} names for num_classes={num_classes}."
-            )
-        size = as_image_size(image_size)
-        if preprocessor is None:
-            preprocessor = DetectionPreprocessor(size, bounding_box_format)
-        preprocessor = build_piece(preprocessor, DetectionPreprocessor)
-        if (preprocessor.image_size, preprocessor.bounding_box_format) != (size, bounding_box_format):
-            raise ValueError(
-                f"The preprocessor has image_size={preprocessor.image_size} and "
-                f"bounding_box_format={preprocessor.bounding_box_format!r}; the SSD has {size} and "
-                f"{bounding_box_format!r}. Give both the same values."
-            )
+        size, common = self.detector_inputs(
+            "SSD", num_classes, image_size, bounding_box_format, preprocessor, class_names, invalid_boxes,
+            weight_decay, include_preprocessing, box_coder, decoder)
         check_backbone(backbone, "SSD", levels=("P4", "P5"), strides={"P4": 16, "P5": 32})
         if class_prior is not None and not 0 < class_prior < 1:
             raise ValueError(f"`class_prior` must be in (0, 1), got {class_prior}.")
@@ -194,116 +177,41 @@ class SSD(Task):
         kwargs.setdefault("name", "ssd_mobilenet_v1")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-        self._init_task(backbone, preprocessor)
-        self.num_classes = num_classes
-        self.bounding_box_format = bounding_box_format
+        self._init_detector(backbone, common)
         self.extra_layer_depths = tuple(extra_layer_depths)
         self.min_depth = min_depth
-        self.include_preprocessing = include_preprocessing
         self.anchor_generator = anchor_generator
-        self.box_coder = build_piece(box_coder, FasterRCNNBoxCoder)
         self.matcher = build_piece(matcher, ArgMaxMatcher)
         self.detection_loss = build_piece(detection_loss, SSDLoss)
-        self.decoder = build_piece(decoder, DetectionDecoder)
-        self.weight_decay = weight_decay
         self.class_prior = class_prior
-        self.class_names = None if class_names is None else [str(n) for n in class_names]
-        self.invalid_boxes = invalid_boxes
         grids = [tuple(m.shape[1:3]) for m in maps]
         assert grids == feature_map_sizes(size, n_maps), (grids, feature_map_sizes(size, n_maps))
         self.anchors = anchor_generator(size, grids)
-        # Every conv kernel (backbone, extras, predictors); not depthwise ones
-        # (TF-slim: regularize_depthwise=False), not BN or biases.
-        self._decay_kernels = [
-            layer.kernel for layer in self._leaf_layers()
-            if isinstance(layer, layers.Conv2D)
-            and not isinstance(layer, layers.DepthwiseConv2D)
-            and layer.kernel_regularizer is None  # e.g. MobileNetBackbone(weight_decay=...)
-        ]
-        self.loss_trackers = {
-            n: keras.metrics.Mean(name=n)
-            for n in ("cls_loss", "box_loss", "num_matches", "invalid_boxes")
-        }
 
-    def _leaf_layers(self):
-        return list(iter_weighted_layers(self))
+    loss_names = ("cls_loss", "box_loss", "num_matches")
+    config_attributes = ("extra_layer_depths", "min_depth", "anchor_generator", "matcher", "detection_loss",
+                         "class_prior")
 
     # ------------------------------------------------------------------ training
-    def _gt_to_normalized(self, y):
-        boxes, classes, invalid = ground_truth_to_model(y, self.preprocessor, self.num_classes,
-                                                        self.invalid_boxes)
-        self.loss_trackers["invalid_boxes"].update_state(invalid)
-        return boxes, classes
-
     def compute_targets(self, y):
         """Matches ground truth to anchors: box codes, class one-hots, masks."""
-        boxes, classes = self._gt_to_normalized(y)
+        boxes, classes = self.ground_truth(y)
         anchors = tf.constant(self.anchors)
         matches = self.matcher.match(boxes, classes >= 0, anchors)
         return build_targets(matches, boxes, classes, anchors, self.box_coder, self.num_classes)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        targets = self.compute_targets(y)
-        total, parts = self.detection_loss(y_pred["boxes"], y_pred["classes"], *targets)
-        if self.weight_decay and self._decay_kernels:
-            total += self.weight_decay * 0.5 * tf.add_n(
-                [tf.reduce_sum(tf.square(tf.cast(k, tf.float32))) for k in self._decay_kernels]
-            )
-        if self.losses:  # layer regularizers (a backbone built with weight_decay)
-            total += tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
-        for name, value in parts.items():
-            self.loss_trackers[name].update_state(value)
-        return total
+    def detection_losses(self, y, y_pred, training):
+        return self.detection_loss(y_pred["boxes"], y_pred["classes"], *self.compute_targets(y))
 
-    @property
-    def metrics(self):
-        return super().metrics + list(self.loss_trackers.values())
-
-    # ---------------------------------------------------------------- inference
-    def postprocess(self, outputs: dict, export: bool = False) -> dict:
-        """Raw outputs -> detections in ``bounding_box_format`` (padding: -1).
-
-        The one decoding path of ``predict`` and of the exported graphs
-        (``export=True`` selects the TFLite-friendly NMS kernel).
-        """
-        dets = self.decoder(outputs["boxes"], outputs["classes"], tf.constant(self.anchors),
-                            box_coder=self.box_coder, export=export)
-        boxes = self.preprocessor.from_model_boxes(dets["boxes"])
-        dets["boxes"] = tf.where(dets["classes"][..., None] >= 0, boxes, -1.0)
-        return dets
-
-    # ---------------------------------------------------------------- config
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update({
-            "num_classes": self.num_classes,
-            "image_size": list(self.image_size),
-            "bounding_box_format": self.bounding_box_format,
-            "extra_layer_depths": list(self.extra_layer_depths),
-            "min_depth": self.min_depth,
-            "include_preprocessing": self.include_preprocessing,
-            "anchor_generator": serialize(self.anchor_generator),
-            "box_coder": serialize(self.box_coder),
-            "matcher": serialize(self.matcher),
-            "detection_loss": serialize(self.detection_loss),
-            "decoder": serialize(self.decoder),
-            "weight_decay": self.weight_decay,
-            "class_prior": self.class_prior,
-            "class_names": self.class_names,
-            "invalid_boxes": self.invalid_boxes,
-        })
-        return config
+    def decode(self, outputs, tflite_ops):
+        return self.decoder(outputs["boxes"], outputs["classes"], tf.constant(self.anchors),
+                            box_coder=self.box_coder, tflite_ops=tflite_ops)
 
     backbone_defaults = {"min_depth": MIN_DEPTH}
 
 
-def ssd_mobilenet_v1(
-    num_classes: int,
-    alpha: float = 1.0,
-    image_size: int | Sequence[int] = 300,
-    weights: str | None = "imagenet",
-    **kwargs: Any,
-) -> SSD:
+def ssd_mobilenet_v1(num_classes: int, alpha: float = 1.0, image_size: int | Sequence[int] = 300,
+                     weights: str | None = "imagenet", **kwargs: Any) -> SSD:
     """The TF OD API's ``ssd_mobilenet_v1`` (paper Table 13 "SSD 300 MobileNet").
 
     Owns the feature extractor settings of ``ssd_mobilenet_v1_coco.config``:
@@ -328,11 +236,4 @@ def ssd_mobilenet_v1(
     model = ssd_mobilenet_v1(num_classes=80)   # ImageNet-initialised backbone
     ```
     """
-    if weights is not None and weights in presets.list_presets():
-        meta = presets.get_preset(weights)
-        if meta["alpha"] != alpha:
-            raise ValueError(f"Preset {weights!r} has alpha {meta['alpha']}; got alpha={alpha}.")
-        return SSD.from_preset(weights, num_classes=num_classes, image_size=image_size, **kwargs)
-    backbone = MobileNetBackbone(alpha=alpha, min_depth=MIN_DEPTH,
-                                 weights=presets.backbone_weights(weights, alpha))
-    return SSD(backbone, num_classes, image_size=image_size, **kwargs)
+    return SSD.from_weights(num_classes, alpha, image_size, weights, **kwargs)

@@ -18,7 +18,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from mobilenet_zoo.backbone import batch_norm, check_backbone
+from mobilenet_zoo.backbone import check_backbone
+from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.segmentation.data import IGNORE_LABEL
 from mobilenet_zoo.segmentation.preprocessor import SegmentationPreprocessor
