@@ -19,7 +19,6 @@ if __name__ == "__main__":  # python -m mobilenet_zoo.export: the CLI parses its
     sys.exit(main())
 
 import functools
-import inspect
 import os
 import shutil
 import tempfile
@@ -31,7 +30,18 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo.backbone import MobileNetBackbone
-from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.export_checks import (  # noqa: F401  (POSTPROCESS: part of the export API)
+    DEFAULT_SSD_POSTPROCESS,
+    POSTPROCESS,
+    check_argmax,
+    check_metadata,
+    check_postprocess,
+    check_target_file,
+    open_target,
+    pixel_range_samples,
+    postprocess_takes_argmax,
+    representative_samples,
+)
 from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.task import Task, serving_function
 
@@ -39,19 +49,13 @@ QUANTIZE = (None, "dynamic", "int8", "float16")
 # SSD post-processing in the .tflite file: one builtin NMS per class (this
 # package's DetectionDecoder, the Keras layout) or TFLite's
 # TFLite_Detection_PostProcess op (the TF OD API layout; mobilenet_zoo.detection_postprocess).
-POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
-# Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
-# is no faster than builtin NMS and its NMS can keep other boxes among dense
-# overlapping candidates, so to_tflite keeps builtin NMS; the export CLI (phones,
-# MediaPipe) defaults to "detection_postprocess".
-DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 
 def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
                 postprocess: str | None = None):
     """(model at ``image_size``, BatchNorm folded, its serving function)."""
     if argmax:
-        _check_argmax(model)
+        check_argmax(model)
     if fold and isinstance(model, (Task, MobileNetBackbone)):
         model = fold_batch_norm(model)
     if image_size is not None:
@@ -71,7 +75,7 @@ def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
         return model, detection_postprocess.serving_function(
             model, use_regular_nms=postprocess == "detection_postprocess")
     if isinstance(model, Task):
-        if argmax and _postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
+        if argmax and postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
             return model, model.serving_fn(argmax=True)
         if argmax:  # MobileNetClassifier: class id per image, from its final scores
             post = functools.partial(model.postprocess, export=True)
@@ -86,96 +90,6 @@ def _argmax(scores):
     # tf.argmax with an int32 output: the TFLite builtin ARG_MAX.
     return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
-
-def _postprocess_takes_argmax(model: Task) -> bool:
-    return "argmax" in inspect.signature(model.postprocess).parameters
-
-
-def _check_argmax(model: keras.Model) -> None:
-    """``argmax=True`` needs class scores on the last axis: a classifier's, a
-    segmentation model's, or a plain Keras model with one output tensor."""
-    if isinstance(model, Task):
-        if _postprocess_takes_argmax(model) or isinstance(model, MobileNetClassifier):
-            return
-        raise ValueError(
-            f"argmax=True needs class scores on the last axis (MobileNetClassifier, DeepLabV3 or a "
-            f"plain Keras model with one output); a {type(model).__name__} already exports its final "
-            "results (detections: boxes, classes, scores). Export it without argmax."
-        )
-    outputs = getattr(model, "outputs", None) or [None]  # a subclassed model: not known before tracing
-    if isinstance(model, MobileNetBackbone) or len(outputs) != 1:
-        raise ValueError(
-            f"argmax=True needs one output of class scores; {type(model).__name__} `{model.name}` "
-            f"has {len(outputs)} output(s)"
-            + (" of features (a backbone has no classes)" if isinstance(model, MobileNetBackbone) else "")
-            + ". Export it without argmax, or wrap it in a model whose single output is class scores."
-        )
-
-
-def _check_target_file(path: str) -> None:
-    """Cheap checks on an output file path, before any slow conversion."""
-    if os.path.isdir(path) or path.endswith((os.sep, "/")):
-        raise ValueError(
-            f"{path!r} is a folder; the export needs a file name inside it (e.g. "
-            f"{os.path.join(path, 'model.tflite')!r}). Nothing was converted."
-        )
-    parent = os.path.dirname(os.path.abspath(path))
-    blocker = parent
-    while blocker and not os.path.exists(blocker):
-        blocker = os.path.dirname(blocker)
-    if blocker and not os.path.isdir(blocker):
-        raise ValueError(
-            f"cannot write {path!r}: {blocker!r} is a file, not a folder. Nothing was converted."
-        )
-
-
-def _open_target(path: str):
-    """Creates the folders and the temporary file ``{path}.tmp-PID`` now, so an
-    unwritable target fails before the conversion; returns (tmp path, open file)."""
-    _check_target_file(path)
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        tmp_path = f"{path}.tmp-{os.getpid()}"
-        return tmp_path, open(tmp_path, "wb")
-    except OSError as err:
-        raise ValueError(f"cannot write {path!r} ({err.strerror or err}). Nothing was converted.") from err
-
-
-def _representative_samples(representative_data, shape: tuple) -> list[np.ndarray]:
-    """The calibration samples as float32 arrays of exactly ``shape`` (the exported
-    signature's input, batch 1), checked before conversion: the TFLite converter
-    calibrates int8 ranges on them ("Post-training integer quantization",
-    tensorflow.org/lite/performance/post_training_integer_quant), and with none
-    it would leave the model float."""
-    what = ("`representative_data` must be a non-empty iterable (or a function returning one) of "
-            f"float arrays of shape {shape} or {shape[1:]} (the model's input)")
-    if representative_data is None:
-        raise ValueError(f"quantize='int8' needs calibration inputs: {what}.")
-    data = representative_data() if callable(representative_data) else representative_data
-    if isinstance(data, np.ndarray) and data.ndim == len(shape):  # one array: a batch of samples
-        data = [x[None] for x in data]
-    try:
-        items = list(data)
-    except TypeError:
-        raise ValueError(f"{what}; got {type(data).__name__}.") from None
-    if not items:
-        raise ValueError(f"{what}; got none. Without them the converter would write a float32 model.")
-    samples = []
-    for i, item in enumerate(items):
-        if isinstance(item, (list, tuple)) and len(item) == 1:  # the converter's own [input] form
-            item = item[0]
-        try:
-            x = np.asarray(item, np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}; item {i} is {type(item).__name__}, not an array.") from None
-        if x.ndim == len(shape) - 1:
-            x = x[None]
-        if x.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, x.shape)):
-            raise ValueError(f"{what}; item {i} has shape {x.shape}.")
-        if not np.isfinite(x).all():
-            raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
-        samples.append(x)
-    return samples
 
 
 def _write_archive(model: keras.Model, serving_fn, directory: str) -> None:
@@ -217,7 +131,7 @@ def export_saved_model(
         raise ValueError(f"{path!r} is a folder that holds other files (no saved_model.pb): it is "
                          "not replaced. Give a new or empty folder, or an earlier SavedModel. "
                          "Nothing was exported.")
-    _check_target_file(os.path.join(path, "saved_model.pb"))
+    check_target_file(os.path.join(path, "saved_model.pb"))
     parent = os.path.dirname(os.path.abspath(path)) or "."
     try:
         os.makedirs(parent, exist_ok=True)
@@ -331,24 +245,24 @@ def to_tflite(
                          "`postprocess` cannot apply to it. Build them into `serving_fn`, or leave "
                          "it out.")
     if serving_fn is None:
-        postprocess = _check_postprocess(model, postprocess)
-    info = _check_metadata(metadata)
+        postprocess = check_postprocess(model, postprocess)
+    info = check_metadata(metadata)
     if uint8_io and quantize != "int8":
         raise ValueError(f"`uint8_io=True` needs quantize='int8' (got quantize={quantize!r}): only a "
                          "fully quantised model has uint8 inputs and outputs.")
     if path is not None:
         path = os.fspath(path)
-        _check_target_file(path)
+        check_target_file(path)
     if serving_fn is None:
         model, serving_fn = _serving_fn(model, image_size, argmax, fold, postprocess)
     samples = None
     if quantize == "int8":
         signature = getattr(serving_fn, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
-        samples = _representative_samples(representative_data, shape)
+        samples = representative_samples(representative_data, shape)
         if uint8_io:
-            samples = _pixel_range_samples(model, samples)
-    tmp_path, target = _open_target(path) if path is not None else (None, None)
+            samples = pixel_range_samples(model, samples)
+    tmp_path, target = open_target(path) if path is not None else (None, None)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _write_archive(model, serving_fn, tmp)
@@ -374,59 +288,6 @@ def to_tflite(
                 os.remove(tmp_path)
     return flatbuffer
 
-
-def _check_postprocess(model, postprocess: str | None) -> str | None:
-    """The post-processing to export: ``DEFAULT_SSD_POSTPROCESS`` for an SSD unless
-    asked, ``"builtin_nms"`` for Faster R-CNN, None for the others."""
-    from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
-    from mobilenet_zoo.detection.ssd import SSD
-
-    if postprocess is not None and postprocess not in POSTPROCESS:
-        raise ValueError(f"`postprocess` must be one of {POSTPROCESS} (or None: the default), "
-                         f"got {postprocess!r}.")
-    if isinstance(model, SSD):
-        postprocess = postprocess or DEFAULT_SSD_POSTPROCESS
-        if postprocess != "builtin_nms":
-            from mobilenet_zoo import detection_postprocess
-
-            detection_postprocess.check_ssd(model)
-        return postprocess
-    if isinstance(model, (SSD, FasterRCNN)):
-        return "builtin_nms"
-    if postprocess is not None:
-        raise ValueError(f"postprocess={postprocess!r} is for detectors (detection_postprocess*: SSD "
-                         f"only); {type(model).__name__} has no NMS. Leave `postprocess` unset.")
-    return None
-
-
-def _check_metadata(metadata) -> dict | None:
-    """``metadata=`` of ``to_tflite``: None (no metadata) or the checked info dict."""
-    if metadata is False or metadata is None:
-        return None
-    if metadata is True:
-        return {}
-    if isinstance(metadata, dict):
-        from mobilenet_zoo import tflite_metadata
-
-        return tflite_metadata.check_info(metadata)
-    raise ValueError(f"`metadata` must be True, False or a dict, got {type(metadata).__name__}.")
-
-
-def _pixel_range_samples(model, samples: list[np.ndarray]) -> list[np.ndarray]:
-    """A uint8 input means camera pixels: the calibrated input range must be
-    [0, 255] exactly (scale 1, zero point 0). The samples must hold pixels
-    (values in [0, 255]); one pixel of the first is set to 0 and one to 255
-    so the converter's min / max are those."""
-    if not getattr(model, "include_preprocessing", False):
-        raise ValueError("`uint8_io=True` feeds camera pixels in [0, 255]: the model must take "
-                         "them (build it with include_preprocessing=True).")
-    low, high = min(float(s.min()) for s in samples), max(float(s.max()) for s in samples)
-    if low < 0 or high > 255:
-        raise ValueError(f"`uint8_io=True` needs calibration images of pixels in [0, 255]; the "
-                         f"samples range over [{low:g}, {high:g}].")
-    first = samples[0].copy()
-    first.reshape(-1)[0], first.reshape(-1)[-1] = 0.0, 255.0
-    return [first, *samples[1:]]
 
 
 def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: bool = False,
