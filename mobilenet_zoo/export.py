@@ -78,7 +78,7 @@ def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
         if argmax and postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
             return model, model.serving_fn(argmax=True)
         if argmax:  # MobileNetClassifier: class id per image, from its final scores
-            post = functools.partial(model.postprocess, export=True)
+            post = functools.partial(model.postprocess, tflite_ops=True)
             return model, serving_function(model, postprocess=lambda out: _argmax(post(out)))
         return model, model.serving_fn()
     if argmax:

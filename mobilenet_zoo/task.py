@@ -118,10 +118,11 @@ class Task(ByNameWeightsMixin, keras.Model):
         return tuple(self.inputs[0].shape[1:3])
 
     # ----------------------------------------------------------- serving path
-    def postprocess(self, outputs: Any, export: bool = False) -> Any:
+    def postprocess(self, outputs: Any, tflite_ops: bool = False, export: bool | None = None) -> Any:
         """Raw model outputs -> final results (identity unless overridden).
 
-        ``export=True`` asks for a graph that converts to TFLite builtins.
+        ``tflite_ops=True`` asks for a graph that converts to TFLite builtins
+        (``export=`` is its old name, deprecated).
         """
         return outputs
 
@@ -167,8 +168,8 @@ class Task(ByNameWeightsMixin, keras.Model):
         return self.postprocess(result)
 
     def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
-        """The exported function: ``postprocess(self(images), export=True)``."""
-        post = functools.partial(self.postprocess, export=True, **postprocess_kwargs)
+        """The exported function: ``postprocess(self(images), tflite_ops=True)``."""
+        post = functools.partial(self.postprocess, tflite_ops=True, **postprocess_kwargs)
         return serving_function(self, batch_size, post)
 
     # ----------------------------------------------------------------- config

@@ -170,9 +170,11 @@ class DeepLabV3(Task):
         self.include_preprocessing = include_preprocessing
         self._explicit_rates = aspp_rates is not None
 
-    def postprocess(self, outputs, export: bool = False, argmax: bool = False):
+    def postprocess(self, outputs, tflite_ops: bool = False, argmax: bool = False,
+                    export: bool | None = None):
         """Logits, or class ids per pixel with ``argmax=True`` (tf.argmax: a TFLite
-        builtin, unlike keras.ops.argmax's NaN handling)."""
+        builtin, unlike keras.ops.argmax's NaN handling); the same graph either way of
+        ``tflite_ops`` (``export=`` is its old name)."""
         return tf.argmax(outputs, axis=-1, output_type=tf.int32) if argmax else outputs
 
     def get_config(self) -> dict[str, Any]:
