@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # two worker processes each
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 420  # seconds for the whole two-worker run; a hang fails the test, never blocks CI
 

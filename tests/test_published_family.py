@@ -208,6 +208,7 @@ def test_a_cut_connection_is_resumed_with_a_range_request(online, keras_hash_pub
     assert ranges == [None, f"bytes={len(online.files[KERAS_FILE]) // 2}-"]
 
 
+@pytest.mark.integration
 def test_a_killed_download_is_never_used_and_resumes(online, keras_hash_published, tmp_path):
     online.httpd.delay = 0.1  # 64 KiB per 100 ms: the kill lands mid-file
     dest = tmp_path / KERAS_FILE
@@ -332,6 +333,7 @@ def _register_many(prefix, count):
                                                    "sha256": "0" * 64})
 
 
+@pytest.mark.integration
 def test_two_processes_registering_at_once_keep_every_entry(tmp_path):
     env = dict(os.environ, MOBILENET_ZOO_CACHE=str(tmp_path))
     code = ("import sys; sys.path.insert(0, sys.argv[2]); import test_published_family as t; "

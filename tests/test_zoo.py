@@ -174,6 +174,7 @@ def test_user_cache_registers_converted_presets(tmp_path, monkeypatch):
                                 {"alpha": 0.25, "input_size": 96})
 
 
+@pytest.mark.integration
 def test_wheel_carries_the_presets_into_a_fresh_install(tmp_path):
     """pip wheel, install it into a folder outside the source tree, load presets there."""
     wheels, site = tmp_path / "wheels", tmp_path / "site"
