@@ -24,18 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# TF-slim's published (million mult-adds, top-1 %, top-5 %) per (alpha, size),
-# research/slim/nets/mobilenet_v1.md.
-SLIM_RESULTS: dict[tuple[float, int], tuple[int, float, float]] = {
-    (1.0, 224): (569, 70.9, 89.9), (1.0, 192): (418, 70.0, 89.2),
-    (1.0, 160): (291, 68.0, 87.7), (1.0, 128): (186, 65.2, 85.8),
-    (0.75, 224): (317, 68.4, 88.2), (0.75, 192): (233, 67.2, 87.3),
-    (0.75, 160): (162, 65.3, 86.0), (0.75, 128): (104, 62.1, 83.9),
-    (0.5, 224): (150, 63.3, 84.9), (0.5, 192): (110, 61.7, 83.6),
-    (0.5, 160): (77, 59.1, 81.9), (0.5, 128): (49, 56.3, 79.4),
-    (0.25, 224): (41, 49.8, 74.2), (0.25, 192): (34, 47.7, 72.3),
-    (0.25, 160): (21, 45.5, 70.3), (0.25, 128): (14, 41.5, 66.3),
-}
+from mobilenet_zoo.paper import SLIM_TABLE  # TF-slim's (mult-adds, top-1, top-5) per (alpha, size)
+
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 KERAS_ALPHA = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}  # keras.applications' spelling
 SIZES = (128, 160, 192, 224)
@@ -92,7 +82,7 @@ def imagenet_name(alpha: float, size: int) -> str:
 
 
 def _imagenet_entry(alpha: float, size: int) -> dict[str, Any]:
-    macs, top1, top5 = SLIM_RESULTS[(alpha, size)]
+    macs, top1, top5 = SLIM_TABLE[(alpha, size)]
     key = f"{KERAS_ALPHA[alpha]}_{size}"
     keras_file = f"mobilenet_{key}_tf.h5"
     slim_file = f"mobilenet_v1_{alpha}_{size}.tgz"
