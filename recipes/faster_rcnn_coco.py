@@ -23,7 +23,7 @@ from mobilenet_zoo.schedule import Schedule, Schedules
 # faster_rcnn_mobilenet_v1 configs: momentum SGD, lr 3e-4, batch 1. On the embedded set
 # (our choice, a few minutes of training): batch 8, lr 0.01, 16 second-stage proposals
 # per image (~2.5 objects per image; the second stage costs 78M mult-adds per proposal).
-SMALL = {"second_stage_batch": 16}
+SMALL = {"box_sampler": {"size": 16}}
 SCHEDULES = Schedules(
     full=Schedule(epochs=100, batch_size=1, learning_rate=3e-4, eval_batch=10),
     embedded=Schedule(epochs=5, batch_size=8, learning_rate=0.01, eval_batch=10, freeze_until="P3",
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     m.add_argument("--max-proposals", type=int, default=None, help="first-stage proposals (default: the builder's)")
     m.add_argument("--second-stage-batch", type=int, default=None,
                    help="proposals per image trained in the second stage (default: the builder's, "
-                        f"the config's; {SMALL['second_stage_batch']} on the embedded set)")
+                        f"the config's; {SMALL['box_sampler']['size']} on the embedded set)")
     m.add_argument("--weight-decay", type=float, default=None,
                    help="L2 (slim convention; default: the builder's; the configs' l2_regularizer "
                         "weights are 0 in the first stage box predictor)")
@@ -67,9 +67,11 @@ def main(argv=None) -> dict:
     detector = recipe.DetectionRecipe(
         SCHEDULES, faster_rcnn_mobilenet_v1,
         lambda plan: keras.optimizers.SGD(plan.learning_rate, momentum=args.momentum), paper_row,
-        model_kwargs={"max_proposals": args.max_proposals, "second_stage_batch": args.second_stage_batch,
-                      "weight_decay": args.weight_decay},
-        record=("second_stage_batch",))
+        model_kwargs={
+            "proposal_layer": None if args.max_proposals is None else {"max_proposals": args.max_proposals},
+            "box_sampler": None if args.second_stage_batch is None else {"size": args.second_stage_batch},
+            "weight_decay": args.weight_decay},
+        record={"second_stage_batch": "box_sampler.size", "max_proposals": "proposal_layer.max_proposals"})
     return recipe.run(detector, flags.run_options(args), flags.detection_data(args),
                       flags.train_flags(args), args.alpha, args.weights, flags.export_options(args))
 

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the 1001st (background) logit of TF-slim heads instead of dropping it",
     )
-    parser.add_argument("--input-size", type=int, default=None, help="training resolution")
+    parser.add_argument("--image-size", "--input-size", dest="input_size", type=int, default=None,
+                        help="training resolution (the preset's input_size)")
     parser.add_argument("--prefix", default="MobilenetV1",  # TF-slim's scope (slim.SLIM_SCOPE)
                         help="scope of the MobileNet variables")
     parser.add_argument(

@@ -14,6 +14,7 @@ outputs (pycocotools metrics, ``model.keras``, ``detections.png``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 from collections.abc import Callable
@@ -168,7 +169,7 @@ class DetectionRecipe:
     ``image_size``, ``weights``, ``class_names``, the plan's ``model`` kwargs and
     ``model_kwargs`` (flags given; a ``None`` value is left to the builder);
     ``optimizer(plan)`` the compile optimizer; ``paper(plan)`` the paper's row;
-    ``record`` model attributes ``results.json`` keeps (e.g. a batch the builder chose).
+    ``record`` ``{results.json key: dotted model attribute}`` to keep (e.g. a batch the builder chose).
     """
 
     schedules: Schedules
@@ -176,7 +177,7 @@ class DetectionRecipe:
     optimizer: Callable[[Plan], keras.optimizers.Optimizer]
     paper: Callable[[Plan], dict]
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    record: tuple[str, ...] = ()
+    record: dict[str, str] = field(default_factory=dict)
 
 
 def run(recipe: DetectionRecipe, run_options: flags.RunOptions, data: DetectionData, given: TrainFlags,
@@ -203,7 +204,8 @@ def run(recipe: DetectionRecipe, run_options: flags.RunOptions, data: DetectionD
     fitted = fit(context, model, choice, plan, cache=choice.kind == "embedded")
     results = {"data": choice.description, "epochs": plan.epochs, "batch_size": plan.batch_size,
                "learning_rate": plan.learning_rate, "frozen_until": plan.freeze_until,
-               **{name: getattr(model, name) for name in recipe.record},
+               **{key: functools.reduce(getattr, path.split("."), model)
+                  for key, path in recipe.record.items()},
                "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss,
                "paper": recipe.paper(plan)}
     report = CocoReport(choice.val, export.eval_batches or (1 if context.smoke else None))
