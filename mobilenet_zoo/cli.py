@@ -77,7 +77,14 @@ def collect(inputs: Iterable[str]) -> tuple[list[Item], list[tuple[str, str]], l
             skipped.append((given, "not a regular file or folder"))
         else:
             skipped.append((given, "no such file or folder"))
-    return items, skipped, notes
+    seen: set[str] = set()
+    unique = []
+    for item in items:  # `detect a.jpg a.jpg`, or a folder and a file inside it: once
+        key = os.path.realpath(item.path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique, skipped, notes
 
 
 def _walk(root: Path) -> tuple[list[Path], int]:

@@ -117,7 +117,7 @@ def representative_samples(representative_data, shape: tuple) -> list[np.ndarray
 def check_postprocess(model, postprocess: str | None) -> str | None:
     """The post-processing to export: ``DEFAULT_SSD_POSTPROCESS`` for an SSD unless
     asked, ``"builtin_nms"`` for Faster R-CNN, None for the others."""
-    from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
+    from mobilenet_zoo.detection.detector import Detector
     from mobilenet_zoo.detection.ssd import SSD
 
     if postprocess is not None and postprocess not in POSTPROCESS:
@@ -130,7 +130,11 @@ def check_postprocess(model, postprocess: str | None) -> str | None:
 
             detection_postprocess.check_ssd(model)
         return postprocess
-    if isinstance(model, (SSD, FasterRCNN)):
+    if isinstance(model, Detector):
+        if postprocess not in (None, "builtin_nms"):
+            raise ValueError(f"postprocess={postprocess!r}: only an SSD exports through the "
+                             f"TFLite_Detection_PostProcess op; {type(model).__name__} takes "
+                             "'builtin_nms' (or leave `postprocess` unset).")
         return "builtin_nms"
     if postprocess is not None:
         raise ValueError(f"postprocess={postprocess!r} is for detectors (detection_postprocess*: SSD "

@@ -36,7 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--fine-tune-lr", dest="fine_tune_learning_rate", type=float,
                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the name before issue 20
     p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (folders, embedded)")
-    flags.add_model_flags(p, image_size=128)
+    # default: the shipped 1.0-224 weights (no download); `--weights imagenet` takes the
+    # published weights of --alpha at --image-size (downloaded once)
+    flags.add_model_flags(p, image_size=128, weights="mobilenet_v1_1.0_224_imagenet")
     flags.add_common_flags(p, "runs/transfer")
     return p.parse_args(argv)
 

@@ -222,6 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(server.delay)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client hung up mid-file (on purpose)
+        pass
+
+
 class FileServer:
     """``with FileServer({name: bytes}) as server: server.url`` on 127.0.0.1.
 
@@ -229,7 +234,7 @@ class FileServer:
     sleeps between 64 KiB chunks (a slow host); ``ranges=False`` ignores Range."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self.httpd.files = dict(files)
         self.httpd.requests = []
         self.httpd.cut_after = {}

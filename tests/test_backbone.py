@@ -6,7 +6,8 @@ from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, preprocess_inp
 from mobilenet_zoo.weights_io import iter_weighted_layers
 
 ALPHAS = [0.25, 0.5, 0.75, 1.0]
-# keras.applications.MobileNet(weights=None) parameter counts (REFERENCE.md section 3).
+# keras.applications.MobileNet(weights=None) parameter counts (model.count_params() of Keras 3's
+# keras/src/applications/mobilenet.py).
 KERAS_PARAMS = {
     0.25: (475_544, 218_544),
     0.5: (1_342_536, 829_536),

@@ -270,3 +270,12 @@ def test_results_json_data_field_has_no_repeated_label():
     for path in sorted((ROOT / "recipes").glob("*.py")):
         assert '"data": line,' not in path.read_text(), path.name
     assert flags.add_common_flags  # the flags module stays importable without TensorFlow
+
+
+def test_an_image_named_twice_is_processed_once(tmp_path):
+    from mobilenet_zoo import cli
+
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    items, skipped, _ = cli.collect([str(photo), str(photo), str(tmp_path)])
+    assert [item.path for item in items] == [str(photo)] and not skipped

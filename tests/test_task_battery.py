@@ -108,3 +108,10 @@ def test_images_of_the_wrong_shape_are_named(task):
         pytest.skip("any size")
     with pytest.raises(ValueError, match=r"expects images of shape \(batch, \d+, \d+, 3\)"):
         model.predict(np.zeros((1, 33, 33, 3), "float32"), verbose=0)
+
+
+def test_faster_rcnn_refuses_the_ssd_only_postprocess_op(tmp_path):
+    model = _build("faster_rcnn")
+    with pytest.raises(ValueError, match="only an SSD exports through the TFLite_Detection_PostProcess"):
+        to_tflite(model, tmp_path / "frcnn.tflite", postprocess="detection_postprocess")
+    assert not list(tmp_path.iterdir())

@@ -5,7 +5,7 @@ Sources:
 * TF Object Detection API ``ssd_mobilenet_v1`` checkpoints -> our ``SSD``;
 
 * TF-slim checkpoints (``tf.train.load_checkpoint``) and TF-slim frozen graphs
-  (``.pb`` GraphDef), with ``MobilenetV1/...`` variable names (REFERENCE.md s.2);
+  (``.pb`` GraphDef), with ``MobilenetV1/...`` variable names (``research/slim/nets/mobilenet_v1.py`` scopes);
 * keras.applications MobileNet ``.h5`` files (weights-only or whole model, as
   cached in ``~/.keras/models``) and Keras 3 ``.keras`` files.
 

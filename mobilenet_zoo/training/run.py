@@ -57,11 +57,13 @@ def standard_callbacks(out_dir: str, resume: bool, keep_checkpoints: str = "last
     says which per-epoch checkpoints stay in ``out_dir/checkpoints``
     (``RetainedCheckpoint``); the default keeps the last and the best.
     """
-    if identity is not None:
-        check_run_identity(out_dir, identity, resume)
     backup = os.path.join(out_dir, "backup")
+    if identity is not None and resume:
+        check_run_identity(out_dir, identity, resume)  # refused before anything changes
     if not resume and os.path.isdir(backup):
-        shutil.rmtree(backup)
+        shutil.rmtree(backup)  # first: a kill here never leaves a new identity beside an old backup
+    if identity is not None and not resume:
+        check_run_identity(out_dir, identity, resume)
     return [
         AtomicBackupAndRestore(backup, verbose=resume),
         RetainedCheckpoint(os.path.join(out_dir, "checkpoints"), keep_checkpoints),
