@@ -1,4 +1,4 @@
-"""Argmax matcher of the TF OD API (``argmax_matcher``), batched.
+"""Argmax matcher of the TF OD API (``matchers/argmax_matcher.py``), batched, in ``keras.ops``.
 
 Each anchor takes its best ground truth when IoU >= ``matched_threshold``, is a
 negative below ``unmatched_threshold`` and ignored in between; with
@@ -9,7 +9,6 @@ negative below ``unmatched_threshold`` and ignored in between; with
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from mobilenet_zoo.utils import ConfigMixin
 
@@ -46,27 +45,33 @@ class ArgMaxMatcher(ConfigMixin):
         self.force_match_for_each_row = force_match_for_each_row
 
     def match(self, gt_boxes, gt_valid, anchors):
-        """gt_boxes (B, M, 4) yxyx, gt_valid (B, M) bool, anchors (N, 4) -> (B, N)."""
+        """gt_boxes (B, M, 4) yxyx, gt_valid (B, M) bool, anchors (N, 4) -> (B, N) int32.
+
+        Ties (equal IoU) go to the lowest ground-truth / anchor index, as the TF
+        OD API's ``tf.argmax``.
+        """
+        ops = keras.ops
+        gt_valid = ops.cast(gt_valid, "bool")
         iou = keras.utils.bounding_boxes.compute_iou(gt_boxes, anchors, "yxyx")  # (B, M, N)
-        iou = tf.where(gt_valid[:, :, None], iou, -1.0)
-        best_gt = tf.argmax(iou, axis=1, output_type=tf.int32)
-        best_iou = tf.reduce_max(iou, axis=1)
-        matches = tf.where(
+        iou = ops.where(gt_valid[:, :, None], iou, -1.0)
+        best_gt = ops.cast(ops.argmax(iou, axis=1), "int32")
+        best_iou = ops.max(iou, axis=1)
+        matches = ops.where(
             best_iou >= self.matched_threshold,
             best_gt,
-            tf.where(best_iou < self.unmatched_threshold, NEGATIVE, IGNORED),
+            ops.where(best_iou < self.unmatched_threshold, NEGATIVE, IGNORED),
         )
         if self.force_match_for_each_row:
-            best_anchor = tf.argmax(iou, axis=2, output_type=tf.int32)  # (B, M)
-            forced = tf.one_hot(best_anchor, tf.shape(anchors)[0]) * tf.cast(
-                gt_valid, tf.float32
+            best_anchor = ops.argmax(iou, axis=2)  # (B, M)
+            forced = ops.one_hot(best_anchor, ops.shape(iou)[2], dtype="float32") * ops.cast(
+                gt_valid, "float32"
             )[:, :, None]
-            forced_gt = tf.argmax(forced, axis=1, output_type=tf.int32)  # first gt wins
-            has_forced = tf.reduce_max(forced, axis=1) > 0
-            matches = tf.where(has_forced, forced_gt, matches)
+            forced_gt = ops.cast(ops.argmax(forced, axis=1), "int32")  # first gt wins
+            has_forced = ops.max(forced, axis=1) > 0
+            matches = ops.where(has_forced, forced_gt, matches)
         # Images with no valid ground truth: every anchor is a negative.
-        any_valid = tf.reduce_any(gt_valid, axis=1, keepdims=True)
-        return tf.where(any_valid, matches, NEGATIVE)
+        any_valid = ops.any(gt_valid, axis=1, keepdims=True)
+        return ops.cast(ops.where(any_valid, matches, NEGATIVE), "int32")
 
     def get_config(self) -> dict:
         return {

@@ -9,6 +9,9 @@ coder, the argmax matcher, sigmoid + smooth L1 with hard negative mining, and
 per-class NMS. Each piece is a small object passed to the constructor, so a user
 can swap it (for example ``detection_loss=FocalLoss()``); each is a registered
 Keras object, so a subclass comes back as itself after save/load.
+
+Training and decoding are ``keras.ops`` (TF OD API ``meta_architectures/ssd_meta_arch.py``),
+so the model fits and predicts on the TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo.backbone import check_backbone
@@ -196,7 +198,7 @@ class SSD(Detector):
     def compute_targets(self, y):
         """Matches ground truth to anchors: box codes, class one-hots, masks."""
         boxes, classes = self.ground_truth(y)
-        anchors = tf.constant(self.anchors)
+        anchors = keras.ops.convert_to_tensor(self.anchors, "float32")
         matches = self.matcher.match(boxes, classes >= 0, anchors)
         return build_targets(matches, boxes, classes, anchors, self.box_coder, self.num_classes)
 
@@ -204,7 +206,8 @@ class SSD(Detector):
         return self.detection_loss(y_pred["boxes"], y_pred["classes"], *self.compute_targets(y))
 
     def decode(self, outputs, tflite_ops):
-        return self.decoder(outputs["boxes"], outputs["classes"], tf.constant(self.anchors),
+        return self.decoder(outputs["boxes"], outputs["classes"],
+                            keras.ops.convert_to_tensor(self.anchors, "float32"),
                             box_coder=self.box_coder, tflite_ops=tflite_ops)
 
     backbone_defaults = {"min_depth": MIN_DEPTH}
