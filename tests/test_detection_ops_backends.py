@@ -1,0 +1,247 @@
+"""The SSD path in keras.ops: the NMS kernel against TF's, and SSD on JAX / PyTorch.
+
+In-process (TensorFlow backend): ``nms_keras_ops`` equals
+``tf.image.combined_non_max_suppression`` on SSD-like dense inputs, and the
+``NonMaxSuppressionV5`` export loop on exactly tied scores (where TF's combined
+kernel orders by heap / unstable sort: see ``postprocess``'s docstring).
+Subprocesses (``KERAS_BACKEND=jax`` / ``torch``): a ``.keras`` saved here and the
+face preset predict the TF detections, and ``fit`` trains.
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mobilenet_zoo import presets
+from mobilenet_zoo.detection import SSD, ssd_mobilenet_v1
+from mobilenet_zoo.detection.detector import ground_truth_to_model_ops
+from mobilenet_zoo.detection.losses import hard_negative_mask
+from mobilenet_zoo.detection.postprocess import nms_keras_ops, non_max_suppression
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, ground_truth_to_model
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN_FILES = ("matcher", "losses", "postprocess", "box_coder", "anchors", "ssd", "detector")
+
+
+def _random_boxes(rng, shape):
+    centres = rng.uniform(0, 1, (*shape, 2))
+    sizes = rng.uniform(0.02, 0.4, (*shape, 2))
+    return np.concatenate([centres - sizes / 2, centres + sizes / 2], -1).astype(np.float32)
+
+
+def _assert_equal(ref, got):
+    for name, r, g in zip(("boxes", "scores", "classes", "num"), ref, got):
+        r, g = np.asarray(r), np.asarray(g)
+        assert (r.dtype, r.shape) == (g.dtype, g.shape), name
+        np.testing.assert_array_equal(r, g, err_msg=name)
+
+
+@pytest.mark.parametrize("num_boxes,num_classes,per_class_boxes", [
+    (1917, 3, False), (1917, 90, False), (1917, 3, True), (300, 90, True)])
+def test_keras_ops_nms_equals_combined_nms(num_boxes, num_classes, per_class_boxes, rng):
+    shape = (2, num_boxes, num_classes) if per_class_boxes else (2, num_boxes)
+    boxes = _random_boxes(rng, shape)
+    boxes[0, :5] = boxes[0, :5, ..., ::-1]  # corners in either order, as TF's kernel reads them
+    boxes[1, 7] = 1.3  # a box outside the image (clipped) ...
+    boxes[1, 8, ..., 2:] = boxes[1, 8, ..., :2]  # ... and an empty one (IoU 0 with all)
+    scores = (rng.uniform(0, 1, (2, num_boxes, num_classes)) ** 3).astype(np.float32)
+    for args in ((100, 100, 0.6, 1e-8), (10, 300, 0.5, 0.2), (100, 20, 0.99, 0.0)):
+        _assert_equal(non_max_suppression(boxes, scores, *args, clip_boxes=True),
+                      nms_keras_ops(boxes, scores, *args, clip_boxes=True))
+    _assert_equal(non_max_suppression(boxes, scores, 100, 100, 0.6, 1e-8),
+                  nms_keras_ops(boxes, scores, 100, 100, 0.6, 1e-8))
+
+
+def test_keras_ops_nms_runs_in_a_graph_with_a_dynamic_batch(rng):
+    boxes, scores = _random_boxes(rng, (3, 200)), rng.uniform(0, 1, (3, 200, 4)).astype(np.float32)
+    fn = tf.function(lambda b, s: nms_keras_ops(b, s, 20, 50, 0.5, 0.1),
+                     input_signature=[tf.TensorSpec((None, 200, 4)), tf.TensorSpec((None, 200, 4))])
+    _assert_equal(non_max_suppression(boxes, scores, 20, 50, 0.5, 0.1), fn(boxes, scores))
+
+
+def test_ties_follow_the_v5_export_loop_and_the_combined_kernel_as_sets(rng):
+    # Scores from 3 values: many exact ties within and across classes. The keras.ops
+    # kernel and the NonMaxSuppressionV5 loop (tflite_ops=True) break them alike
+    # (lowest anchor, then lowest class); TF's combined kernel pops a heap and runs
+    # an unstable std::sort, so only the set of detections is the same, and only when
+    # no cap cuts through a group of tied scores (then which of them is kept differs
+    # too; the boxes are disjoint here, so NMS itself cannot pick another tied box).
+    n = 24
+    y = np.arange(n, dtype=np.float32)[:, None] * 0.04
+    boxes = np.concatenate([y, y * 0, y + 0.03, y * 0 + 0.03], -1)[None].repeat(2, 0)
+    scores = rng.choice(np.array([0.2, 0.5, 0.9], np.float32), (2, n, 5))
+    ops_out = nms_keras_ops(boxes, scores, 10, 40, 0.5, 0.0)
+    _assert_equal(non_max_suppression(tf.constant(boxes), tf.constant(scores), 10, 40, 0.5, 0.0,
+                                      tflite_ops=True), ops_out)
+    ops_out = nms_keras_ops(boxes, scores, n, 5 * n, 0.5, 0.0)  # no cap cuts a tie group
+    combined = non_max_suppression(boxes, scores, n, 5 * n, 0.5, 0.0)
+    np.testing.assert_array_equal(np.asarray(combined[3]), np.asarray(ops_out[3]))
+    np.testing.assert_array_equal(np.asarray(combined[1]), np.asarray(ops_out[1]))  # sorted scores
+
+    def as_set(out, i):
+        return sorted((float(s), int(c), *np.round(b, 6).tolist()) for b, s, c in
+                      zip(np.asarray(out[0])[i], np.asarray(out[1])[i], np.asarray(out[2])[i]))
+
+    for i in range(2):
+        assert as_set(combined, i) == as_set(ops_out, i)
+    # Within a class, the lowest index wins a tie (the keras.ops kernel's argmax).
+    one = nms_keras_ops(boxes[:1], np.full((1, n, 1), 0.5, np.float32), 5, 5, 0.5, 0.0)
+    np.testing.assert_allclose(np.asarray(one[0])[0, :, 0], y[:5, 0])
+
+
+def test_scores_at_the_threshold_are_dropped_and_padding_is_kept():
+    boxes = np.array([[[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]]], np.float32)
+    scores = np.array([[[0.3, 0.0], [0.31, 0.0]]], np.float32)  # class 1: nothing above 0.0
+    for nms in (non_max_suppression, nms_keras_ops):
+        out_boxes, out_scores, classes, num = (np.asarray(t) for t in nms(boxes, scores, 5, 6, 0.5, 0.3))
+        assert num.tolist() == [1]  # 0.3 is not above the threshold 0.3 (TF: strictly above)
+        np.testing.assert_allclose(out_scores[0], [0.31, 0, 0, 0, 0, 0])
+        assert classes[0].tolist() == [0, -1, -1, -1, -1, -1]
+        np.testing.assert_array_equal(out_boxes[0, 1:], 0)
+    _assert_equal(non_max_suppression(boxes, scores, 5, 6, 0.5, 0.5), nms_keras_ops(boxes, scores, 5, 6, 0.5, 0.5))
+
+
+def test_hard_negative_mining_breaks_ties_by_the_lowest_anchor():
+    loss = np.array([[1.0, 2.0, 2.0, 2.0, 0.5, 3.0]], np.float32)
+    positive = np.array([[True, False, False, False, False, False]])
+    mask = np.asarray(hard_negative_mask(loss, positive, ~positive, 3.0))[0]
+    assert mask.tolist() == [False, True, True, False, False, True]
+
+
+def test_keras_ops_ground_truth_check_equals_the_tf_one():
+    pre = DetectionPreprocessor((128, 128), "xyxy")
+    boxes = np.array([[[10, 10, 60, 50], [5, 5, 5, 30], [np.nan, 0, 1, 1], [200, 200, 300, 300],
+                       [-20, -10, 40, 30], [-1, -1, -1, -1]]], np.float32)
+    y = {"boxes": boxes, "classes": np.array([[0, 1, 2, 0, 1, -1]], np.int32)}
+    ref = ground_truth_to_model(y, pre, 3, "drop")
+    got = ground_truth_to_model_ops(y, pre, 3, "drop")
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(np.asarray(r), np.asarray(g))
+    assert float(got[2]) == 3
+    with pytest.raises(ValueError, match="out-of-image"):
+        ground_truth_to_model_ops(y, pre, 3, "raise")
+    with pytest.raises(ValueError, match="num_classes"):
+        ground_truth_to_model_ops({**y, "classes": np.array([[0, 1, 2, 3, 1, -1]], np.int32)}, pre, 3)
+
+
+def test_the_ssd_files_import_no_tensorflow_at_module_level():
+    for name in OWN_FILES:
+        tree = ast.parse((ROOT / "mobilenet_zoo" / "detection" / f"{name}.py").read_text())
+        for node in tree.body:  # module level only: lazy imports inside functions are fine
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert not any(m and m.split(".")[0] == "tensorflow" for m in modules), (name, modules)
+
+
+# ------------------------------------------------------------------ JAX / PyTorch
+CHECK = """
+import json, sys, time
+import numpy as np
+import keras
+from mobilenet_zoo import presets
+from mobilenet_zoo.detection import SSD
+from mobilenet_zoo.detection.postprocess import nms_keras_ops, non_max_suppression
+work = sys.argv[1]
+ref = np.load(f"{work}/inputs.npz")
+out = {"backend": keras.backend.backend()}
+t = time.time()
+nms = non_max_suppression(ref["nms_boxes"], ref["nms_scores"], 100, 100, 0.6, 1e-8, clip_boxes=True)
+out["nms"] = [np.asarray(v).tolist() for v in nms]
+out["nms_s"] = time.time() - t
+t = time.time()
+model = keras.saving.load_model(f"{work}/ssd3.keras")
+out["ssd3"] = {k: np.asarray(v).tolist() for k, v in model.predict(ref["x300"], verbose=0).items()}
+face = SSD.from_preset(presets.FACE_SSD)
+out["face"] = {k: np.asarray(v).tolist() for k, v in face.predict(ref["x512"], verbose=0).items()}
+out["predict_s"] = time.time() - t
+t = time.time()
+keras.utils.set_random_seed(0)
+small = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3, image_size=128, class_prior=0.01)
+small.compile(keras.optimizers.Adam(1e-3))
+before = [np.array(w) for w in small.trainable_weights]
+history = small.fit(ref["x128"], {"boxes": ref["boxes"], "classes": ref["classes"]}, epochs=3,
+                    batch_size=2, verbose=0)
+out["loss"] = history.history["loss"]
+out["changed"] = sum(int(not np.array_equal(b, np.array(w))) for b, w in zip(before, small.trainable_weights))
+out["jit_compile"] = small.jit_compile
+out["fit_s"] = time.time() - t
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def tf_reference(tmp_path_factory):
+    """Inputs, a ``.keras`` SSD and the TF detections, for the other backends."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    work = tmp_path_factory.mktemp("ssd_backends")
+    rng = np.random.default_rng(0)
+    photo = [Image.fromarray(skdata.astronaut()), Image.fromarray(skdata.chelsea())]
+    x300 = np.stack([np.asarray(p.resize((300, 300)), np.float32) for p in photo])
+    x512 = np.asarray(photo[0].resize((512, 512)), np.float32)[None]
+    boxes = np.full((2, 5, 4), -1, np.float32)
+    classes = np.full((2, 5), -1, np.int32)
+    boxes[0, :2], classes[0, :2] = [[0.1, 0.1, 0.5, 0.6], [0.5, 0.5, 0.9, 0.9]], [0, 2]
+    boxes[1, :1], classes[1, :1] = [[0.2, 0.3, 0.7, 0.8]], [1]
+    nms_boxes = _random_boxes(rng, (2, 1917))
+    nms_scores = (rng.uniform(0, 1, (2, 1917, 90)) ** 3).astype(np.float32)
+    np.savez(work / "inputs.npz", x300=x300, x512=x512, x128=rng.uniform(0, 255, (2, 128, 128, 3)),
+             boxes=boxes, classes=classes, nms_boxes=nms_boxes, nms_scores=nms_scores)
+    keras.utils.set_random_seed(0)
+    model = ssd_mobilenet_v1(num_classes=3)  # shipped ImageNet backbone, random heads
+    model.save(work / "ssd3.keras")
+    face = SSD.from_preset(presets.FACE_SSD)
+    return work, {
+        "nms": non_max_suppression(nms_boxes, nms_scores, 100, 100, 0.6, 1e-8, clip_boxes=True),
+        "ssd3": model.predict(x300, verbose=0), "face": face.predict(x512, verbose=0)}
+
+
+def _assert_same_detections(ref: dict, got: dict, atol: float = 1e-4):
+    """Same detections within ``atol``; two detections whose scores are within ``atol``
+    may come in either order, and one within ``atol`` of the last kept score may be
+    replaced by another such."""
+    np.testing.assert_array_equal(np.asarray(ref["num_detections"]), np.asarray(got["num_detections"]))
+    r_scores, g_scores = np.asarray(ref["scores"]), np.asarray(got["scores"])
+    np.testing.assert_allclose(g_scores, r_scores, atol=atol)
+    for i, n in enumerate(np.asarray(ref["num_detections"]).tolist()):
+        r_boxes, g_boxes = np.asarray(ref["boxes"])[i], np.asarray(got["boxes"])[i]
+        r_cls, g_cls = np.asarray(ref["classes"])[i], np.asarray(got["classes"])[i]
+        for k in range(n):
+            if n == len(r_cls) and r_scores[i, k] <= r_scores[i, n - 1] + atol:
+                continue  # at the cut: may be swapped for another of the same score
+            same = ((np.abs(g_scores[i, :n] - r_scores[i, k]) <= atol) & (g_cls[:n] == r_cls[k])
+                    & (np.abs(g_boxes[:n] - r_boxes[k]).max(-1) <= atol))
+            assert same.any(), (i, k, r_scores[i, k], r_cls[k], r_boxes[k])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_ssd_predicts_the_tf_detections_and_trains_on(backend, tf_reference):
+    pytest.importorskip(backend)
+    work, ref = tf_reference
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(ROOT))
+    start = time.time()
+    done = subprocess.run([sys.executable, "-c", CHECK, str(work)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    print(backend, f"{time.time() - start:.0f} s", {k: out[k] for k in ("nms_s", "predict_s", "fit_s")})
+    assert out["backend"] == backend
+    _assert_equal(ref["nms"], [np.asarray(v, np.asarray(r).dtype) for v, r in zip(out["nms"], ref["nms"])])
+    _assert_same_detections(ref["ssd3"], out["ssd3"])
+    _assert_same_detections(ref["face"], out["face"])
+    assert float(out["face"]["scores"][0][0]) > 0.9  # the astronaut's face
+    assert np.isfinite(out["loss"]).all() and out["loss"][-1] < out["loss"][0]
+    assert out["changed"] > 150  # of 160 trainable weights (a few get no gradient at 128 px)
+    if backend == "jax":
+        assert out["jit_compile"] is True
