@@ -147,7 +147,7 @@ CHECK = """
 import json, sys, time
 import numpy as np
 import keras
-from mobilenet_zoo import presets
+from mobilenet_zoo import MobileNetBackbone, presets
 from mobilenet_zoo.detection import SSD
 from mobilenet_zoo.detection.postprocess import nms_keras_ops, non_max_suppression
 work = sys.argv[1]
@@ -172,6 +172,7 @@ history = small.fit(ref["x128"], {"boxes": ref["boxes"], "classes": ref["classes
                     batch_size=2, verbose=0)
 out["loss"] = history.history["loss"]
 out["changed"] = sum(int(not np.array_equal(b, np.array(w))) for b, w in zip(before, small.trainable_weights))
+out["trainable"] = len(small.trainable_weights)
 out["jit_compile"] = small.jit_compile
 out["fit_s"] = time.time() - t
 print(json.dumps(out))
@@ -242,6 +243,7 @@ def test_ssd_predicts_the_tf_detections_and_trains_on(backend, tf_reference):
     _assert_same_detections(ref["face"], out["face"])
     assert float(out["face"]["scores"][0][0]) > 0.9  # the astronaut's face
     assert np.isfinite(out["loss"]).all() and out["loss"][-1] < out["loss"][0]
-    assert out["changed"] > 150  # of 160 trainable weights (a few get no gradient at 128 px)
+    # 116 of 129 on TF too: BN of the 1x1 extra maps and a few heads get no gradient at 128 px.
+    assert out["changed"] >= out["trainable"] - 13
     if backend == "jax":
         assert out["jit_compile"] is True
