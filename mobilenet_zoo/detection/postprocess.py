@@ -164,7 +164,9 @@ def nms_keras_ops(boxes, scores, max_per_class: int, max_total: int, iou_thresho
     live = ops.where(live > score_threshold, live, neg_inf)
     slot_ids = ops.arange(steps, dtype="int32")
     box_ids = ops.arange(num_boxes, dtype="int32")
-    picked_index = ops.zeros_like(live[..., :1], dtype="int32") + slot_ids  # (B, C, steps)
+    # (B, C, steps): the box picked at each step and its score (-inf: none left); every
+    # slot is written by its step.
+    picked_index = ops.zeros_like(live[..., :1], dtype="int32") + ops.zeros((steps,), "int32")
     picked_score = ops.zeros_like(live[..., :1]) + ops.zeros((steps,), "float32")
 
     def step(k, carry):
