@@ -142,6 +142,31 @@ def test_the_ssd_files_import_no_tensorflow_at_module_level():
                 assert not any(m and m.split(".")[0] == "tensorflow" for m in modules), (name, modules)
 
 
+NO_TF = """
+import importlib.util, sys
+import numpy as np
+sys.modules["tensorflow"] = None  # any import of tensorflow now fails
+spec = importlib.util.spec_from_file_location("postprocess", sys.argv[1])
+post = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(post)
+rng = np.random.default_rng(0)
+boxes = rng.uniform(0, 0.5, (2, 40, 4)).astype(np.float32)
+boxes[..., 2:] += 0.3
+out = post.non_max_suppression(boxes, rng.uniform(0, 1, (2, 40, 3)).astype(np.float32), 5, 8, 0.5, 0.2)
+print(np.asarray(out[3]).tolist())
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_nms_runs_with_tensorflow_unimportable(backend):
+    pytest.importorskip(backend)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TF, str(ROOT / "mobilenet_zoo" / "detection" / "postprocess.py")],
+        capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND=backend), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [8, 8]
+
+
 # ------------------------------------------------------------------ JAX / PyTorch
 CHECK = """
 import json, sys, time
