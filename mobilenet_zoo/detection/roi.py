@@ -295,12 +295,17 @@ def second_stage_targets(proposals: Any, num_proposals: Any, gt_boxes: Any, gt_c
         candidates = ops.concatenate([proposals, gt_boxes], axis=1)
         cand_valid = ops.concatenate([valid, gt_classes >= 0], axis=1)
     matches = ops.convert_to_tensor(matcher.match(gt_boxes, gt_classes >= 0, candidates))
+    batch = sampler.size
+    short = batch - candidates.shape[1] if candidates.shape[1] is not None else 0
+    if short > 0:  # fewer candidates than samples (max_proposals < sampler.size): pad, never chosen
+        candidates = ops.pad(candidates, [[0, 0], [0, short], [0, 0]])
+        cand_valid = ops.cast(ops.pad(ops.cast(cand_valid, "int32"), [[0, 0], [0, short]]), "bool")
+        matches = ops.pad(ops.cast(matches, "int32"), [[0, 0], [0, short]], constant_values=NEGATIVE)
     pos = (matches >= 0) & cand_valid
     neg = (matches == NEGATIVE) & cand_valid
     # An int seed gives the order its own stream (a SeedGenerator advances by itself).
     order_seed = seed + 1 if isinstance(seed, int) else seed
     chosen = ops.cast(sampler(pos, neg, seed), "bool")
-    batch = sampler.size
     # A dense (B, batch) selection: chosen candidates first, then unchosen (weight 0).
     noise = keras.random.uniform(ops.shape(chosen), 0.0, 0.5, seed=order_seed)
     order = ops.top_k(ops.cast(chosen, "float32") + noise, k=batch)[1]
