@@ -2,6 +2,19 @@
 
 from setuptools import find_packages, setup
 
+# What the models need at run time on JAX or PyTorch, TensorFlow aside.
+_WITHOUT_TENSORFLOW = [
+    "keras>=3.5,<4",
+    "numpy",
+    "h5py",
+    "pillow",
+    "scikit-image",
+    "scikit-learn",
+    "matplotlib",
+    "pycocotools>=2.0",
+    "s2cell",
+]
+
 setup(
     name="mobilenet_zoo",
     version="0.1.0",
@@ -36,9 +49,16 @@ setup(
         "s2cell",  # S2 cell ids for PlaNet geolocation (pure Python)
     ],
     extras_require={
-        # jax: the tests check that the backbone, classifier and presets give the same
-        # outputs on the JAX backend (Keras 3 multi-backend). mediapipe: the tests run
-        # MediaPipe Tasks on our .tflite files (skipped where its wheel does not exist).
-        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax>=0.4", "mediapipe"],
+        # A TensorFlow-free install (`pip install --no-deps mobilenet_zoo` plus one of these):
+        # every model builds, loads presets, predicts, trains and saves on that backend;
+        # tf.data pipelines, SavedModel / TFLite export and TF-format converters need
+        # TensorFlow and say so when called.
+        "jax": _WITHOUT_TENSORFLOW + ["jax[cpu]>=0.4"],
+        "torch": _WITHOUT_TENSORFLOW + ["torch>=2.1"],
+        # jax / torch: the tests run every task model on the JAX and PyTorch backends
+        # (torch==2.13.0 is PyTorch's CPU build where a local wheel provides it; plain
+        # `torch` from PyPI is the CUDA build). mediapipe: the tests run MediaPipe Tasks
+        # on our .tflite files (skipped where its wheel does not exist).
+        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax[cpu]>=0.4", "torch==2.13.0", "mediapipe"],
     },
 )

@@ -6,39 +6,44 @@
 writes after this import alone.
 """
 
+import importlib.util
+import json
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF C++ INFO and WARNING logs
+from mobilenet_zoo.tensorflow_support import import_tensorflow, tensorflow_available
+
+
+def _keras_backend() -> str:
+    """The backend Keras will take: ``KERAS_BACKEND``, else ``~/.keras/keras.json``, else ours.
+
+    Keras 3 reads the same two places (keras/src/backend/config.py). With neither
+    set, TensorFlow when it is installed (Keras' own default), else JAX or PyTorch,
+    whichever is installed, so a TensorFlow-free install imports as it is.
+    """
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    config = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
+    try:
+        with open(config, encoding="utf8") as f:
+            backend = json.load(f).get("backend")
+        if backend:
+            return str(backend)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if tensorflow_available():
+        return "tensorflow"
+    for backend in ("jax", "torch"):
+        if importlib.util.find_spec(backend) is not None:
+            os.environ["KERAS_BACKEND"] = backend
+            return backend
+    return "tensorflow"  # Keras then says that TensorFlow is missing
 
 
 def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up lines discarded.
-
-    TF writes absl / oneDNN / CUDA-stub lines to the stderr file descriptor
-    before its log level applies (TF_CPP_MIN_LOG_LEVEL does not reach them), so
-    a CLI or recipe would start with a page of them. Python-level warnings and
-    import errors are unaffected (errors still raise). Set
-    ``MOBILENET_ZOO_TF_LOGS=1`` to see the lines.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("MOBILENET_ZOO_TF_LOGS"):
-        return
-    try:
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # no stderr descriptor (embedded interpreters)
-        return
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # device start-up logs (CUDA probes) too
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    """On the TensorFlow backend, TensorFlow before Keras (Keras imports it), quietly."""
+    if _keras_backend() == "tensorflow" and tensorflow_available():
+        import_tensorflow("the TensorFlow backend")
 
 
 __version__ = "0.1.0"
@@ -87,7 +92,7 @@ _loaded = False
 
 
 def _load_everything() -> None:
-    """TensorFlow (quietly) and every public, serialisable class of the package."""
+    """TensorFlow (quietly, on its backend) and every public, serialisable class of the package."""
     global _loaded
     if _loaded:
         return

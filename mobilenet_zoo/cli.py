@@ -185,8 +185,9 @@ def progress_verbose(requested: int | None = None) -> int:
 
 
 def load_package(parse_first: Callable[[], object] | None = None) -> None:
-    """TensorFlow (its C++ start-up lines quiet) and every serialisable class of the
-    package, as a plain ``import mobilenet_zoo`` does; ``parse_first`` (a script's
+    """TensorFlow (its C++ start-up lines quiet; on every backend, as recipes and CLIs
+    feed tf.data or export) and every serialisable class of the package, as a plain
+    ``import mobilenet_zoo`` does; ``parse_first`` (a script's
     ``parse_args``, when run as a script) before them, so ``--help`` and usage errors
     answer at once. A recipe's first lines after its parser::
 
@@ -195,5 +196,8 @@ def load_package(parse_first: Callable[[], object] | None = None) -> None:
     if parse_first is not None:
         parse_first()
     import mobilenet_zoo
+    from mobilenet_zoo.tensorflow_support import import_tensorflow, tensorflow_available
 
+    if tensorflow_available():  # where it is missing, the first tf.data / export call says so
+        import_tensorflow("recipes and CLIs")
     mobilenet_zoo._load_everything()

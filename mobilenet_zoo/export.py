@@ -27,7 +27,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.export_checks import (  # noqa: F401  (POSTPROCESS: part of the export API)
@@ -44,6 +43,10 @@ from mobilenet_zoo.export_checks import (  # noqa: F401  (POSTPROCESS: part of t
 )
 from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.task import Task, serving_function
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+# Export is TensorFlow's job on every backend: without it, one clear error here.
+tf = import_tensorflow("SavedModel / TFLite export (mobilenet_zoo.export)")
 
 QUANTIZE = (None, "dynamic", "int8", "float16")
 # SSD post-processing in the .tflite file: one builtin NMS per class (this

@@ -62,3 +62,31 @@ def check_fraction(name: str, value) -> None:
     """ValueError unless ``value`` is a number in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
         raise ValueError(f"`{name}` must be in (0, 1], got {value!r}.")
+
+
+def assert_in_graph(ok, message: str) -> None:
+    """Stops ``fit`` / ``predict`` with ``message`` when the boolean tensor ``ok`` is False.
+
+    One data check for every backend: ``tf.debugging.assert_equal`` on TensorFlow
+    (graph or eager); ``jax.debug.callback`` under ``jax.jit``, whose ValueError
+    surfaces in the ``JaxRuntimeError`` that the step raises; a plain ValueError on
+    eager values (PyTorch, JAX outside jit).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # loaded already: it is the backend
+
+        tf.debugging.assert_equal(ok, True, message=message)
+        return
+    if backend == "jax":
+        import jax
+
+        if isinstance(ok, jax.core.Tracer):
+            def _check(value) -> None:
+                if not bool(value):
+                    raise ValueError(message)
+
+            jax.debug.callback(_check, ok)
+            return
+    if not bool(keras.ops.convert_to_numpy(ok)):
+        raise ValueError(message)

@@ -17,6 +17,7 @@ MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobile
 
 import dataclasses
 import os
+import sys
 
 from mobilenet_zoo import flags
 
@@ -32,7 +33,14 @@ def parse_args(argv=None):
                         "--alpha / --image-size) on the validation split against TF-slim's top-1")
     flags.add_config_flags(p, flags.ClassificationConfig())
     flags.add_common_flags(p, "runs/imagenet")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    named = any(a == "--weights" or a.startswith("--weights=") for a in given)
+    if args.evaluate_only and named and args.weights in ("scratch", "none"):
+        p.error(f"--evaluate-only measures trained weights; --weights {args.weights} is random. "
+                "Give imagenet (the published variant of --alpha / --image-size), a preset "
+                "name or a weights file, or leave --weights out (imagenet).")
+    return args
 
 
 from mobilenet_zoo import cli

@@ -410,6 +410,16 @@ def test_imagenet_recipe_evaluates_published_weights_without_training(capsys):
     assert "TF-slim published top-1 70.9% / top-5 89.9%" in capsys.readouterr().out
 
 
+def test_imagenet_recipe_refuses_to_evaluate_random_weights(capsys):
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "recipes"))
+    recipe = importlib.import_module("imagenet")
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--evaluate-only", "--weights", "scratch"])
+    assert "--weights scratch is random" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- careless use (sweep)
 def test_a_bad_download_without_published_hash_is_deleted_not_reused(online, published):
     online.files[SLIM_FILE] = b"<html>503 Service Unavailable</html>"  # a broken mirror

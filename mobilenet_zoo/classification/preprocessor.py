@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
-import tensorflow as tf
 
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin
+
+if TYPE_CHECKING:  # tf.data only where a pipeline is built
+    import tensorflow as tf
 
 # Inception / TF-slim evaluation: central crop of 87.5% of the image, then resize.
 CENTRAL_FRACTION = 0.875
@@ -15,7 +18,8 @@ CENTRAL_FRACTION = 0.875
 
 def preprocess(image, size: int, training: bool, seed=None, central_fraction: float = CENTRAL_FRACTION):
     """Little augmentation (paper s.4): random crop and flip; eval: central crop
-    (87.5% by default, Inception / TF-slim; 1.0 keeps the whole image)."""
+    (87.5% by default, Inception / TF-slim; 1.0 keeps the whole image). A tf.data map."""
+    tf = import_tensorflow("the tf.data input pipeline")
     image = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
     if image.shape.rank == 3 and image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
@@ -35,6 +39,7 @@ def preprocess(image, size: int, training: bool, seed=None, central_fraction: fl
 def pipeline(ds: tf.data.Dataset, size: int, batch_size: int, training: bool, augment: bool = True,
              seed=None, central_fraction: float = CENTRAL_FRACTION) -> tf.data.Dataset:
     """(image, label) pairs -> batches; parallel decode/augment, prefetch, no Python per example."""
+    tf = import_tensorflow("the tf.data input pipeline")
     if training:
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed, central_fraction), y),

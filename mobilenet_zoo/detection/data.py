@@ -26,7 +26,7 @@ VOC_CLASS_NAMES = [
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 ]  # fmt: skip
-MAX_BOXES = 100
+from mobilenet_zoo.detection.preprocessor import MAX_BOXES  # noqa: E402
 
 
 class DetectionSource:

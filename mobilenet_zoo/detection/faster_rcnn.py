@@ -9,7 +9,8 @@ assembles, as torchvision's ``models/detection/faster_rcnn.py`` does; the pieces
   256-pixel base, aspect ratios 0.5 / 1 / 2;
 - ``rpn``: on MobileNet v1 up to ``conv_pw_11`` (stride 16, min_depth 16), a 3x3
   conv (512) then 1x1 objectness (2-way softmax) and box convs; the RPN targets
-  and the balanced sampler;
+  and the balanced sampler (``keras.random``, seeded by the detector's
+  ``keras.random.SeedGenerator``, so training runs on JAX's stateless steps too);
 - ``roi``: proposals by NMS (IoU 0.7, 300 kept), ``crop_and_resize`` of each to
   14x14 (no max-pool: the paper's 25.2B mult-adds need the full crop), the second
   stage (``Conv2d_12`` / ``Conv2d_13`` separable layers at depth 1024 whatever
@@ -21,7 +22,8 @@ assembles, as torchvision's ``models/detection/faster_rcnn.py`` does; the pieces
 The detector is a functional Keras model ``images -> raw outputs``; ``postprocess``
 decodes them, so ``predict``, SavedModel and TFLite share one path. In training
 (``fit``) the model runs the first stage only, and ``compute_loss`` runs the
-second stage on the sampled proposals.
+second stage on the sampled proposals. All of it is ``keras.ops``: the detector
+builds, trains and predicts on the TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations
@@ -228,26 +230,32 @@ class FasterRCNN(Detector):
         self.add_groundtruth_to_proposals = add_groundtruth_to_proposals
         self.loss_weights = weights
         self.tflite_ops = bool(tflite_ops)
+        # The samplers' randomness: model state (a non-trainable variable), so the JAX
+        # trainer threads it through its stateless steps; seeded by keras.utils.set_random_seed.
+        self.sampler_seed = keras.random.SeedGenerator(name="sampler_seed")
 
     @property
     def max_proposals(self) -> int:
         return self.proposal_layer.max_proposals
 
-    def call(self, inputs, training=None, mask=None):
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> dict[str, Any]:
         if training:  # fit: the first stage; compute_loss runs the second on the sampled proposals
             return self.first_stage(inputs, training=True)
         return super().call(inputs, training=training, mask=mask)
 
     # ------------------------------------------------------------------ training
-    def detection_losses(self, y, y_pred, training):
+    def detection_losses(self, y: dict, y_pred: dict, training: bool) -> tuple[Any, dict[str, Any]]:
+        """TF OD API ``faster_rcnn_meta_arch.loss``: ``_loss_rpn`` on the sampled anchors,
+        ``_loss_box_classifier`` on the sampled proposals (``second_stage_targets``)."""
         boxes, classes = self.ground_truth(y)
         objectness, codes, sampled, positive = rpn_targets(
-            boxes, classes, self.anchors, self.inside, self.rpn_matcher, self.box_coder, self.rpn_sampler)
+            boxes, classes, self.anchors, self.inside, self.rpn_matcher, self.box_coder, self.rpn_sampler,
+            seed=self.sampler_seed)
         rpn_objectness, rpn_box = sampled_losses(y_pred["rpn_objectness"], objectness, y_pred["rpn_boxes"],
                                                  codes, sampled, positive & sampled)
         s_boxes, labels, s_codes, s_weights, s_positive = second_stage_targets(
             y_pred["proposals"], y_pred["num_proposals"], boxes, classes, self.box_matcher,
-            self.box_coder, self.box_sampler, self.add_groundtruth_to_proposals)
+            self.box_coder, self.box_sampler, self.add_groundtruth_to_proposals, seed=self.sampler_seed)
         ops = keras.ops
         crops = self.roi_crop(y_pred["features"], ops.stop_gradient(s_boxes))
         logits, box_codes = self.box_classifier(crops, training=training)
@@ -262,7 +270,7 @@ class FasterRCNN(Detector):
         return total, parts
 
     # ---------------------------------------------------------------- inference
-    def decode(self, outputs, tflite_ops):
+    def decode(self, outputs: dict, tflite_ops: bool) -> dict:
         """Softmax scores, class-specific boxes decoded against the proposals, per-class NMS;
         padding proposals (after ``num_proposals``) are certain background."""
         ops = keras.ops

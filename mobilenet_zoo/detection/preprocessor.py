@@ -12,17 +12,17 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
-from mobilenet_zoo.detection import data as ddata
-from mobilenet_zoo.utils import ConfigMixin
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+from mobilenet_zoo.utils import ConfigMixin, assert_in_graph
 
 # Keras / keras-cv box format names; "rel_" formats are normalised to [0, 1].
 BOX_FORMATS = (
     "xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw",
     "rel_xyxy", "rel_yxyx", "rel_xywh", "rel_center_xywh",
 )  # fmt: skip
+MAX_BOXES = 100  # ground-truth boxes per image after padding (TF OD API max_number_of_boxes)
 # The detectors' internal format (TF OD API box lists: normalised ymin, xmin, ymax, xmax).
 MODEL_BOX_FORMAT = "rel_yxyx"
 
@@ -72,7 +72,7 @@ class DetectionPreprocessor(ConfigMixin):
         self,
         image_size: int | Sequence[int] = 300,
         bounding_box_format: str = MODEL_BOX_FORMAT,
-        max_boxes: int = ddata.MAX_BOXES,
+        max_boxes: int = MAX_BOXES,
         augment: bool = True,
     ) -> None:
         if bounding_box_format not in BOX_FORMATS:
@@ -139,6 +139,9 @@ class DetectionPreprocessor(ConfigMixin):
         ``source``: a ``DetectionSource`` or a dataset of example dicts (see
         ``mobilenet_zoo.detection.data``); ``kwargs`` go to ``detection_pipeline``.
         """
+        import_tensorflow("the tf.data input pipeline")  # one clear error without it
+        from mobilenet_zoo.detection import data as ddata
+
         return ddata.detection_pipeline(
             source, self.image_size, batch_size, training=training, augment=self.augment,
             bounding_box_format=self.bounding_box_format, max_boxes=self.max_boxes, seed=seed,
@@ -164,11 +167,12 @@ def ground_truth_to_model(y: dict, preprocessor: DetectionPreprocessor, num_clas
     ``invalid_boxes="drop"`` or stop ``fit`` with ``"raise"``. Returns
     ``(boxes, classes, number of dropped boxes)``.
     """
-    boxes = tf.cast(y["boxes"], tf.float32)
-    classes = tf.cast(y["classes"], tf.int32)
-    if boxes.shape.rank != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
-    if classes.shape.rank != 2 or (
+    ops = keras.ops
+    boxes = ops.cast(y["boxes"], "float32")
+    classes = ops.cast(y["classes"], "int32")
+    if len(boxes.shape) != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {tuple(boxes.shape)}.")
+    if len(classes.shape) != 2 or (
         boxes.shape[1] is not None and classes.shape[1] is not None
         and boxes.shape[1] != classes.shape[1]
     ):
@@ -177,28 +181,25 @@ def ground_truth_to_model(y: dict, preprocessor: DetectionPreprocessor, num_clas
             f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
         )
     boxes = preprocessor.to_model_boxes(boxes)
-    tf.debugging.assert_less(
-        classes, num_classes,
-        message=f"y['classes'] has a label >= num_classes ({num_classes}); "
-        "labels are 0-based, -1 for padding.",
-    )
-    tf.debugging.assert_greater_equal(
-        classes, -1, message="y['classes'] has a label below -1; labels are 0-based, -1 for padding.",
-    )
+    assert_in_graph(ops.all(classes < num_classes),
+                    f"y['classes'] has a label >= num_classes ({num_classes}); "
+                    "labels are 0-based, -1 for padding.")
+    assert_in_graph(ops.all(classes >= -1),
+                    "y['classes'] has a label below -1; labels are 0-based, -1 for padding.")
     # Boxes that cannot be trained on: non-finite, empty (max <= min) or wholly
     # outside the image. Dropped (counted in the `invalid_boxes` metric) or raised.
-    finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
-    safe = tf.where(finite[..., None], boxes, 0.0)
-    ymin, xmin, ymax, xmax = tf.unstack(safe, axis=-1)
+    finite = ops.all(ops.isfinite(boxes), axis=-1)
+    safe = ops.where(finite[..., None], boxes, 0.0)
+    ymin, xmin, ymax, xmax = (safe[..., i] for i in range(4))
     usable = finite & (ymax > ymin) & (xmax > xmin) & (ymax > 0) & (xmax > 0) & (ymin < 1) & (xmin < 1)
     invalid = (classes >= 0) & ~usable
     if invalid_boxes == "raise":
-        tf.debugging.assert_equal(
-            tf.reduce_any(invalid), False,
-            message="y['boxes'] has non-finite, empty or out-of-image boxes "
+        assert_in_graph(
+            ~ops.any(invalid),
+            "y['boxes'] has non-finite, empty or out-of-image boxes "
             f"(format {preprocessor.bounding_box_format!r}); fix them or build the detector "
             "with invalid_boxes='drop'.",
         )
-    classes = tf.where(invalid, -1, classes)
-    boxes = tf.clip_by_value(tf.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
-    return boxes, classes, tf.reduce_sum(tf.cast(invalid, tf.float32))
+    classes = ops.where(invalid, -1, classes)
+    boxes = ops.clip(ops.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
+    return boxes, classes, ops.sum(ops.cast(invalid, "float32"))

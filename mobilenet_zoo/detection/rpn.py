@@ -5,6 +5,10 @@ settings of ``faster_rcnn_*_coco.config``; torchvision splits it the same way
 (``models/detection/rpn.py``: ``RPNHead``, ``RegionProposalNetwork``, and
 ``_utils.BalancedPositiveNegativeSampler``). The proposal layer that turns the
 RPN outputs into boxes is in ``roi.py``, beside the ROI crop that consumes them.
+
+Everything here is ``keras.ops`` / ``keras.random`` (TensorFlow, JAX and PyTorch
+backends); randomness takes a ``seed`` (an int or a ``keras.random.SeedGenerator``,
+which ``FasterRCNN`` owns so that it also works in JAX's stateless training).
 """
 
 from __future__ import annotations
@@ -13,29 +17,48 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo.detection.matcher import NEGATIVE
 from mobilenet_zoo.utils import ConfigMixin, check_fraction, check_int
 
 
-def sample_balanced(positive, negative, size: int, positive_fraction: float, seed=None):
-    """TF OD API ``BalancedPositiveNegativeSampler``, batched: per row at most
-    ``size * positive_fraction`` random positives, negatives fill up to ``size``.
+def batch_gather(params: Any, indices: Any) -> Any:
+    """``tf.gather(params, indices, batch_dims=1)`` in ``keras.ops``: params (B, M, ...),
+    indices (B, K) int in [0, M) -> (B, K, ...)."""
+    ops = keras.ops
+    indices = ops.cast(indices, "int32")
+    for _ in range(len(params.shape) - 2):
+        indices = indices[..., None]
+    return ops.take_along_axis(params, indices, axis=1)
 
-    Args: positive, negative: (B, N) bool, disjoint. Returns (B, N) bool.
+
+def sample_balanced(positive: Any, negative: Any, size: int, positive_fraction: float,
+                    seed: int | keras.random.SeedGenerator | None = None) -> Any:
+    """TF OD API ``core/balanced_positive_negative_sampler.py``
+    (``BalancedPositiveNegativeSampler.subsample``), batched: per row at most
+    ``int(size * positive_fraction)`` positives picked uniformly at random, then
+    random negatives fill up to ``size``.
+
+    Args:
+        positive, negative: (B, N) bool, disjoint.
+        size, positive_fraction: the sample size and the positives' cap.
+        seed: an int or a ``keras.random.SeedGenerator`` (``keras.random.uniform``'s).
+
+    Returns (B, N) bool.
     """
-    noise = tf.random.uniform(tf.shape(positive), seed=seed)
+    ops = keras.ops
+    positive, negative = ops.cast(positive, "bool"), ops.cast(negative, "bool")
+    noise = keras.random.uniform(ops.shape(positive), seed=seed)
 
     def rank(mask):  # rank of each element among the masked ones by noise (0 = first)
-        keys = tf.where(mask, noise, -1.0)
-        order = tf.argsort(keys, axis=1, direction="DESCENDING")
-        return tf.argsort(order, axis=1)
+        keys = ops.where(mask, noise, -1.0)
+        order = ops.argsort(-keys, axis=1)  # descending noise, the masked ones first
+        return ops.cast(ops.argsort(order, axis=1), "int32")
 
     max_pos = int(size * positive_fraction)
     take_pos = positive & (rank(positive) < max_pos)
-    n_pos = tf.reduce_sum(tf.cast(take_pos, tf.int32), axis=1, keepdims=True)
+    n_pos = ops.sum(ops.cast(take_pos, "int32"), axis=1, keepdims=True)
     take_neg = negative & (rank(negative) < size - n_pos)
     return take_pos | take_neg
 
@@ -51,7 +74,8 @@ class BalancedSampler(ConfigMixin):
             ``first_stage_positive_balance_fraction`` 0.5; second stage:
             ``second_stage_balance_fraction`` 0.25).
 
-    ``sampler(positive, negative, seed=None)`` returns the (B, N) bool selection.
+    ``sampler(positive, negative, seed=None)`` returns the (B, N) bool selection
+    (``seed``: an int or a ``keras.random.SeedGenerator``).
     """
 
     def __init__(self, size: int = 256, positive_fraction: float = 0.5) -> None:
@@ -60,14 +84,15 @@ class BalancedSampler(ConfigMixin):
         self.size = size
         self.positive_fraction = float(positive_fraction)
 
-    def __call__(self, positive, negative, seed=None):
+    def __call__(self, positive: Any, negative: Any,
+                 seed: int | keras.random.SeedGenerator | None = None) -> Any:
         return sample_balanced(positive, negative, self.size, self.positive_fraction, seed)
 
     def get_config(self) -> dict[str, Any]:
         return {"size": self.size, "positive_fraction": self.positive_fraction}
 
 
-def rpn_head(features, num_anchors: int, depth: int, init_stddev: float):
+def rpn_head(features: Any, num_anchors: int, depth: int, init_stddev: float) -> tuple[Any, Any]:
     """The TF OD API first-stage box predictor (torchvision ``RPNHead``): a 3x3 conv
     of ``depth`` (ReLU6), then 1x1 convs to box codes and 2-way objectness logits.
 
@@ -92,32 +117,41 @@ def inside_image(anchors: np.ndarray) -> np.ndarray:
             & (anchors[:, 3] <= 1))
 
 
-def rpn_targets(gt_boxes, gt_classes, anchors, inside, matcher, box_coder, sampler, seed=None):
-    """First-stage targets on the anchors fully inside the image (``inside``, numpy bool).
+def rpn_targets(gt_boxes: Any, gt_classes: Any, anchors: np.ndarray, inside: np.ndarray, matcher: Any,
+                box_coder: Any, sampler: Any,
+                seed: int | keras.random.SeedGenerator | None = None) -> tuple[Any, Any, Any, Any]:
+    """First-stage targets on the anchors fully inside the image (``inside``, numpy bool);
+    TF OD API ``faster_rcnn_meta_arch._loss_rpn`` (target assignment, then the sampler).
 
     Args:
         gt_boxes: (B, M, 4) normalised yxyx; gt_classes: (B, M) int, -1 = padding.
         anchors: (N, 4) numpy; matcher: an ``ArgMaxMatcher`` (config: 0.7 / 0.3);
         box_coder: a ``FasterRCNNBoxCoder``; sampler: a ``BalancedSampler``.
+        seed: the sampler's (an int or a ``keras.random.SeedGenerator``).
 
     Returns (objectness (B, N) {0, 1}, box codes (B, N, 4), sampled (B, N) bool,
     positive (B, N) bool), all over every anchor (outside ones never sampled).
     """
+    ops = keras.ops
     inside_idx = np.flatnonzero(inside).astype(np.int32)
     n = anchors.shape[0]
-    a_in = tf.constant(anchors[inside_idx])
-    matches = matcher.match(gt_boxes, gt_classes >= 0, a_in)  # (B, N_in)
+    a_in = ops.convert_to_tensor(np.asarray(anchors, np.float32)[inside_idx])
+    matches = ops.convert_to_tensor(matcher.match(gt_boxes, ops.convert_to_tensor(gt_classes) >= 0, a_in))
     pos = matches >= 0
     sampled = sampler(pos, matches == NEGATIVE, seed)
-    matched = tf.gather(gt_boxes, tf.maximum(matches, 0), batch_dims=1)
+    matched = batch_gather(ops.cast(gt_boxes, "float32"), ops.maximum(matches, 0))
     codes = box_coder.encode(matched, a_in[None])
+    # Back to every anchor: each takes its row among the inside ones, or a zero row
+    # appended after them (a static gather: no scatter, the same on every backend).
+    source = np.full(n, len(inside_idx), np.int32)
+    source[inside_idx] = np.arange(len(inside_idx), dtype=np.int32)
 
     def scatter(x):  # (B, N_in, ...) -> (B, N, ...), zeros outside
-        x_t = tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
-        full = tf.scatter_nd(inside_idx[:, None], x_t, [n] + x_t.shape.as_list()[1:])
-        return tf.transpose(full, [1, 0] + list(range(2, x.shape.rank)))
+        padded = ops.concatenate([x, ops.zeros_like(x[:, :1])], axis=1)
+        return ops.take(padded, source, axis=1)
 
-    return (scatter(tf.cast(pos, tf.float32)), scatter(codes), scatter(sampled), scatter(pos))
+    return (scatter(ops.cast(pos, "float32")), scatter(codes), scatter(ops.cast(sampled, "bool")),
+            scatter(pos))
 
 
-__all__ = ["BalancedSampler", "inside_image", "rpn_head", "rpn_targets", "sample_balanced"]
+__all__ = ["BalancedSampler", "batch_gather", "inside_image", "rpn_head", "rpn_targets", "sample_balanced"]

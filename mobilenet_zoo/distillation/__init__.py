@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 import keras
-import tensorflow as tf
 from keras.distillation import Distiller
 
 from mobilenet_zoo import weights_io
@@ -26,6 +25,7 @@ from mobilenet_zoo.distillation.losses import (
     SigmoidDistillation,
     as_keras_loss,
 )
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 
 def softmax_distillation(temperature: float = 10.0) -> LogitsDistillation:
@@ -63,28 +63,31 @@ def make_distiller(
     return distiller
 
 
-def _feature(t: tf.Tensor) -> tf.train.Feature:
+def _feature(t):
+    tf = import_tensorflow("the teacher cache (TFRecord)")
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(t).numpy()]))
 
 
-def cache_teacher_outputs(teacher: keras.Model, images: tf.data.Dataset, path: str | os.PathLike) -> int:
+def cache_teacher_outputs(teacher: keras.Model, images, path: str | os.PathLike) -> int:
     """Runs the teacher once over batched ``images`` and writes (image, output) TFRecords.
 
     For large unlabeled sets: the student then trains from the file with
     ``load_teacher_cache`` + ``as_keras_loss`` without running the teacher again.
     Returns the number of examples written.
     """
+    tf = import_tensorflow("the teacher cache (TFRecord)")
     count = [0]
 
     def write(tmp: str) -> None:
         with tf.io.TFRecordWriter(tmp) as writer:
             for batch in images:
                 batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-                outputs = teacher(batch, training=False)
-                for x, y in zip(tf.unstack(batch), tf.unstack(outputs)):
+                batch = keras.ops.convert_to_numpy(batch)  # any backend's tensors
+                outputs = keras.ops.convert_to_numpy(teacher(batch, training=False))
+                for x, y in zip(batch, outputs):
                     ex = tf.train.Example(features=tf.train.Features(feature={
-                        "image": _feature(tf.cast(x, tf.float32)),
-                        "teacher": _feature(tf.cast(y, tf.float32))}))
+                        "image": _feature(tf.constant(x, tf.float32)),
+                        "teacher": _feature(tf.constant(y, tf.float32))}))
                     writer.write(ex.SerializeToString())
                     count[0] += 1
 
@@ -95,8 +98,9 @@ def cache_teacher_outputs(teacher: keras.Model, images: tf.data.Dataset, path: s
     return n
 
 
-def load_teacher_cache(path: str | os.PathLike) -> tf.data.Dataset:
+def load_teacher_cache(path: str | os.PathLike):
     """(image, teacher output) pairs from ``cache_teacher_outputs``, parsed in graph mode."""
+    tf = import_tensorflow("the teacher cache (TFRecord)")
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "teacher": tf.io.FixedLenFeature([], tf.string)}
 
     def decode(record):

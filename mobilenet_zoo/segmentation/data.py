@@ -13,8 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo.data.tfds_utils import load_split
-
-IGNORE_LABEL = 255  # PASCAL VOC convention: pixels that no loss or metric counts
+from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL  # noqa: E402
 
 PET_CLASSES = ["background", "pet"]
 VOC_CLASSES = [

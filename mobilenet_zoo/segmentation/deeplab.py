@@ -15,16 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from mobilenet_zoo.backbone import check_backbone
 from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
-from mobilenet_zoo.segmentation.data import IGNORE_LABEL
-from mobilenet_zoo.segmentation.preprocessor import SegmentationPreprocessor
+from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL, SegmentationPreprocessor
 from mobilenet_zoo.task import Task
-from mobilenet_zoo.utils import build_piece, check_num_classes
+from mobilenet_zoo.utils import assert_in_graph, build_piece, check_num_classes
 
 # DeepLabV3 s.3.3: rates (6, 12, 18) at output stride 16, doubled at 8;
 # at 32 (not in the paper) we halve them to keep the same field of view.
@@ -40,7 +38,8 @@ class ResizeLike(layers.Layer):
 
     def call(self, inputs):
         x, ref = inputs
-        return tf.image.resize(x, tf.shape(ref)[1:3], method="bilinear")
+        shape = keras.ops.shape(ref)  # dynamic on TF for (None, None) inputs
+        return keras.ops.image.resize(x, (shape[1], shape[2]), interpolation="bilinear")
 
     def compute_output_shape(self, input_shapes):
         x, ref = input_shapes
@@ -175,7 +174,13 @@ class DeepLabV3(Task):
         """Logits, or class ids per pixel with ``argmax=True`` (tf.argmax: a TFLite
         builtin, unlike keras.ops.argmax's NaN handling); the same graph either way of
         ``tflite_ops`` (``export=`` is its old name)."""
-        return tf.argmax(outputs, axis=-1, output_type=tf.int32) if argmax else outputs
+        if not argmax:
+            return outputs
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf  # already loaded: it is the backend
+
+            return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        return keras.ops.cast(keras.ops.argmax(outputs, axis=-1), "int32")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -208,16 +213,15 @@ class SegmentationLoss(keras.losses.SparseCategoricalCrossentropy):
         self.ignore_label = ignore_label
 
     def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, tf.int32)
-        if y_true.shape.rank == 4 and y_true.shape[-1] == 1:
+        ops = keras.ops
+        y_true = ops.cast(y_true, "int32")
+        if len(y_true.shape) == 4 and y_true.shape[-1] == 1:
             y_true = y_true[..., 0]
-        num_classes = tf.shape(y_pred)[-1]
-        ok = tf.reduce_all(((y_true >= 0) & (y_true < num_classes)) | (y_true == self.ignore_label))
-        tf.debugging.assert_equal(
-            ok, True,
-            message=f"mask labels must be in [0, num_classes) or {self.ignore_label} (ignored); "
-            "check num_classes (it counts background) and the mask values",
-        )
+        num_classes = y_pred.shape[-1]
+        ok = ops.all(((y_true >= 0) & (y_true < num_classes)) | (y_true == self.ignore_label))
+        message = (f"mask labels must be in [0, {num_classes}) or {self.ignore_label} (ignored); "
+                   "check num_classes (it counts background) and the mask values")
+        assert_in_graph(ok, message)
         return super().call(y_true, y_pred)
 
     def get_config(self):

@@ -6,8 +6,10 @@ from typing import Any
 
 import keras
 
-from mobilenet_zoo.segmentation import data as sdata
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin, check_num_classes
+
+IGNORE_LABEL = 255  # PASCAL VOC convention: pixels that no loss or metric counts
 
 
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
@@ -35,7 +37,7 @@ class SegmentationPreprocessor(ConfigMixin):
         self,
         image_size: int = 512,
         num_classes: int = 21,
-        ignore_label: int = sdata.IGNORE_LABEL,
+        ignore_label: int = IGNORE_LABEL,
         scale_range: tuple[float, float] = (0.5, 2.0),
     ) -> None:
         check_num_classes(num_classes)
@@ -49,7 +51,10 @@ class SegmentationPreprocessor(ConfigMixin):
         self.scale_range = tuple(scale_range)
 
     def pipeline(self, source: Any, batch_size: int, training: bool = False, seed: int | None = None):
-        """Batches of ``(images float32 [0, 255], masks int32 HxW)``."""
+        """Batches of ``(images float32 [0, 255], masks int32 HxW)``: a tf.data pipeline."""
+        import_tensorflow("the tf.data input pipeline")  # one clear error without it
+        from mobilenet_zoo.segmentation import data as sdata
+
         return sdata.segmentation_pipeline(
             source, self.num_classes, self.image_size, batch_size, training=training,
             ignore_label=self.ignore_label, scale_range=self.scale_range, seed=seed,

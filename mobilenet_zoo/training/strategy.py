@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import keras
 import tensorflow as tf
 
 from mobilenet_zoo import compat
@@ -16,7 +17,17 @@ from mobilenet_zoo.flags import STRATEGIES
 
 
 def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
-    """``default`` | ``mirrored`` (all local devices) | ``multiworker`` (TF_CONFIG) | ``tpu``."""
+    """``default`` | ``mirrored`` (all local devices) | ``multiworker`` (TF_CONFIG) | ``tpu``.
+
+    Only ``default`` exists off the TensorFlow backend: tf.distribute replicates
+    TensorFlow variables only (Keras 3 distributes JAX with ``keras.distribution``).
+    """
+    if name != "default" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"--strategy {name} is tf.distribute, which needs the TensorFlow backend; this run "
+            f"is on {keras.backend.backend()!r}. Use KERAS_BACKEND=tensorflow, or --strategy "
+            "default (one device; on JAX, keras.distribution.DataParallel spreads it)."
+        )
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

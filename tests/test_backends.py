@@ -1,0 +1,127 @@
+"""Every task model builds, loads presets, predicts, fits and saves on JAX and PyTorch, with
+TensorFlow's outputs from the same weights; the JAX run has TensorFlow made unimportable.
+
+The work is done by ``backend_check.py`` in a subprocess per backend (a Keras backend is fixed
+per interpreter); this process (TensorFlow) writes the reference and loads what they saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import backend_check
+import keras
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = Path(backend_check.__file__)
+# JAX runs with TensorFlow blocked (a TensorFlow-free install); PyTorch with TensorFlow
+# importable, so that it also trains from tf.data.
+BLOCK_TENSORFLOW = {"jax": True, "torch": False}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("backends")
+    backend_check.reference(str(workdir))
+    return workdir, dict(np.load(workdir / "reference.npz"))
+
+
+@pytest.fixture(scope="module", params=sorted(BLOCK_TENSORFLOW))
+def run(request, reference):
+    backend = request.param
+    pytest.importorskip(backend)  # both are in the test extra
+    workdir, expected = reference
+    command = [sys.executable, str(SCRIPT), "check", str(workdir)]
+    if BLOCK_TENSORFLOW[backend]:
+        command.append("--block-tensorflow")
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    got = dict(np.load(workdir / f"{backend}.npz"))
+    return backend, workdir, report, expected, got
+
+
+def _group(arrays: dict, prefix: str) -> dict:
+    return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
+@pytest.mark.parametrize("task", backend_check.TASKS)
+def test_raw_outputs_equal_tensorflows_from_the_same_weights(run, task):
+    backend, _, _, expected, got = run
+    want, have = _group(expected, f"{task}_raw"), _group(got, f"{task}_raw")
+    assert want.keys() == have.keys()
+    for key in want:
+        np.testing.assert_allclose(have[key], want[key], atol=1e-4, rtol=1e-4,
+                                   err_msg=f"{backend} {task} {key}")
+
+
+@pytest.mark.parametrize("task", backend_check.TASKS)
+def test_predict_gives_tensorflows_result_in_the_same_form(run, task):
+    backend, _, _, expected, got = run
+    want, have = _group(expected, f"{task}_predict"), _group(got, f"{task}_predict")
+    assert want.keys() == have.keys(), f"{backend} {task}: {sorted(have)} vs {sorted(want)}"
+    for key in want:
+        assert have[key].shape == want[key].shape and have[key].dtype == want[key].dtype, key
+    if task in backend_check.DETECTORS:
+        # An untrained head scores many anchors alike, so which of two boxes a few 1e-7
+        # apart NMS keeps is float noise: compare the score lists (box by box on the
+        # trained face preset below).
+        np.testing.assert_array_equal(have["num_detections"], want["num_detections"])
+        np.testing.assert_allclose(have["scores"], want["scores"], atol=1e-4)
+    else:
+        np.testing.assert_allclose(have["output"], want["output"], atol=1e-4, rtol=1e-4)
+
+
+def test_presets_load_and_give_tensorflows_predictions(run):
+    backend, _, _, expected, got = run
+    np.testing.assert_allclose(got["imagenet/probs"], expected["imagenet/probs"], atol=1e-5)
+    assert int(np.argmax(got["imagenet/probs"])) == 285  # Egyptian cat, as on TensorFlow
+    want, have = _group(expected, "face"), _group(got, "face")
+    assert int(have["num_detections"][0]) == int(want["num_detections"][0])
+    sure = want["scores"][0] > 0.3  # the faces (and the rest, ordered by score)
+    assert sure.sum() >= 1
+    np.testing.assert_allclose(have["scores"][0][sure], want["scores"][0][sure], atol=1e-4)
+    np.testing.assert_allclose(have["boxes"][0][sure], want["boxes"][0][sure], atol=1e-4)
+    np.testing.assert_array_equal(have["classes"][0][sure], want["classes"][0][sure])
+
+
+@pytest.mark.parametrize("task", backend_check.TASKS)
+def test_fit_gives_finite_losses_and_changes_the_weights(run, task):
+    backend, _, report, _, _ = run
+    losses = report["fit"][task]
+    ways = {"numpy", "generator"} | ({"tf.data"} if not BLOCK_TENSORFLOW[backend] else set())
+    assert set(losses) == ways, f"{backend} {task}: trained from {sorted(losses)}"
+    assert all(np.isfinite(v) for v in losses.values()), losses
+    assert report["weights_changed"][task] > 0
+
+
+@pytest.mark.parametrize("task", backend_check.TASKS)
+def test_a_keras_file_saved_there_loads_here_with_the_same_outputs(run, task):
+    backend, workdir, _, _, got = run
+    model = keras.saving.load_model(workdir / f"{backend}_{task}.keras")
+    x, _ = backend_check.data(task)
+    here = backend_check.flat(model(x, training=False))
+    there = _group(got, f"{task}_trained")
+    assert here.keys() == there.keys()
+    for key in here:
+        np.testing.assert_allclose(here[key], there[key], atol=1e-4, rtol=1e-4,
+                                   err_msg=f"{backend} {task} {key}")
+
+
+def test_without_tensorflow_the_package_imports_and_tensorflow_jobs_say_so(run):
+    backend, _, report, _, _ = run
+    if not BLOCK_TENSORFLOW[backend]:
+        pytest.skip(f"{backend} runs with TensorFlow importable (tf.data training)")
+    assert report["tensorflow_imported"] is False
+    errors = report["tensorflow_only_errors"]
+    assert set(errors) == {"pipeline", "to_tflite"}
+    for what, message in errors.items():
+        assert "needs TensorFlow" in message and "pip install tensorflow" in message, (what, message)
