@@ -23,10 +23,8 @@ import tensorflow as tf
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.detection import SSD, ssd_mobilenet_v1
-from mobilenet_zoo.detection.detector import ground_truth_to_model_ops
 from mobilenet_zoo.detection.losses import hard_negative_mask
 from mobilenet_zoo.detection.postprocess import nms_keras_ops, non_max_suppression
-from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor, ground_truth_to_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_FILES = ("matcher", "losses", "postprocess", "box_coder", "anchors", "ssd", "detector")
@@ -115,22 +113,6 @@ def test_hard_negative_mining_breaks_ties_by_the_lowest_anchor():
     positive = np.array([[True, False, False, False, False, False]])
     mask = np.asarray(hard_negative_mask(loss, positive, ~positive, 3.0))[0]
     assert mask.tolist() == [False, True, True, False, False, True]
-
-
-def test_keras_ops_ground_truth_check_equals_the_tf_one():
-    pre = DetectionPreprocessor((128, 128), "xyxy")
-    boxes = np.array([[[10, 10, 60, 50], [5, 5, 5, 30], [np.nan, 0, 1, 1], [200, 200, 300, 300],
-                       [-20, -10, 40, 30], [-1, -1, -1, -1]]], np.float32)
-    y = {"boxes": boxes, "classes": np.array([[0, 1, 2, 0, 1, -1]], np.int32)}
-    ref = ground_truth_to_model(y, pre, 3, "drop")
-    got = ground_truth_to_model_ops(y, pre, 3, "drop")
-    for r, g in zip(ref, got):
-        np.testing.assert_array_equal(np.asarray(r), np.asarray(g))
-    assert float(got[2]) == 3
-    with pytest.raises(ValueError, match="out-of-image"):
-        ground_truth_to_model_ops(y, pre, 3, "raise")
-    with pytest.raises(ValueError, match="num_classes"):
-        ground_truth_to_model_ops({**y, "classes": np.array([[0, 1, 2, 3, 1, -1]], np.int32)}, pre, 3)
 
 
 def test_the_ssd_files_import_no_tensorflow_at_module_level():

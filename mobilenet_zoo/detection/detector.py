@@ -53,60 +53,6 @@ from mobilenet_zoo.weights_io import iter_weighted_layers
 INVALID_BOXES = ("drop", "raise")
 
 
-def _concrete(x):
-    """``x`` as numpy when it holds values (eager), ``None`` when it is traced (JAX jit)."""
-    try:
-        return keras.ops.convert_to_numpy(x)
-    except Exception:  # a tracer: no values to check at trace time
-        return None
-
-
-def ground_truth_to_model_ops(y: dict, preprocessor: DetectionPreprocessor, num_classes: int,
-                              invalid_boxes: str = "drop"):
-    """``preprocessor.ground_truth_to_model`` in keras.ops (JAX, PyTorch): the same boxes,
-    labels and count of dropped boxes.
-
-    The checks that stop ``fit`` (labels outside [-1, num_classes), ``invalid_boxes="raise"``)
-    need values: they run whenever the batch is concrete (PyTorch, ``run_eagerly=True``)
-    and are skipped inside a JAX ``jit`` trace, where nothing can raise on data (invalid
-    boxes are then dropped and counted, as with ``"drop"``).
-    """
-    ops = keras.ops
-    boxes = ops.cast(y["boxes"], "float32")
-    classes = ops.cast(y["classes"], "int32")
-    if len(boxes.shape) != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"y['boxes'] must be (batch, max_boxes, 4), got {boxes.shape}.")
-    if len(classes.shape) != 2 or (
-        boxes.shape[1] is not None and classes.shape[1] is not None and boxes.shape[1] != classes.shape[1]
-    ):
-        raise ValueError(
-            f"y['classes'] must be (batch, max_boxes) with one label per box; got boxes "
-            f"{tuple(boxes.shape)} and classes {tuple(classes.shape)}. Pad both with -1."
-        )
-    boxes = preprocessor.to_model_boxes(boxes)
-    labels = _concrete(classes)
-    if labels is not None and labels.size and labels.max() >= num_classes:
-        raise ValueError(f"y['classes'] has a label >= num_classes ({num_classes}); "
-                         "labels are 0-based, -1 for padding.")
-    if labels is not None and labels.size and labels.min() < -1:
-        raise ValueError("y['classes'] has a label below -1; labels are 0-based, -1 for padding.")
-    finite = ops.all(ops.isfinite(boxes), axis=-1)
-    safe = ops.where(finite[..., None], boxes, 0.0)
-    ymin, xmin, ymax, xmax = (safe[..., i] for i in range(4))
-    usable = finite & (ymax > ymin) & (xmax > xmin) & (ymax > 0) & (xmax > 0) & (ymin < 1) & (xmin < 1)
-    invalid = (classes >= 0) & ~usable
-    if invalid_boxes == "raise":
-        found = _concrete(ops.any(invalid))
-        if found is not None and bool(found):
-            raise ValueError(
-                "y['boxes'] has non-finite, empty or out-of-image boxes "
-                f"(format {preprocessor.bounding_box_format!r}); fix them or build the detector "
-                "with invalid_boxes='drop'.")
-    classes = ops.where(invalid, -1, classes)
-    boxes = ops.clip(ops.where(invalid[..., None], 0.0, safe), 0.0, 1.0)
-    return boxes, classes, ops.sum(ops.cast(invalid, "float32"))
-
-
 class Detector(Task):
     """Base class of the detectors: images in, ``{"boxes", "classes", "scores",
     "num_detections"}`` out (``predict``), boxes in ``bounding_box_format``.
@@ -211,13 +157,9 @@ class Detector(Task):
     # ----------------------------------------------------------------- training
     def ground_truth(self, y: dict):
         """``y = {"boxes", "classes"}`` -> (normalised yxyx boxes, int32 labels), checked;
-        unusable boxes become padding (counted in ``invalid_boxes``) or raise.
-
-        TensorFlow backend: ``preprocessor.ground_truth_to_model`` (``tf.debugging``
-        asserts); other backends: ``ground_truth_to_model_ops``, the same in keras.ops.
-        """
-        convert = ground_truth_to_model if keras.backend.backend() == "tensorflow" else ground_truth_to_model_ops
-        boxes, classes, invalid = convert(y, self.preprocessor, self.num_classes, self.invalid_boxes)
+        unusable boxes become padding (counted in ``invalid_boxes``) or raise."""
+        boxes, classes, invalid = ground_truth_to_model(y, self.preprocessor, self.num_classes,
+                                                        self.invalid_boxes)
         self.loss_trackers["invalid_boxes"].update_state(invalid)
         return boxes, classes
 
@@ -320,4 +262,4 @@ class Detector(Task):
         return cls(backbone, num_classes, image_size=image_size, **kwargs)
 
 
-__all__ = ["Detector", "INVALID_BOXES", "ground_truth_to_model_ops"]
+__all__ = ["Detector", "INVALID_BOXES"]
