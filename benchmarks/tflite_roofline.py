@@ -12,8 +12,10 @@ SSDs are measured with the three post-processings of ``to_tflite``
 (``builtin_nms``: one builtin NMS per class; ``detection_postprocess``: the
 ``TFLite_Detection_PostProcess`` op of the TF OD API exports, per-class or fast
 class-agnostic NMS), timed in
-alternation. ``ssd300_coco90`` is a COCO-sized SSD 300 (90 classes) with an
-untrained head, where every anchor passes the 1e-8 score threshold (the NMS
+alternation, and as the network alone (``none``: the raw box encodings and class
+logits, no score conversion or post-processing), the ceiling of each file and the
+cut that shows where the time goes. ``ssd300_coco90`` is a COCO-sized SSD 300 (90 classes) with an
+untrained head (seeded: ``keras.utils.set_random_seed(0)``), where every anchor passes the 1e-8 score threshold (the NMS
 worst case); ``face512`` is the shipped pretrained face preset.
 
 Run: ``python benchmarks/tflite_roofline.py [--repeats N] [--threads 2] [--models a,b]``
@@ -31,6 +33,8 @@ from common import interleaved_medians, median_seconds
 from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier
 from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.fold import fold_batch_norm
+from mobilenet_zoo.task import serving_function
 
 
 def peak_float32_madds(repeats: int, n: int = 2048) -> float:
@@ -70,6 +74,9 @@ MODELS = ("classifier_1.0_224", "ssd300_coco90", "face512")
 
 
 def _model(name: str):
+    import keras
+
+    keras.utils.set_random_seed(0)  # the untrained heads: the same weights every run
     if name == "classifier_1.0_224":
         return MobileNetClassifier(MobileNetBackbone(alpha=1.0), include_preprocessing=True), (224, 224)
     if name == "ssd300_coco90":
@@ -94,13 +101,19 @@ def run(repeats: int, threads: int, models: tuple[str, ...] = MODELS) -> dict:
         madds = profile(model).mult_adds
         x = rng.uniform(0, 255, (1, h, w, 3)).astype("float32")
         reps = [rng.uniform(0, 255, (1, h, w, 3)).astype("float32") for _ in range(8)]
-        posts = (("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
+        posts = (("none", "builtin_nms", "detection_postprocess", "detection_postprocess_fast")
                  if isinstance(model, SSD) else (None,))
         runners = {}
         for quantize in (None, "int8"):
             for post in posts:
-                flat = to_tflite(model, quantize=quantize, postprocess=post,
-                                 representative_data=reps if quantize else None)
+                data = reps if quantize else None
+                if post == "none":  # the network alone: raw outputs, no post-processing
+                    folded = fold_batch_norm(model)
+                    flat = to_tflite(folded, quantize=quantize, metadata=False, fold=False,
+                                     serving_fn=serving_function(folded), representative_data=data)
+                else:
+                    flat = to_tflite(model, quantize=quantize, postprocess=post,
+                                     representative_data=data)
                 runners[(quantize, post)] = (TFLiteRunner(flat, num_threads=threads), len(flat))
         seconds = interleaved_medians({key: (lambda r=r: r(x)) for key, (r, _) in runners.items()},
                                       repeats=repeats)

@@ -270,6 +270,11 @@ def to_tflite(
             flatbuffer = _convert(converter, quantize, samples,
                                   custom_ops=str(postprocess).startswith("detection_postprocess"),
                                   uint8_io=uint8_io, float_outputs=postprocess is not None)
+        if quantize == "int8" and str(postprocess).startswith("detection_postprocess"):
+            from mobilenet_zoo import detection_postprocess
+
+            # The clip of the op's float boxes stays float (not rounded to 1/255).
+            flatbuffer = detection_postprocess.float_box_clip(flatbuffer)
         if info is not None:
             from mobilenet_zoo import tflite_metadata
 
