@@ -4,7 +4,8 @@ The limit: the measured peak multiply-add rate of the machine, from large
 square matrix products (N^3 multiply-adds each) in the same process, float32
 through TensorFlow's (oneDNN) matmul and int8 through a TFLite fully-connected
 int8 model (the same kernels family the int8 convs use, XNNPACK where the CPU
-has VNNI). Each model's efficiency is
+has VNNI); the two TFLite peaks are timed again in alternation with each model's
+files, and the fraction of peak uses those. Each model's efficiency is
 ``(mult-adds / latency) / peak`` -- 1.0 would be a model that keeps every
 multiplier busy all the time.
 
@@ -63,11 +64,20 @@ def _dense_tflite(n: int, rows: int, int8: bool, threads: int) -> TFLiteRunner:
     return TFLiteRunner(converter.convert(), num_threads=threads)
 
 
-def peak_tflite_madds(repeats: int, threads: int, int8: bool, n: int = 1024, rows: int = 256) -> float:
-    """Multiply-adds per second of a TFLite (rows x n) @ (n x n) fully-connected op."""
+PEAK_N, PEAK_ROWS = 1024, 256
+
+
+def peak_call(threads: int, int8: bool, n: int = PEAK_N, rows: int = PEAK_ROWS):
+    """One call of a TFLite (rows x n) @ (n x n) fully-connected op, and its multiply-adds."""
     runner = _dense_tflite(n, rows, int8, threads)
     x = np.random.default_rng(0).normal(size=(rows, n)).astype("float32")
-    return rows * n * n / median_seconds(lambda: runner(x), repeats=repeats)
+    return (lambda: runner(x)), rows * n * n
+
+
+def peak_tflite_madds(repeats: int, threads: int, int8: bool) -> float:
+    """Multiply-adds per second of the TFLite fully-connected op of ``peak_call``."""
+    call, madds = peak_call(threads, int8)
+    return madds / median_seconds(call, repeats=repeats)
 
 
 MODELS = ("classifier_1.0_224", "ssd300_coco90", "face512")
@@ -115,10 +125,17 @@ def run(repeats: int, threads: int, models: tuple[str, ...] = MODELS) -> dict:
                     flat = to_tflite(model, quantize=quantize, postprocess=post,
                                      representative_data=data)
                 runners[(quantize, post)] = (TFLiteRunner(flat, num_threads=threads), len(flat))
-        seconds = interleaved_medians({key: (lambda r=r: r(x)) for key, (r, _) in runners.items()},
-                                      repeats=repeats)
+        calls = {key: (lambda r=r: r(x)) for key, (r, _) in runners.items()}
+        # The peaks again, timed in the same alternation as this model's files, so that the
+        # load of other jobs on a shared machine hits the limit and the files alike.
+        peak_calls = {quantize: peak_call(threads, int8=bool(quantize)) for quantize in (None, "int8")}
+        calls.update({("peak", q): c for q, (c, _) in peak_calls.items()})
+        seconds = interleaved_medians(calls, repeats=repeats)
+        local_peaks = {q: peak_calls[q][1] / seconds.pop(("peak", q)) for q in peak_calls}
+        print(json.dumps({"model": name, "peak_gmadds_per_s_in_alternation": {
+            q or "float32": round(v / 1e9, 1) for q, v in local_peaks.items()}}), flush=True)
         for (quantize, post), sec in seconds.items():
-            peak = peaks["tflite_int8_fc" if quantize else "tflite_float32_fc"]
+            peak = local_peaks[quantize]
             rows.append({
                 "model": name, "precision": quantize or "float32", "postprocess": post or "-",
                 "mult_adds_m": round(madds / 1e6), "file_mb": round(runners[(quantize, post)][1] / 2**20, 1),

@@ -187,10 +187,16 @@ def to_tflite(
         quantize: ``None`` (float32), ``"dynamic"`` (int8 weights), ``"float16"``
             or ``"int8"`` (full-integer where possible, float I/O; needs
             ``representative_data``).
-        representative_data: for ``"int8"`` only: a non-empty iterable (or a function
-            returning one) of calibration inputs, each an array of the model's input
-            shape with batch 1, ``(1, H, W, C)``, or without the batch axis; or one
-            ``(N, H, W, C)`` array. Read into memory and checked before conversion.
+        representative_data: for ``"int8"`` only, the calibration images, as the
+            model takes them: a folder of images (read recursively, resized to the
+            input; at most 100); the task's own preprocessor pipeline,
+            ``model.preprocessor.pipeline(source, batch_size)`` (a ``tf.data.Dataset``
+            of ``(images, targets)`` batches; any dataset or iterator of images or of
+            such pairs; the first 100 images, so a repeating dataset is fine); or a
+            non-empty list (or a function returning one) of arrays of the model's
+            input shape with batch 1, ``(1, H, W, C)``, or without the batch axis;
+            or one ``(N, H, W, C)`` array. Read into memory and checked before
+            conversion; anything else is refused with the accepted forms.
         serving_fn: a ``tf.function`` to export instead of the default (then
             ``image_size`` and ``argmax`` must be left unset).
         image_size: rebuild a task model at this side or ``(height, width)``
@@ -259,7 +265,7 @@ def to_tflite(
     if quantize == "int8":
         signature = getattr(serving_fn, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
-        samples = representative_samples(representative_data, shape)
+        samples = representative_samples(representative_data, shape, model)
         if uint8_io:
             samples = pixel_range_samples(model, samples)
     tmp_path, target = open_target(path) if path is not None else (None, None)

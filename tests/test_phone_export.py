@@ -184,6 +184,66 @@ def test_int8_ssd_keeps_the_postprocess_op_in_float():
     assert out["boxes"].dtype == np.float32 and out["boxes"].shape == (1, 100, 4)
     assert int(out["num_detections"][0]) > 0
     assert tm.read_metadata(flat)["subgraph_metadata"][0]["output_tensor_metadata"]
+    # After the op the boxes stay float: the clip to [0, 1] is not rounded to 1/255.
+    interpreter = TFLiteRunner(flat).interpreter
+    ops = interpreter._get_ops_details()
+    after = ops[[op["op_name"] for op in ops].index("TFLite_Detection_PostProcess") + 1:]
+    assert [op["op_name"] for op in after] == ["MINIMUM", "RELU"]
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert all(dtypes[i] == np.float32 for op in after for i in op["outputs"])
+
+
+# ------------------------------------------------------------ int8 calibration data
+@pytest.fixture(scope="module")
+def small_classifier():
+    return MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3,
+                               include_preprocessing=True)
+
+
+def _photos():
+    return [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
+
+
+def test_int8_calibrates_from_the_task_preprocessor_pipeline_and_from_a_folder(small_classifier,
+                                                                               tmp_path):
+    model = small_classifier
+    images = np.stack([tf.image.resize(p, (48, 48)).numpy().astype(np.uint8) for p in _photos()])
+    labels = np.arange(len(images)) % 3
+    pairs = tf.data.Dataset.from_tensor_slices((images, labels))
+    pipeline = model.preprocessor.pipeline(pairs, batch_size=3)  # (images, labels) batches
+    arrays = [x[None] for batch, _ in pipeline.as_numpy_iterator() for x in batch]
+    assert len(arrays) == 4 and arrays[0].shape == (1, 32, 32, 3)
+    reference = TFLiteRunner(to_tflite(model, quantize="int8", representative_data=arrays))
+    x = arrays[1]
+    expected = next(iter(reference(x).values()))
+    for data in (pipeline, pipeline.repeat(),  # endless: the first 100 images are read
+                 pipeline.unbatch().map(lambda image, label: image),  # images alone
+                 iter(list(pipeline.as_numpy_iterator()))):
+        got = next(iter(TFLiteRunner(to_tflite(model, quantize="int8",
+                                               representative_data=data))(x).values()))
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    for i, photo in enumerate(_photos()[:2]):
+        Image.fromarray(photo).save(tmp_path / f"{i}.png")
+    flat = to_tflite(model, quantize="int8", representative_data=tmp_path)  # a folder
+    assert next(iter(TFLiteRunner(flat)(x).values())).shape == (1, 3)
+
+
+def test_int8_calibration_data_of_another_kind_is_refused_with_the_accepted_forms(small_classifier,
+                                                                                  tmp_path):
+    model = small_classifier
+    for data, message in [(42, "a folder of images, a tf.data.Dataset"),
+                          ({"images": np.zeros((1, 32, 32, 3))}, "got dict"),
+                          (str(tmp_path / "nope"), "is not a folder"),
+                          (str(tmp_path), "no readable image"),
+                          (tf.data.Dataset.from_tensor_slices(np.zeros((2, 16, 16, 3))), r"\(1, 16, 16, 3\)"),
+                          (iter([]), "got none")]:
+        with pytest.raises(ValueError, match=message):
+            to_tflite(model, quantize="int8", representative_data=data)
+    raw = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3,
+                              include_preprocessing=False)
+    pixels = tf.data.Dataset.from_tensor_slices(np.full((2, 32, 32, 3), 200.0, np.float32)).batch(2)
+    with pytest.raises(ValueError, match=r"takes images in \[-1, 1\]"):
+        to_tflite(raw, quantize="int8", representative_data=pixels)
 
 
 # ------------------------------------------------------------------------- the CLI
@@ -309,3 +369,26 @@ def test_mediapipe_image_segmenter_runs_a_deeplab_export_with_its_labels(tmp_pat
     keras_ids = model.predict(photo[None].astype(np.float32), verbose=0)[0].argmax(-1)
     assert got.shape[:2] == (64, 64)
     assert (got.reshape(64, 64) == keras_ids).mean() > 0.95
+
+
+def test_faster_rcnn_file_describes_its_keras_layout_and_mediapipe_refuses_it_clearly(tmp_path):
+    """Faster R-CNN exports builtin NMS (int32 class ids, -1 padding): the metadata names
+    its outputs and says MediaPipe's ObjectDetector does not run it; MediaPipe's own error
+    names the int32 output."""
+    from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
+
+    model = FasterRCNN(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3, image_size=128,
+                       proposal_layer={"max_proposals": 20}, class_names=["cat", "dog", "owl"])
+    path = tmp_path / "frcnn.tflite"
+    flat = to_tflite(model, path)
+    meta = tm.read_metadata(flat)
+    outputs = {t["name"]: t for t in meta["subgraph_metadata"][0]["output_tensor_metadata"]}
+    assert set(outputs) == {"location", "category", "score", "number of detections"}
+    assert "-1 after the last detection" in outputs["category"]["description"]
+    assert "ObjectDetector does not run this file" in meta["description"]
+    assert tm.associated_files(flat)["labels.txt"] == b"cat\ndog\nowl\n"
+    assert "int32[1, 300]" in tm.describe(flat)
+    _, BaseOptions, vision = _mediapipe()
+    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    with pytest.raises((ValueError, RuntimeError), match="INT32"):
+        vision.ObjectDetector.create_from_options(options)
