@@ -187,5 +187,10 @@ def float_box_clip(tflite: bytes) -> bytes:
 
 
 def has_op(tflite: bytes) -> bool:
-    """True when the flatbuffer holds a ``TFLite_Detection_PostProcess`` op."""
-    return OP_NAME.encode() in bytes(tflite)
+    """True when the flatbuffer's operator codes hold the ``TFLite_Detection_PostProcess``
+    custom op (read from the model, not searched in the bytes: the metadata may name it)."""
+    from mobilenet_zoo.tflite_metadata import schema as meta_schema
+
+    model = meta_schema._schema().Model.GetRootAs(meta_schema._model_bytes(tflite), 0)
+    return any((model.OperatorCodes(i).CustomCode() or b"").decode() == OP_NAME
+               for i in range(model.OperatorCodesLength()))

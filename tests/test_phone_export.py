@@ -53,8 +53,9 @@ def face(tmp_path_factory):
     x = _resized(skdata.astronaut(), (512, 512))
     keras_dets = {k: np.asarray(v) for k, v in model.predict(x, verbose=0).items()}
     builtin = to_tflite(model)  # to_tflite's default for an SSD: builtin NMS
+    fast = to_tflite(model, postprocess="detection_postprocess_fast")
     return {"op": open(op_file, "rb").read(), "op_file": op_file, "builtin": builtin,
-            "keras": keras_dets, "x": x}
+            "fast": fast, "keras": keras_dets, "x": x, "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,22 @@ def test_face_preset_detection_postprocess_op_and_builtin_nms_give_the_keras_det
         confident = ref["scores"][0] > 0.5
         assert confident.sum() == 1  # the astronaut's face (preset metric note: 0.965)
         np.testing.assert_allclose(lite["boxes"][0, confident], ref["boxes"][0, confident], atol=1e-3)
+
+
+def test_face_preset_fast_op_finds_the_keras_faces(face):
+    """The op's class-agnostic NMS (one class per anchor) keeps other low-score boxes than
+    the per-class NMS of Keras, but the same faces: the MediaPipe tests' criteria (box IoU
+    >= 0.9, score within 0.02) on every detection Keras scores above 0.5."""
+    runner = TFLiteRunner(face["fast"])
+    for image in (skdata.astronaut(), skdata.chelsea()):
+        x = _resized(image, (512, 512))
+        ref = {k: np.asarray(v) for k, v in face["model"].predict(x, verbose=0).items()}
+        got = runner(x)
+        keep, found = ref["scores"][0] > 0.5, got["scores"][0] > 0.5
+        assert keep.sum() == found.sum() == 1  # the astronaut's face; chelsea's (a cat's) face
+        assert _iou(got["boxes"][0, found][0], ref["boxes"][0, keep][0]) >= 0.9
+        assert abs(got["scores"][0, found][0] - ref["scores"][0, keep][0]) <= 0.02
+        assert int(got["classes"][0, found][0]) == int(ref["classes"][0, keep][0]) == 0  # "face"
 
 
 def test_face_file_describes_the_tf_od_api_outputs_with_the_face_label(face):
