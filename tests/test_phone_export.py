@@ -409,3 +409,41 @@ def test_faster_rcnn_file_describes_its_keras_layout_and_mediapipe_refuses_it_cl
     options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)))
     with pytest.raises((ValueError, RuntimeError), match="INT32"):
         vision.ObjectDetector.create_from_options(options)
+
+
+def test_every_tflite_file_the_recipes_write_has_metadata(tmp_path):
+    """The recipes write ``model.tflite`` only through ``training.finish`` (one
+    ``to_tflite`` call with each task report's keyword arguments; nothing else in the
+    package or the recipes converts to TFLite). Each report's arguments, with every
+    export flag the recipes take (--quantize, --tflite-argmax), keep the metadata on."""
+    import ast
+    import glob
+
+    from mobilenet_zoo.detection.recipe import CocoReport
+    from mobilenet_zoo.flags import ExportOptions
+    from mobilenet_zoo.segmentation.recipe import MaskReport
+
+    writers = []
+    for path in glob.glob(os.path.join(REPO, "recipes", "*.py")) + glob.glob(
+            os.path.join(REPO, "mobilenet_zoo", "**", "*.py"), recursive=True):
+        if os.path.basename(path) in ("export.py", "export_cli.py"):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if name in ("to_tflite", "TFLiteConverter"):
+                writers.append(os.path.relpath(path, REPO))
+    assert sorted(set(writers)) == [os.path.join("mobilenet_zoo", "training", "run.py")]
+    ssd = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    deeplab = DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(None, None, 3), output_stride=16),
+                        num_classes=3)
+    cases = [(ssd, CocoReport(val_source=None), ExportOptions(quantize=q)) for q in (None, "float16")]
+    cases += [(deeplab, MaskReport(num_classes=3, image_size=64), ExportOptions(argmax=a))
+              for a in (False, True)]
+    for model, report, export in cases:
+        kwargs = report.tflite_kwargs(model, export)
+        assert kwargs.get("metadata", True) is not False
+        path = tmp_path / "model.tflite"
+        to_tflite(model, path, **kwargs)  # as training.finish writes it
+        meta = tm.read_metadata(path.read_bytes())
+        assert meta and meta["subgraph_metadata"][0]["output_tensor_metadata"], (report, export)
+        assert "labels.txt" in tm.associated_files(path.read_bytes())
