@@ -18,9 +18,10 @@ from mobilenet_zoo.task import Task
 
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
 # Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
-# is no faster than builtin NMS and its NMS can keep other boxes among dense
-# overlapping candidates, so to_tflite keeps builtin NMS; the export CLI (phones,
-# MediaPipe) defaults to "detection_postprocess".
+# is slower than builtin NMS when many anchors of many classes pass the score
+# threshold, so to_tflite keeps builtin NMS; the export CLI (phones, MediaPipe)
+# defaults to "detection_postprocess". Both give the Keras detections except the
+# order among equal scores (docs/deploy.md, "TFLite against Keras").
 DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 def postprocess_takes_argmax(model: Task) -> bool:
