@@ -123,7 +123,7 @@ def serving_function(model, batch_size: int = 1, use_regular_nms: bool = True):
 
 # The clip of the boxes after the op, which the int8 converter wraps in
 # QUANTIZE -> op (int8) -> DEQUANTIZE; each has a float kernel.
-_FLOAT_AGAIN = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MINIMUM", "MAXIMUM")
+_FLOAT_AGAIN = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1")
 
 
 def float_box_clip(tflite: bytes) -> bytes:
@@ -159,9 +159,14 @@ def float_box_clip(tflite: bytes) -> bytes:
         def consumers(tensor, ops=ops):
             return [i for i, op in enumerate(ops) if tensor in [int(t) for t in op.inputs]]
 
+        after_op = set()  # tensors computed from the op's outputs (operators are in order)
+        for op, name in zip(ops, kind):
+            if name == OP_NAME or after_op & {int(t) for t in op.inputs}:
+                after_op.update(int(t) for t in op.outputs)
         drop = set()
         for q, quant in enumerate(ops):  # QUANTIZE -> clip op (int8) -> DEQUANTIZE
-            if kind[q] != "QUANTIZE" or graph.tensors[int(quant.inputs[0])].type != \
+            source = int(quant.inputs[0])
+            if kind[q] != "QUANTIZE" or source not in after_op or graph.tensors[source].type != \
                     schema.TensorType.FLOAT32:
                 continue
             users = consumers(int(quant.outputs[0]))
@@ -171,7 +176,7 @@ def float_box_clip(tflite: bytes) -> bytes:
             after = consumers(int(clip.outputs[0]))
             if len(after) != 1 or kind[after[0]] != "DEQUANTIZE":
                 continue
-            clip.inputs = np.asarray([int(quant.inputs[0])], np.int32)
+            clip.inputs = np.asarray([source], np.int32)
             clip.outputs = np.asarray([int(ops[after[0]].outputs[0])], np.int32)
             drop.update((q, after[0]))
         if drop:
