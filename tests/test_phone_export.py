@@ -245,6 +245,30 @@ def test_int8_calibrates_from_the_task_preprocessor_pipeline_and_from_a_folder(s
     assert next(iter(TFLiteRunner(flat)(x).values())).shape == (1, 3)
 
 
+def test_int8_ssd_calibrates_from_its_detection_pipeline(tmp_path):
+    """The detection preprocessor's batches are (images, {"boxes", "classes", ...})."""
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    images = [tf.image.resize(p, (96, 96)).numpy().astype(np.uint8) for p in _photos()[:3]]
+    examples = tf.data.Dataset.from_generator(lambda: ({
+        "image": image, "boxes": np.array([[0.1, 0.1, 0.6, 0.5]], np.float32),
+        "classes": np.array([1], np.int32), "is_crowd": np.array([0], np.int32),
+        "image_id": np.int64(i), "original_size": np.array([96, 96], np.int32),
+    } for i, image in enumerate(images)), output_signature={
+        "image": tf.TensorSpec((96, 96, 3), tf.uint8), "boxes": tf.TensorSpec((None, 4), tf.float32),
+        "classes": tf.TensorSpec((None,), tf.int32), "is_crowd": tf.TensorSpec((None,), tf.int32),
+        "image_id": tf.TensorSpec((), tf.int64), "original_size": tf.TensorSpec((2,), tf.int32)})
+    pipeline = model.preprocessor.pipeline(examples, batch_size=2)
+    batch, targets = next(iter(pipeline))
+    assert isinstance(targets, dict) and batch.shape[1:] == (128, 128, 3)
+    arrays = [x[None] for b, _ in pipeline.as_numpy_iterator() for x in b]
+    x = arrays[0]
+    outputs = [TFLiteRunner(to_tflite(model, quantize="int8", representative_data=data,
+                                      postprocess="detection_postprocess_fast"))(x)
+               for data in (arrays, pipeline)]
+    for key in ("boxes", "scores", "num_detections"):
+        np.testing.assert_allclose(outputs[1][key], outputs[0][key], atol=1e-6)
+
+
 def test_int8_calibration_data_of_another_kind_is_refused_with_the_accepted_forms(small_classifier,
                                                                                   tmp_path):
     model = small_classifier
