@@ -121,6 +121,81 @@ def serving_function(model, batch_size: int = 1, use_regular_nms: bool = True):
     return serve
 
 
+# The clip of the boxes after the op, which the int8 converter wraps in
+# QUANTIZE -> op (int8) -> DEQUANTIZE; each has a float kernel.
+_FLOAT_AGAIN = ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1")
+
+
+def float_box_clip(tflite: bytes) -> bytes:
+    """An int8 file whose boxes stay float after the op.
+
+    The op's outputs are float32 in every TFLite file (its kernel,
+    ``tensorflow/lite/kernels/detection_postprocess.cc``, decodes and runs NMS in
+    float even for quantized inputs). The int8 converter then quantizes the clip
+    of the boxes to [0, 1] that follows the op (``tf.clip_by_value`` as
+    ``predict`` clips): QUANTIZE -> RELU (int8) -> DEQUANTIZE, which rounds every
+    box coordinate to 1/255 (about a pixel at 512). This puts those clip ops back
+    on the float tensors and drops the QUANTIZE / DEQUANTIZE pair. The op's inputs
+    stay as the converter wrote them (a DEQUANTIZE of the int8 box encodings and
+    sigmoid scores): the kernel reads quantized class scores and box encodings
+    only as uint8 (with uint8 anchors), not the int8 of full-integer models.
+    Files without such a pattern come back unchanged.
+    """
+    from mobilenet_zoo.tflite_metadata import schema as meta_schema
+
+    schema = meta_schema._schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(bytes(tflite)), 0)
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = [code.customCode.decode() if code.customCode else
+             builtin_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+             for code in model.operatorCodes]
+    changed = False
+    for graph in model.subgraphs:
+        ops = list(graph.operators)
+        kind = [names[op.opcodeIndex] for op in ops]
+        if OP_NAME not in kind:
+            continue
+
+        def consumers(tensor, ops=ops):
+            return [i for i, op in enumerate(ops) if tensor in [int(t) for t in op.inputs]]
+
+        after_op = set()  # tensors computed from the op's outputs (operators are in order)
+        for op, name in zip(ops, kind):
+            if name == OP_NAME or after_op & {int(t) for t in op.inputs}:
+                after_op.update(int(t) for t in op.outputs)
+        drop = set()
+        for q, quant in enumerate(ops):  # QUANTIZE -> clip op (int8) -> DEQUANTIZE
+            source = int(quant.inputs[0])
+            if kind[q] != "QUANTIZE" or source not in after_op or graph.tensors[source].type != \
+                    schema.TensorType.FLOAT32:
+                continue
+            users = consumers(int(quant.outputs[0]))
+            if len(users) != 1 or kind[users[0]] not in _FLOAT_AGAIN or len(ops[users[0]].inputs) != 1:
+                continue
+            clip = ops[users[0]]
+            after = consumers(int(clip.outputs[0]))
+            if len(after) != 1 or kind[after[0]] != "DEQUANTIZE":
+                continue
+            clip.inputs = np.asarray([source], np.int32)
+            clip.outputs = np.asarray([int(ops[after[0]].outputs[0])], np.int32)
+            drop.update((q, after[0]))
+        if drop:
+            graph.operators = [op for k, op in enumerate(ops) if k not in drop]
+            changed = True
+    if not changed:
+        return bytes(tflite)
+    import flatbuffers
+
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), meta_schema.TFLITE_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
 def has_op(tflite: bytes) -> bool:
-    """True when the flatbuffer holds a ``TFLite_Detection_PostProcess`` op."""
-    return OP_NAME.encode() in bytes(tflite)
+    """True when the flatbuffer's operator codes hold the ``TFLite_Detection_PostProcess``
+    custom op (read from the model, not searched in the bytes: the metadata may name it)."""
+    from mobilenet_zoo.tflite_metadata import schema as meta_schema
+
+    model = meta_schema._schema().Model.GetRootAs(meta_schema._model_bytes(tflite), 0)
+    return any((model.OperatorCodes(i).CustomCode() or b"").decode() == OP_NAME
+               for i in range(model.OperatorCodesLength()))

@@ -190,10 +190,16 @@ def to_tflite(
         quantize: ``None`` (float32), ``"dynamic"`` (int8 weights), ``"float16"``
             or ``"int8"`` (full-integer where possible, float I/O; needs
             ``representative_data``).
-        representative_data: for ``"int8"`` only: a non-empty iterable (or a function
-            returning one) of calibration inputs, each an array of the model's input
-            shape with batch 1, ``(1, H, W, C)``, or without the batch axis; or one
-            ``(N, H, W, C)`` array. Read into memory and checked before conversion.
+        representative_data: for ``"int8"`` only, the calibration images, as the
+            model takes them: a folder of images (read recursively, resized to the
+            input; at most 100); the task's own preprocessor pipeline,
+            ``model.preprocessor.pipeline(source, batch_size)`` (a ``tf.data.Dataset``
+            of ``(images, targets)`` batches; any dataset or iterator of images or of
+            such pairs; the first 100 images, so a repeating dataset is fine); or a
+            non-empty list (or a function returning one) of arrays of the model's
+            input shape with batch 1, ``(1, H, W, C)``, or without the batch axis;
+            or one ``(N, H, W, C)`` array. Read into memory and checked before
+            conversion; anything else is refused with the accepted forms.
         serving_fn: a ``tf.function`` to export instead of the default (then
             ``image_size`` and ``argmax`` must be left unset).
         image_size: rebuild a task model at this side or ``(height, width)``
@@ -217,8 +223,10 @@ def to_tflite(
             TFLite runtime run; ``"detection_postprocess_fast"``: the same op
             with its fast class-agnostic NMS (the TF OD API's TFLite default;
             one class per box, so multi-class results can differ from Keras;
-            about 2x faster in int8 for 90 classes). A Faster R-CNN always
-            exports builtin NMS.
+            in int8 with 90 classes about 2x faster than ``"builtin_nms"`` and
+            7x than ``"detection_postprocess"``, docs/deploy.md). In int8 the op's
+            boxes stay float after it (``detection_postprocess.float_box_clip``).
+            A Faster R-CNN always exports builtin NMS.
         metadata: write TFLite model metadata (``metadata_schema.fbs``) and the
             label file into the file: ``True`` (default), ``False``, or a dict
             with ``preset`` (name, description, licence and source of that
@@ -262,7 +270,7 @@ def to_tflite(
     if quantize == "int8":
         signature = getattr(serving_fn, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
-        samples = representative_samples(representative_data, shape)
+        samples = representative_samples(representative_data, shape, model)
         if uint8_io:
             samples = pixel_range_samples(model, samples)
     tmp_path, target = open_target(path) if path is not None else (None, None)
@@ -273,6 +281,11 @@ def to_tflite(
             flatbuffer = _convert(converter, quantize, samples,
                                   custom_ops=str(postprocess).startswith("detection_postprocess"),
                                   uint8_io=uint8_io, float_outputs=postprocess is not None)
+        if quantize == "int8" and str(postprocess).startswith("detection_postprocess"):
+            from mobilenet_zoo import detection_postprocess
+
+            # The clip of the op's float boxes stays float (not rounded to 1/255).
+            flatbuffer = detection_postprocess.float_box_clip(flatbuffer)
         if info is not None:
             from mobilenet_zoo import tflite_metadata
 

@@ -18,9 +18,10 @@ from mobilenet_zoo.task import Task
 
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
 # Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
-# is no faster than builtin NMS and its NMS can keep other boxes among dense
-# overlapping candidates, so to_tflite keeps builtin NMS; the export CLI (phones,
-# MediaPipe) defaults to "detection_postprocess".
+# is slower than builtin NMS when many anchors of many classes pass the score
+# threshold, so to_tflite keeps builtin NMS; the export CLI (phones, MediaPipe)
+# defaults to "detection_postprocess". Both give the Keras detections except the
+# order among equal scores (docs/deploy.md, "TFLite against Keras").
 DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 def postprocess_takes_argmax(model: Task) -> bool:
@@ -77,29 +78,118 @@ def open_target(path: str):
         raise ValueError(f"cannot write {path!r} ({err.strerror or err}). Nothing was converted.") from err
 
 
-def representative_samples(representative_data, shape: tuple) -> list[np.ndarray]:
+# Calibration images read from a folder, a tf.data.Dataset or an iterator: at most
+# this many ("Post-training integer quantization": about 100 to 500 samples do).
+MAX_REPRESENTATIVE = 100
+
+
+def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRESENTATIVE,
+                   minus_one_to_one: bool = False, skipped: list | None = None) -> list[np.ndarray]:
+    """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to
+    ``(height, width)``, float32 pixels in [0, 255] (or [-1, 1] for a model
+    without its own preprocessing), batch 1 each. Unreadable files are named in
+    ``skipped``; a folder without a readable image is an error."""
+    import tensorflow as tf
+
+    from mobilenet_zoo.cli import IMAGE_SUFFIXES
+    from mobilenet_zoo.images import load_rgb
+
+    if not os.path.isdir(folder):
+        raise ValueError(f"calibration images: {folder!r} is not a folder.")
+    paths = sorted(os.path.join(root, f) for root, dirs, files in os.walk(folder)
+                   for f in files if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
+    samples = []
+    for path in paths[:limit]:
+        try:
+            image = load_rgb(path)
+        except (OSError, ValueError) as err:
+            if skipped is not None:
+                skipped.append(f"{path}: {err}")
+            continue
+        x = tf.image.resize(np.asarray(image, np.float32)[None], (height, width)).numpy()
+        samples.append(x / 127.5 - 1.0 if minus_one_to_one else x)
+    if not samples:
+        raise ValueError(f"calibration images: {folder!r} holds no readable image "
+                         f"({', '.join(IMAGE_SUFFIXES)}).")
+    return samples
+
+
+def _images_of(element):
+    """The images of one element of a preprocessor pipeline: ``(images, targets)``
+    (``model.preprocessor.pipeline(...)`` of every task), ``{"images": ...}`` or images."""
+    if isinstance(element, dict):
+        return element.get("images", element)
+    if isinstance(element, (list, tuple)) and len(element) in (1, 2):
+        return element[0]  # [input] (the converter's own form) or (images, targets)
+    return element
+
+
+def _dataset_items(data, shape: tuple, limit: int):
+    """Batch-1 arrays from a ``tf.data.Dataset`` or an iterator (at most ``limit``):
+    batches of ``shape`` are split, single images get a batch axis."""
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        data = data.as_numpy_iterator()
+    items = []
+    for element in data:
+        x = _images_of(element)
+        if hasattr(x, "numpy"):
+            x = x.numpy()
+        x = np.asarray(x) if not isinstance(x, (dict, str, bytes)) else x
+        if isinstance(x, np.ndarray) and x.ndim == len(shape) and (x.shape[0] != 1 or shape[0] != 1):
+            items.extend(x[i:i + 1] for i in range(len(x)))  # a batch: one sample per image
+        else:
+            items.append(x)
+        if len(items) >= limit:
+            break
+    return items[:limit]
+
+
+def representative_samples(representative_data, shape: tuple, model=None) -> list[np.ndarray]:
     """The calibration samples as float32 arrays of exactly ``shape`` (the exported
     signature's input, batch 1), checked before conversion: the TFLite converter
     calibrates int8 ranges on them ("Post-training integer quantization",
     tensorflow.org/lite/performance/post_training_integer_quant), and with none
-    it would leave the model float."""
-    what = ("`representative_data` must be a non-empty iterable (or a function returning one) of "
-            f"float arrays of shape {shape} or {shape[1:]} (the model's input)")
+    it would leave the model float.
+
+    ``representative_data`` is a folder of images (str / PathLike; at most
+    ``MAX_REPRESENTATIVE``, resized to the input), a ``tf.data.Dataset`` or an
+    iterator as the model's preprocessor produces them
+    (``model.preprocessor.pipeline(source, batch_size)``: batches of
+    ``(images, targets)``; the first ``MAX_REPRESENTATIVE`` images), or arrays
+    (a list, one ``(N, H, W, C)`` array, or a function returning either).
+    A model without its own preprocessing (``include_preprocessing=False``) takes
+    [-1, 1]; samples in [0, 255] for it are refused (the calibrated ranges would
+    be wrong), not rescaled silently."""
+    what = ("`representative_data` must be a folder of images, a tf.data.Dataset or iterator of "
+            "images (or of (images, targets) batches, as `model.preprocessor.pipeline(...)` gives "
+            "them), or a non-empty list (or a function returning one) of float arrays of shape "
+            f"{shape} or {shape[1:]} (the model's input)")
     if representative_data is None:
         raise ValueError(f"quantize='int8' needs calibration inputs: {what}.")
+    minus_one_to_one = model is not None and getattr(model, "include_preprocessing", True) is False
+    if isinstance(representative_data, (str, os.PathLike)):
+        folder = os.fspath(representative_data)
+        if not os.path.isdir(folder):
+            raise ValueError(f"{what}; {folder!r} is not a folder.")
+        return folder_samples(folder, shape[1], shape[2], minus_one_to_one=minus_one_to_one)
     data = representative_data() if callable(representative_data) else representative_data
     if isinstance(data, np.ndarray) and data.ndim == len(shape):  # one array: a batch of samples
         data = [x[None] for x in data]
-    try:
+    if isinstance(data, (str, bytes, dict)) or not hasattr(data, "__iter__"):
+        raise ValueError(f"{what}; got {type(data).__name__}.")
+    if isinstance(data, (list, tuple, np.ndarray)):
         items = list(data)
-    except TypeError:
-        raise ValueError(f"{what}; got {type(data).__name__}.") from None
+    else:  # a tf.data.Dataset, generator or other iterator: maybe endless (.repeat())
+        items = _dataset_items(data, shape, MAX_REPRESENTATIVE)
     if not items:
         raise ValueError(f"{what}; got none. Without them the converter would write a float32 model.")
     samples = []
     for i, item in enumerate(items):
-        if isinstance(item, (list, tuple)) and len(item) == 1:  # the converter's own [input] form
-            item = item[0]
+        item = _images_of(item) if isinstance(item, (list, tuple, dict)) else item
+        if hasattr(item, "numpy"):
+            item = item.numpy()
         try:
             x = np.asarray(item, np.float32)
         except (TypeError, ValueError):
@@ -111,6 +201,11 @@ def representative_samples(representative_data, shape: tuple) -> list[np.ndarray
         if not np.isfinite(x).all():
             raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
         samples.append(x)
+    high = max(float(np.abs(x).max()) for x in samples)
+    if minus_one_to_one and high > 1.5:
+        raise ValueError(f"this model has no preprocessing layer (include_preprocessing=False) and "
+                         f"takes images in [-1, 1]; the calibration samples reach {high:g} (pixels "
+                         "in [0, 255]?). Give them as the model takes them (x / 127.5 - 1).")
     return samples
 
 

@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 
-from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK, IMAGE_SUFFIXES
+from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
 POSTPROCESS_CHOICES = ("detection_postprocess", "detection_postprocess_fast", "builtin_nms")
@@ -89,28 +89,15 @@ def representative_images(folder: str, height: int, width: int, limit: int,
                           minus_one_to_one: bool) -> list:
     """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to the
     model's input, float32 pixels in [0, 255] (or [-1, 1] for a model without
-    its own preprocessing), batch 1 each."""
-    import numpy as np
-    import tensorflow as tf
+    its own preprocessing), batch 1 each (``export_checks.folder_samples``)."""
+    from mobilenet_zoo.export_checks import folder_samples
 
-    from mobilenet_zoo.images import load_rgb
-
-    paths = sorted(os.path.join(root, f) for root, dirs, files in os.walk(folder)
-                   for f in files if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
-    samples, skipped = [], []
-    for path in paths[:limit]:
-        try:
-            image = load_rgb(path)
-        except (OSError, ValueError) as err:
-            skipped.append(f"{path}: {err}")
-            continue
-        x = tf.image.resize(np.asarray(image, np.float32)[None], (height, width)).numpy()
-        samples.append(x / 127.5 - 1.0 if minus_one_to_one else x)
-    for line in skipped:
-        print(f"skipped calibration image {line}", file=sys.stderr)
-    if not samples:
-        raise ValueError(f"--representative {folder!r} holds no readable image "
-                         f"({', '.join(IMAGE_SUFFIXES)}).")
+    skipped: list[str] = []
+    try:
+        samples = folder_samples(folder, height, width, limit, minus_one_to_one, skipped)
+    finally:
+        for line in skipped:
+            print(f"skipped calibration image {line}", file=sys.stderr)
     return samples
 
 

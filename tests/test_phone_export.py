@@ -53,8 +53,9 @@ def face(tmp_path_factory):
     x = _resized(skdata.astronaut(), (512, 512))
     keras_dets = {k: np.asarray(v) for k, v in model.predict(x, verbose=0).items()}
     builtin = to_tflite(model)  # to_tflite's default for an SSD: builtin NMS
+    fast = to_tflite(model, postprocess="detection_postprocess_fast")
     return {"op": open(op_file, "rb").read(), "op_file": op_file, "builtin": builtin,
-            "keras": keras_dets, "x": x}
+            "fast": fast, "keras": keras_dets, "x": x, "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,22 @@ def test_face_preset_detection_postprocess_op_and_builtin_nms_give_the_keras_det
         np.testing.assert_allclose(lite["boxes"][0, confident], ref["boxes"][0, confident], atol=1e-3)
 
 
+def test_face_preset_fast_op_finds_the_keras_faces(face):
+    """The op's class-agnostic NMS (one class per anchor) keeps other low-score boxes than
+    the per-class NMS of Keras, but the same faces: the MediaPipe tests' criteria (box IoU
+    >= 0.9, score within 0.02) on every detection Keras scores above 0.5."""
+    runner = TFLiteRunner(face["fast"])
+    for image in (skdata.astronaut(), skdata.chelsea()):
+        x = _resized(image, (512, 512))
+        ref = {k: np.asarray(v) for k, v in face["model"].predict(x, verbose=0).items()}
+        got = runner(x)
+        keep, found = ref["scores"][0] > 0.5, got["scores"][0] > 0.5
+        assert keep.sum() == found.sum() == 1  # the astronaut's face; chelsea's (a cat's) face
+        assert _iou(got["boxes"][0, found][0], ref["boxes"][0, keep][0]) >= 0.9
+        assert abs(got["scores"][0, found][0] - ref["scores"][0, keep][0]) <= 0.02
+        assert int(got["classes"][0, found][0]) == int(ref["classes"][0, keep][0]) == 0  # "face"
+
+
 def test_face_file_describes_the_tf_od_api_outputs_with_the_face_label(face):
     meta = tm.read_metadata(face["op"])
     outputs = meta["subgraph_metadata"][0]["output_tensor_metadata"]
@@ -184,6 +201,90 @@ def test_int8_ssd_keeps_the_postprocess_op_in_float():
     assert out["boxes"].dtype == np.float32 and out["boxes"].shape == (1, 100, 4)
     assert int(out["num_detections"][0]) > 0
     assert tm.read_metadata(flat)["subgraph_metadata"][0]["output_tensor_metadata"]
+    # After the op the boxes stay float: the clip to [0, 1] is not rounded to 1/255.
+    interpreter = TFLiteRunner(flat).interpreter
+    ops = interpreter._get_ops_details()
+    after = ops[[op["op_name"] for op in ops].index("TFLite_Detection_PostProcess") + 1:]
+    assert [op["op_name"] for op in after] == ["MINIMUM", "RELU"]
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert all(dtypes[i] == np.float32 for op in after for i in op["outputs"])
+
+
+# ------------------------------------------------------------ int8 calibration data
+@pytest.fixture(scope="module")
+def small_classifier():
+    return MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3,
+                               include_preprocessing=True)
+
+
+def _photos():
+    return [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
+
+
+def test_int8_calibrates_from_the_task_preprocessor_pipeline_and_from_a_folder(small_classifier,
+                                                                               tmp_path):
+    model = small_classifier
+    images = np.stack([tf.image.resize(p, (48, 48)).numpy().astype(np.uint8) for p in _photos()])
+    labels = np.arange(len(images)) % 3
+    pairs = tf.data.Dataset.from_tensor_slices((images, labels))
+    pipeline = model.preprocessor.pipeline(pairs, batch_size=3)  # (images, labels) batches
+    arrays = [x[None] for batch, _ in pipeline.as_numpy_iterator() for x in batch]
+    assert len(arrays) == 4 and arrays[0].shape == (1, 32, 32, 3)
+    reference = TFLiteRunner(to_tflite(model, quantize="int8", representative_data=arrays))
+    x = arrays[1]
+    expected = next(iter(reference(x).values()))
+    for data in (pipeline, pipeline.repeat(),  # endless: the first 100 images are read
+                 pipeline.unbatch().map(lambda image, label: image),  # images alone
+                 iter(list(pipeline.as_numpy_iterator()))):
+        got = next(iter(TFLiteRunner(to_tflite(model, quantize="int8",
+                                               representative_data=data))(x).values()))
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    for i, photo in enumerate(_photos()[:2]):
+        Image.fromarray(photo).save(tmp_path / f"{i}.png")
+    flat = to_tflite(model, quantize="int8", representative_data=tmp_path)  # a folder
+    assert next(iter(TFLiteRunner(flat)(x).values())).shape == (1, 3)
+
+
+def test_int8_ssd_calibrates_from_its_detection_pipeline(tmp_path):
+    """The detection preprocessor's batches are (images, {"boxes", "classes", ...})."""
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    images = [tf.image.resize(p, (96, 96)).numpy().astype(np.uint8) for p in _photos()[:3]]
+    examples = tf.data.Dataset.from_generator(lambda: ({
+        "image": image, "boxes": np.array([[0.1, 0.1, 0.6, 0.5]], np.float32),
+        "classes": np.array([1], np.int32), "is_crowd": np.array([0], np.int32),
+        "image_id": np.int64(i), "original_size": np.array([96, 96], np.int32),
+    } for i, image in enumerate(images)), output_signature={
+        "image": tf.TensorSpec((96, 96, 3), tf.uint8), "boxes": tf.TensorSpec((None, 4), tf.float32),
+        "classes": tf.TensorSpec((None,), tf.int32), "is_crowd": tf.TensorSpec((None,), tf.int32),
+        "image_id": tf.TensorSpec((), tf.int64), "original_size": tf.TensorSpec((2,), tf.int32)})
+    pipeline = model.preprocessor.pipeline(examples, batch_size=2)
+    batch, targets = next(iter(pipeline))
+    assert isinstance(targets, dict) and batch.shape[1:] == (128, 128, 3)
+    arrays = [x[None] for b, _ in pipeline.as_numpy_iterator() for x in b]
+    x = arrays[0]
+    outputs = [TFLiteRunner(to_tflite(model, quantize="int8", representative_data=data,
+                                      postprocess="detection_postprocess_fast"))(x)
+               for data in (arrays, pipeline)]
+    for key in ("boxes", "scores", "num_detections"):
+        np.testing.assert_allclose(outputs[1][key], outputs[0][key], atol=1e-6)
+
+
+def test_int8_calibration_data_of_another_kind_is_refused_with_the_accepted_forms(small_classifier,
+                                                                                  tmp_path):
+    model = small_classifier
+    for data, message in [(42, "a folder of images, a tf.data.Dataset"),
+                          ({"images": np.zeros((1, 32, 32, 3))}, "got dict"),
+                          (str(tmp_path / "nope"), "is not a folder"),
+                          (str(tmp_path), "no readable image"),
+                          (tf.data.Dataset.from_tensor_slices(np.zeros((2, 16, 16, 3))), r"\(1, 16, 16, 3\)"),
+                          (iter([]), "got none")]:
+        with pytest.raises(ValueError, match=message):
+            to_tflite(model, quantize="int8", representative_data=data)
+    raw = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3,
+                              include_preprocessing=False)
+    pixels = tf.data.Dataset.from_tensor_slices(np.full((2, 32, 32, 3), 200.0, np.float32)).batch(2)
+    with pytest.raises(ValueError, match=r"takes images in \[-1, 1\]"):
+        to_tflite(raw, quantize="int8", representative_data=pixels)
 
 
 # ------------------------------------------------------------------------- the CLI
@@ -309,3 +410,64 @@ def test_mediapipe_image_segmenter_runs_a_deeplab_export_with_its_labels(tmp_pat
     keras_ids = model.predict(photo[None].astype(np.float32), verbose=0)[0].argmax(-1)
     assert got.shape[:2] == (64, 64)
     assert (got.reshape(64, 64) == keras_ids).mean() > 0.95
+
+
+def test_faster_rcnn_file_describes_its_keras_layout_and_mediapipe_refuses_it_clearly(tmp_path):
+    """Faster R-CNN exports builtin NMS (int32 class ids, -1 padding): the metadata names
+    its outputs and says MediaPipe's ObjectDetector does not run it; MediaPipe's own error
+    names the int32 output."""
+    from mobilenet_zoo.detection.faster_rcnn import FasterRCNN
+
+    model = FasterRCNN(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3, image_size=128,
+                       proposal_layer={"max_proposals": 20}, class_names=["cat", "dog", "owl"])
+    path = tmp_path / "frcnn.tflite"
+    flat = to_tflite(model, path)
+    meta = tm.read_metadata(flat)
+    outputs = {t["name"]: t for t in meta["subgraph_metadata"][0]["output_tensor_metadata"]}
+    assert set(outputs) == {"location", "category", "score", "number of detections"}
+    assert "-1 after the last detection" in outputs["category"]["description"]
+    assert "ObjectDetector does not run this file" in meta["description"]
+    assert tm.associated_files(flat)["labels.txt"] == b"cat\ndog\nowl\n"
+    assert "int32[1, 300]" in tm.describe(flat)
+    _, BaseOptions, vision = _mediapipe()
+    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)))
+    with pytest.raises((ValueError, RuntimeError), match="INT32"):
+        vision.ObjectDetector.create_from_options(options)
+
+
+def test_every_tflite_file_the_recipes_write_has_metadata(tmp_path):
+    """The recipes write ``model.tflite`` only through ``training.finish`` (one
+    ``to_tflite`` call with each task report's keyword arguments; nothing else in the
+    package or the recipes converts to TFLite). Each report's arguments, with every
+    export flag the recipes take (--quantize, --tflite-argmax), keep the metadata on."""
+    import ast
+    import glob
+
+    from mobilenet_zoo.detection.recipe import CocoReport
+    from mobilenet_zoo.flags import ExportOptions
+    from mobilenet_zoo.segmentation.recipe import MaskReport
+
+    writers = []
+    for path in glob.glob(os.path.join(REPO, "recipes", "*.py")) + glob.glob(
+            os.path.join(REPO, "mobilenet_zoo", "**", "*.py"), recursive=True):
+        if os.path.basename(path) in ("export.py", "export_cli.py"):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            name = getattr(node, "attr", None) or getattr(node, "id", None)
+            if name in ("to_tflite", "TFLiteConverter"):
+                writers.append(os.path.relpath(path, REPO))
+    assert sorted(set(writers)) == [os.path.join("mobilenet_zoo", "training", "run.py")]
+    ssd = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    deeplab = DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(None, None, 3), output_stride=16),
+                        num_classes=3)
+    cases = [(ssd, CocoReport(val_source=None), ExportOptions(quantize=q)) for q in (None, "float16")]
+    cases += [(deeplab, MaskReport(num_classes=3, image_size=64), ExportOptions(argmax=a))
+              for a in (False, True)]
+    for model, report, export in cases:
+        kwargs = report.tflite_kwargs(model, export)
+        assert kwargs.get("metadata", True) is not False
+        path = tmp_path / "model.tflite"
+        to_tflite(model, path, **kwargs)  # as training.finish writes it
+        meta = tm.read_metadata(path.read_bytes())
+        assert meta and meta["subgraph_metadata"][0]["output_tensor_metadata"], (report, export)
+        assert "labels.txt" in tm.associated_files(path.read_bytes())

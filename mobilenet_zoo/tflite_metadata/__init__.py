@@ -320,8 +320,19 @@ def for_model(model, tflite: bytes, info: dict[str, Any] | None = None,
         label, files["labels.txt"] = label_file("labels.txt", labels, value_labels=True)
         by_key = detection_outputs(
             label, box_format or getattr(model, "bounding_box_format", None) or "rel_yxyx")
+        integer = {o["name"] for o in outs if o["dtype"] in ("int32", "int64")}
+        if integer:  # builtin NMS (Faster R-CNN, an SSD's "builtin_nms"): the Keras layout
+            by_key["classes"]["description"] = ("The categories of the detected boxes (0-based int32 "
+                                             "class ids; -1 after the last detection).")
+            by_key["num_detections"]["description"] = "The number of the detected boxes (int32)."
+            description = (
+                "Detections in the Keras `predict` layout (builtin NMS): boxes, int32 class ids "
+                "(-1 pads), scores and the int32 number of detections. Not the TF OD API layout "
+                "of TFLite_Detection_PostProcess (all float32), so MediaPipe Tasks' ObjectDetector "
+                "does not run this file (it requires float32 outputs); read the outputs by name.")
+        else:
+            description = "Detections: boxes, classes, scores and their number (TF OD API layout)."
         outputs = [by_key.get(k) or feature_output(k, f"Output {k!r}.") for k in keys]
-        description = "Detections: boxes, classes, scores and their number (TF OD API layout)."
     elif layout in ("classification", "segmentation") and len(outs) == 1:
         out = outs[0]
         argmax = out["dtype"] in ("int32", "int64")
