@@ -18,19 +18,24 @@ def _keras_backend() -> str:
     """The backend Keras will take: ``KERAS_BACKEND``, else ``~/.keras/keras.json``, else ours.
 
     Keras 3 reads the same two places (keras/src/backend/config.py). With neither
-    set, TensorFlow when it is installed (Keras' own default), else JAX or PyTorch,
-    whichever is installed, so a TensorFlow-free install imports as it is.
+    set (or a keras.json naming a TensorFlow that is not installed), TensorFlow when
+    it is installed (Keras' own default), else JAX or PyTorch, whichever is
+    installed, so a TensorFlow-free install imports as it is.
     """
+    if "keras" in sys.modules:  # Keras has chosen already
+        return sys.modules["keras"].backend.backend()
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
     config = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
     try:
         with open(config, encoding="utf8") as f:
             backend = json.load(f).get("backend")
-        if backend:
-            return str(backend)
     except (OSError, ValueError, AttributeError):
-        pass
+        backend = None
+    # Keras writes keras.json with "tensorflow" on its first start whatever the backend,
+    # so that entry is passed over where TensorFlow is missing.
+    if backend and (backend != "tensorflow" or tensorflow_available()):
+        return str(backend)
     if tensorflow_available():
         return "tensorflow"
     for backend in ("jax", "torch"):

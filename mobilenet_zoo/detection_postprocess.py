@@ -25,7 +25,10 @@ Keras ``predict``; ``False`` is the op's fast class-agnostic NMS.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("the TFLite_Detection_PostProcess export")
 
 OP_NAME = "TFLite_Detection_PostProcess"
 

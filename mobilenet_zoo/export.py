@@ -57,6 +57,13 @@ QUANTIZE = (None, "dynamic", "int8", "float16")
 def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
                 postprocess: str | None = None):
     """(model at ``image_size``, BatchNorm folded, its serving function)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "SavedModel / TFLite export traces the model with TensorFlow, and this process runs "
+            f"Keras on {keras.backend.backend()!r}. Save it (model.save('model.keras')) and "
+            "export the file on the TensorFlow backend: KERAS_BACKEND=tensorflow python -m "
+            "mobilenet_zoo.export --model model.keras --out model.tflite"
+        )
     if argmax:
         check_argmax(model)
     if fold and isinstance(model, (Task, MobileNetBackbone)):

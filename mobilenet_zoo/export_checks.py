@@ -19,9 +19,9 @@ from mobilenet_zoo.task import Task
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
 # Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
 # is slower than builtin NMS when many anchors of many classes pass the score
-# threshold, so to_tflite keeps builtin NMS; the export CLI (phones, MediaPipe)
-# defaults to "detection_postprocess". Both give the Keras detections except the
-# order among equal scores (docs/deploy.md, "TFLite against Keras").
+# threshold, so to_tflite keeps builtin NMS (the Keras detections, but for the order
+# among equal scores: docs/deploy.md, "TFLite against Keras"); the export CLI (phones,
+# MediaPipe) defaults to "detection_postprocess_fast", the TF OD API's TFLite default.
 DEFAULT_SSD_POSTPROCESS = "builtin_nms"
 
 def postprocess_takes_argmax(model: Task) -> bool:
@@ -89,7 +89,9 @@ def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRES
     ``(height, width)``, float32 pixels in [0, 255] (or [-1, 1] for a model
     without its own preprocessing), batch 1 each. Unreadable files are named in
     ``skipped``; a folder without a readable image is an error."""
-    import tensorflow as tf
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("TFLite export")
 
     from mobilenet_zoo.cli import IMAGE_SUFFIXES
     from mobilenet_zoo.images import load_rgb
@@ -127,7 +129,9 @@ def _images_of(element):
 def _dataset_items(data, shape: tuple, limit: int):
     """Batch-1 arrays from a ``tf.data.Dataset`` or an iterator (at most ``limit``):
     batches of ``shape`` are split, single images get a batch axis."""
-    import tensorflow as tf
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("TFLite export")
 
     if isinstance(data, tf.data.Dataset):
         data = data.as_numpy_iterator()
@@ -196,11 +200,16 @@ def representative_samples(representative_data, shape: tuple, model=None) -> lis
             raise ValueError(f"{what}; item {i} is {type(item).__name__}, not an array.") from None
         if x.ndim == len(shape) - 1:
             x = x[None]
-        if x.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, x.shape)):
-            raise ValueError(f"{what}; item {i} has shape {x.shape}.")
-        if not np.isfinite(x).all():
-            raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
-        samples.append(x)
+        if x.ndim == len(shape) and shape[0] == 1 and x.shape[0] > 1:  # a batch: split it
+            parts = [x[j:j + 1] for j in range(len(x))]
+        else:
+            parts = [x]
+        for x in parts:
+            if x.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, x.shape)):
+                raise ValueError(f"{what}; item {i} has shape {x.shape}.")
+            if not np.isfinite(x).all():
+                raise ValueError(f"{what}; item {i} has non-finite values (NaN or inf).")
+            samples.append(x)
     high = max(float(np.abs(x).max()) for x in samples)
     if minus_one_to_one and high > 1.5:
         raise ValueError(f"this model has no preprocessing layer (include_preprocessing=False) and "

@@ -81,7 +81,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
     """A ``tf.function`` with a static ``(batch_size, H, W, C)`` float32 input:
     ``postprocess(model(images))``. What SavedModel and TFLite export trace."""
-    import tensorflow as tf  # export is TensorFlow-only; the models also run on JAX
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("SavedModel / TFLite export")
 
     shape = (batch_size, *model.inputs[0].shape[1:])
     if any(s is None for s in shape[1:]):

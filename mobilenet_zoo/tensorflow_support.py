@@ -56,7 +56,21 @@ def import_tensorflow(purpose: str = "this feature") -> ModuleType:
             "themselves run on JAX and PyTorch without it; for tf.data pipelines, SavedModel / "
             "TFLite export and TF-format converters install it: `pip install tensorflow`."
         ) from err
+    _keep_off_the_gpus(tf)
     return tf
+
+
+def _keep_off_the_gpus(tf: ModuleType) -> None:
+    """Beside JAX or PyTorch, TensorFlow (there for tf.data) sees no GPU, so it does not
+    reserve their memory (Keras' guides on tf.data with JAX do the same)."""
+    backend = os.environ.get("KERAS_BACKEND") or getattr(
+        getattr(sys.modules.get("keras"), "backend", None), "backend", lambda: "tensorflow")()
+    if backend == "tensorflow":
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # devices already initialised: too late, and harmless on CPU
+        pass
 
 
 def _import_quietly() -> ModuleType:

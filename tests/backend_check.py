@@ -234,7 +234,7 @@ def check(workdir: str) -> dict:
     backend = keras.backend.backend()
     tensorflow = tensorflow_available()
     report = {"backend": backend, "tensorflow_imported": "tensorflow" in sys.modules, "fit": {},
-              "weights_changed": {}}
+              "weights_changed": {}, "weights_total": {}}
     arrays = {}
     for name in TASKS:
         model = keras.saving.load_model(os.path.join(workdir, f"reference_{name}.keras"))
@@ -247,12 +247,20 @@ def check(workdir: str) -> dict:
         after = _weights(model)
         report["weights_changed"][name] = int(sum(not np.array_equal(a, b)
                                                   for a, b in zip(before, after)))
+        report["weights_total"][name] = len(before)
         model.save(os.path.join(workdir, f"{backend}_{name}.keras"))
         arrays[f"{name}_trained"] = flat(model(x, training=False))
     arrays.update(preset_outputs())
     _save_npz(os.path.join(workdir, f"{backend}.npz"), arrays)
     if not tensorflow:
         report["tensorflow_only_errors"] = _tensorflow_only_errors()
+    else:  # export traces with TensorFlow: off its backend, one clear error
+        from mobilenet_zoo.export import to_tflite
+
+        try:
+            to_tflite(model, os.path.join(workdir, "never.tflite"))
+        except ValueError as err:
+            report["export_error"] = str(err)
     report["tensorflow_imported"] = "tensorflow" in sys.modules
     return report
 
@@ -262,5 +270,17 @@ if __name__ == "__main__":
     if mode == "reference":
         reference(workdir)
         print(json.dumps({"done": True}))
+    elif mode == "import":  # the package alone: which backend, and was TensorFlow imported
+        import mobilenet_zoo  # first: it picks the backend before Keras starts
+
+        print(json.dumps({"backend": sys.modules["keras"].backend.backend(),
+                          "tensorflow_imported": "tensorflow" in sys.modules,
+                          "public_names": sorted(mobilenet_zoo.__all__)}))
+    elif mode == "tf-job":  # a TensorFlow-only module: what it says without TensorFlow
+        try:
+            import mobilenet_zoo.detection.data  # noqa: F401
+            print("imported")
+        except ImportError as err:
+            print(type(err).__name__, err)
     else:
         print(json.dumps(check(workdir)))

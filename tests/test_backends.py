@@ -117,7 +117,8 @@ def test_fit_gives_finite_losses_and_changes_the_weights(run, task):
     ways = {"numpy", "generator"} | ({"tf.data"} if not BLOCK_TENSORFLOW[backend] else set())
     assert set(losses) == ways, f"{backend} {task}: trained from {sorted(losses)}"
     assert all(np.isfinite(v) for v in losses.values()), losses
-    assert report["weights_changed"][task] > 0
+    # Most tensors move (SSD's 1x1 extra maps get no gradient at 128 pixels).
+    assert report["weights_changed"][task] >= 0.8 * report["weights_total"][task], report
 
 
 @pytest.mark.parametrize("task", backend_check.TASKS)
@@ -133,6 +134,14 @@ def test_a_keras_file_saved_there_loads_here_with_the_same_outputs(run, task):
     for key in here:
         np.testing.assert_allclose(here[key], there[key], atol=1e-4, rtol=1e-4,
                                    err_msg=f"{backend} {task} {key}")
+
+
+def test_export_off_the_tensorflow_backend_says_how_to_export(run):
+    backend, workdir, report, _, _ = run
+    if BLOCK_TENSORFLOW[backend]:
+        pytest.skip(f"{backend} runs without TensorFlow (checked below)")
+    assert "KERAS_BACKEND=tensorflow" in report["export_error"], report.get("export_error")
+    assert not (workdir / "never.tflite").exists()
 
 
 def test_without_tensorflow_the_package_imports_and_tensorflow_jobs_say_so(run):

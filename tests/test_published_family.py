@@ -399,10 +399,10 @@ def test_from_preset_refuses_unknown_keyword_arguments():
         MobileNetBackbone.from_preset(presets.IMAGENET, outptu_stride=16)
 
 
-def test_imagenet_recipe_evaluates_published_weights_without_training(capsys):
+def test_imagenet_recipe_evaluates_published_weights_without_training(capsys, monkeypatch):
     import importlib
 
-    sys.path.insert(0, str(ROOT / "recipes"))
+    monkeypatch.syspath_prepend(str(ROOT / "recipes"))
     recipe = importlib.import_module("imagenet")
     (result,) = recipe.main(["--evaluate-only", "--smoke", "--weights", "imagenet"])
     assert result["preset"] == presets.IMAGENET and 0.0 <= result["top1"] <= result["top5"] <= 1.0
@@ -410,10 +410,10 @@ def test_imagenet_recipe_evaluates_published_weights_without_training(capsys):
     assert "TF-slim published top-1 70.9% / top-5 89.9%" in capsys.readouterr().out
 
 
-def test_imagenet_recipe_refuses_to_evaluate_random_weights(capsys):
+def test_imagenet_recipe_refuses_to_evaluate_random_weights(capsys, monkeypatch):
     import importlib
 
-    sys.path.insert(0, str(ROOT / "recipes"))
+    monkeypatch.syspath_prepend(str(ROOT / "recipes"))
     recipe = importlib.import_module("imagenet")
     with pytest.raises(SystemExit):
         recipe.parse_args(["--evaluate-only", "--weights", "scratch"])

@@ -222,7 +222,7 @@ def test_segmentation_loss_takes_trailing_channel_masks_and_names_bad_labels():
     logits = tf.constant([[[[5.0, 0.0], [0.0, 5.0]]]])
     flat = float(loss(tf.constant([[[0, 1]]]), logits))
     assert float(loss(tf.constant([[[[0], [1]]]]), logits)) == pytest.approx(flat)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, num_classes\) or 255"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, num_classes\) = \[0, 2\) or 255"):
         loss(tf.constant([[[0, 7]]]), logits)
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(restored) is type(loss) and restored.ignore_label == 255

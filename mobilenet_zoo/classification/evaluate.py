@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("ImageNet evaluation (tf.data)")
 
 
 def evaluate_pretrained(

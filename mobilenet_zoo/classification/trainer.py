@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from mobilenet_zoo import presets, training
 from mobilenet_zoo.backbone import MobileNetBackbone
@@ -23,6 +22,9 @@ from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
 from mobilenet_zoo.flags import ClassificationConfig  # noqa: F401  TF-free: recipes parse flags first
 from mobilenet_zoo.paper import PAPER_TABLES
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("the classification trainer (tf.data)")
 
 IMAGENET_PRESET = presets.IMAGENET
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import BLOCK_SPECS, MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("transfer learning data (tf.data)")
 
 IMAGENET_PRESET = presets.IMAGENET
 

@@ -18,7 +18,9 @@ BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Constants of a frozen GraphDef by name, and facts read from the graph."""
-    import tensorflow as tf
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("the TF-slim converter")
     from google.protobuf.message import DecodeError
 
     graph_def = tf.compat.v1.GraphDef()
@@ -42,7 +44,9 @@ def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
 
 def read_slim_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every variable of a TF checkpoint (prefix or directory) by name."""
-    import tensorflow as tf
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("the TF-slim converter")
 
     try:
         reader = tf.train.load_checkpoint(os.fspath(path))

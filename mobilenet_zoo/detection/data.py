@@ -16,17 +16,19 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo.data.coco import COCO_CATEGORY_IDS, COCO_CLASS_NAMES  # noqa: F401
 from mobilenet_zoo.data.tfds_utils import load_split
+from mobilenet_zoo.detection.preprocessor import MAX_BOXES
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("detection data (tf.data)")
 
 VOC_CLASS_NAMES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 ]  # fmt: skip
-from mobilenet_zoo.detection.preprocessor import MAX_BOXES  # noqa: E402
 
 
 class DetectionSource:

@@ -22,6 +22,7 @@ JAX and PyTorch backends (TensorFlow is imported lazily, on its backend only).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -304,7 +305,7 @@ def second_stage_targets(proposals: Any, num_proposals: Any, gt_boxes: Any, gt_c
     pos = (matches >= 0) & cand_valid
     neg = (matches == NEGATIVE) & cand_valid
     # An int seed gives the order its own stream (a SeedGenerator advances by itself).
-    order_seed = seed + 1 if isinstance(seed, int) else seed
+    order_seed = int(seed) + 1 if isinstance(seed, numbers.Integral) else seed
     chosen = ops.cast(sampler(pos, neg, seed), "bool")
     # A dense (B, batch) selection: chosen candidates first, then unchosen (weight 0).
     noise = keras.random.uniform(ops.shape(chosen), 0.0, 0.5, seed=order_seed)

@@ -204,7 +204,9 @@ def _test_photo(size: tuple[int, int]) -> np.ndarray:
 
 def run_frozen_graph(pb: Path, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
     """Runs a TF1 frozen GraphDef (``*.pb``) on ``feeds``; tensor names as ``node:0``."""
-    import tensorflow as tf
+    from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+    tf = import_tensorflow("installing TF-format weights")
 
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(pb.read_bytes())

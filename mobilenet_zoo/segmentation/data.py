@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL  # noqa: E402
+from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("segmentation data (tf.data)")
 
 PET_CLASSES = ["background", "pet"]
 VOC_CLASSES = [

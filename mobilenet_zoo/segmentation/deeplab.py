@@ -219,7 +219,8 @@ class SegmentationLoss(keras.losses.SparseCategoricalCrossentropy):
             y_true = y_true[..., 0]
         num_classes = y_pred.shape[-1]
         ok = ops.all(((y_true >= 0) & (y_true < num_classes)) | (y_true == self.ignore_label))
-        message = (f"mask labels must be in [0, {num_classes}) or {self.ignore_label} (ignored); "
+        message = (f"mask labels must be in [0, num_classes) = [0, {num_classes}) or "
+                   f"{self.ignore_label} (ignored); "
                    "check num_classes (it counts background) and the mask values")
         assert_in_graph(ok, message)
         return super().call(y_true, y_pred)

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo.flags import ExportOptions
 from mobilenet_zoo.segmentation import data as sdata
 from mobilenet_zoo.segmentation.metrics import confusion_matrix, segmentation_scores
 from mobilenet_zoo.segmentation.visualize import save_overlays
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training import DataChoice
+
+tf = import_tensorflow("the segmentation recipe (tf.data)")
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo import weights_io
 from mobilenet_zoo.flags import KEEP_CHECKPOINTS
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("recipe checkpoints")
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -27,15 +27,17 @@ from typing import Any, Protocol
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mobilenet_zoo import weights_io
 from mobilenet_zoo.flags import ExportOptions, RunOptions
 from mobilenet_zoo.schedule import Plan
 from mobilenet_zoo.task import StopOnNonFiniteLoss
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training.checkpoints import AtomicBackupAndRestore, RetainedCheckpoint
 from mobilenet_zoo.training.identity import RunMismatchError, check_run_identity, identity_of
 from mobilenet_zoo.training.strategy import get_strategy, is_chief, output_dir
+
+tf = import_tensorflow("recipe runs (tf.data, tf.distribute)")
 
 
 def standard_callbacks(out_dir: str, resume: bool, keep_checkpoints: str = "last-best",

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 
 import keras
-import tensorflow as tf
 
 from mobilenet_zoo import compat
 from mobilenet_zoo.flags import STRATEGIES
+from mobilenet_zoo.tensorflow_support import import_tensorflow
+
+tf = import_tensorflow("tf.distribute strategies")
 
 
 def get_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
