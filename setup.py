@@ -2,18 +2,12 @@
 
 from setuptools import find_packages, setup
 
-# What the models need at run time on JAX or PyTorch, TensorFlow aside.
-_WITHOUT_TENSORFLOW = [
-    "keras>=3.5,<4",
-    "numpy",
-    "h5py",
-    "pillow",
-    "scikit-image",
-    "scikit-learn",
-    "matplotlib",
-    "pycocotools>=2.0",
-    "s2cell",
-]
+
+def _requirements(path: str) -> list[str]:
+    """The packages of a requirements file (the TensorFlow-free installs, docs/backends.md)."""
+    with open(path, encoding="utf8") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
 
 setup(
     name="mobilenet_zoo",
@@ -49,12 +43,11 @@ setup(
         "s2cell",  # S2 cell ids for PlaNet geolocation (pure Python)
     ],
     extras_require={
-        # A TensorFlow-free install (`pip install --no-deps mobilenet_zoo` plus one of these):
-        # every model builds, loads presets, predicts, trains and saves on that backend;
-        # tf.data pipelines, SavedModel / TFLite export and TF-format converters need
-        # TensorFlow and say so when called.
-        "jax": _WITHOUT_TENSORFLOW + ["jax[cpu]>=0.4"],
-        "torch": _WITHOUT_TENSORFLOW + ["torch>=2.1"],
+        # Another backend beside the default TensorFlow stack. (pip installs the package's
+        # own requirements with any extra: a TensorFlow-free install is `pip install
+        # --no-deps mobilenet_zoo` + `pip install -r requirements-jax.txt`, docs/backends.md.)
+        "jax": _requirements("requirements-jax.txt"),
+        "torch": _requirements("requirements-torch.txt"),
         # jax / torch: the tests run every task model on the JAX and PyTorch backends
         # (torch==2.13.0 is PyTorch's CPU build where a local wheel provides it; plain
         # `torch` from PyPI is the CUDA build). mediapipe: the tests run MediaPipe Tasks
