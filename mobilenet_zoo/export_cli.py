@@ -23,6 +23,7 @@ import os
 import sys
 
 from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK
+from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
 POSTPROCESS_CHOICES = ("detection_postprocess", "detection_postprocess_fast", "builtin_nms")
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cli.load_package()  # after parsing: --help and usage errors answer before TensorFlow loads
     try:
+        # First: without TensorFlow, one clear error before any work.
+        from mobilenet_zoo.export import to_tflite
+
         model, info = load_model(args)
         samples = None
         if args.quantize == "int8":
@@ -147,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
                                             not getattr(model, "include_preprocessing", True))
         from mobilenet_zoo import tflite_metadata
         from mobilenet_zoo.detection.ssd import SSD
-        from mobilenet_zoo.export import to_tflite
 
         postprocess = args.postprocess
         if postprocess is None and isinstance(model, SSD):
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                          representative_data=samples, image_size=args.image_size,
                          postprocess=postprocess, metadata=False if args.no_metadata else info,
                          uint8_io=args.uint8_io)
-    except ValueError as err:
+    except (ValueError, TensorFlowRequiredError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
     print(f"wrote {args.out}: {len(flat):,} bytes ({len(flat) / 2**20:.1f} MiB)")

@@ -25,6 +25,7 @@ it from ``mobilenet_zoo/__init__.py``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -53,6 +54,35 @@ def serialize(obj: Any) -> Any:
 class NonFiniteLossError(FloatingPointError):
     """``fit`` met a NaN or infinite loss: the weights are no longer usable."""
 
+
+
+@contextlib.contextmanager
+def _variables_kept_on_failure(model: keras.Model):
+    """Keras' JAX trainer empties every variable before the first step and puts the
+    values back from the step's results; when that step raises (a data check in the
+    loss), they stay empty and the model is unusable (keras-team/keras PR #21019).
+    Here they come back as they were. Only on JAX, where the arrays are copied first."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    # Copies: the train step donates (deletes) the arrays it is given. One copy of the
+    # weights for the duration of the call.
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.built:
+        optimizer.build(model.trainable_variables)  # as fit would: its slots are kept too
+    groups = [model.variables, model.metrics_variables]
+    if optimizer is not None:
+        groups.append(optimizer.variables)
+    kept = {id(v): keras.ops.copy(v.value) for group in groups for v in group
+            if v._value is not None}
+    try:
+        yield
+    except BaseException:
+        for group in groups:
+            for v in group:
+                if v._value is None and id(v) in kept:
+                    v.assign(kept[id(v)])
+        raise
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Raises ``NonFiniteLossError`` at the first NaN / inf batch loss.
@@ -149,12 +179,32 @@ class Task(ByNameWeightsMixin, keras.Model):
             )
 
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit`` that stops with ``NonFiniteLossError`` on a NaN loss."""
+        """``keras.Model.fit`` that stops with ``NonFiniteLossError`` on a NaN loss, refuses
+        to train without a loss, and keeps the weights when a data check stops it."""
         self._check_images(x, "fit")
+        self._check_loss()
         callbacks = list(callbacks or [])
         if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
             callbacks.append(StopOnNonFiniteLoss())
-        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+        with _variables_kept_on_failure(self):
+            return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        with _variables_kept_on_failure(self):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_loss(self) -> None:
+        """``fit`` needs a loss: ``compile(loss=...)`` or the task's own ``compute_loss``
+        (detectors). Keras raises on TensorFlow and PyTorch but trains on a loss of 0.0
+        on JAX."""
+        own_loss = type(self).compute_loss is not keras.Model.compute_loss
+        if not own_loss and getattr(self, "_compile_loss", None) is None and getattr(
+                self, "loss", None) is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs a loss: compile(optimizer, loss=...), e.g. "
+                "'sparse_categorical_crossentropy' for a classifier or "
+                "mobilenet_zoo.segmentation.segmentation_loss() for DeepLabV3."
+            )
 
     def predict(self, x, *args, **kwargs):
         self._check_images(x, "predict")

@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     cli.load_package()  # after parsing: TensorFlow and the model classes
     from mobilenet_zoo.convert.core import convert
     from mobilenet_zoo.presets import sha256_of
+    from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
     try:
         meta = convert(args.src, args.out, args.keep_background, args.input_size, args.prefix,
                        anchor_order=args.anchor_order)
+    except TensorFlowRequiredError as err:
+        parser.exit(3, f"error: {err}\n")
     except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     print(

@@ -58,6 +58,7 @@ def _fetch(argv: list[str]) -> int:
     from mobilenet_zoo.presets import get_preset
     from mobilenet_zoo.presets.download import DownloadError, HashMismatchError
     from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install
+    from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
     try:
         meta = get_preset(args.name)
@@ -74,7 +75,7 @@ def _fetch(argv: list[str]) -> int:
     except HashMismatchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if args.from_file else 3
-    except (DownloadError, ConversionCheckError, OSError) as err:
+    except (DownloadError, ConversionCheckError, OSError, TensorFlowRequiredError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except ValueError as err:

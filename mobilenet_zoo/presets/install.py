@@ -28,6 +28,7 @@ import numpy as np
 from mobilenet_zoo import weights_io
 from mobilenet_zoo.presets import catalog, registry
 from mobilenet_zoo.presets.download import HashMismatchError, download, file_lock, sha256_of
+from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError, tensorflow_available
 
 KINDS = ("keras_h5", "tf_slim_tgz", "od_api_tar")
 CHECK_TOLERANCE = 1e-3  # probabilities / scores / normalised box corners
@@ -98,6 +99,11 @@ def install(name: str, from_file: str | os.PathLike | None = None,
             raise ValueError(f"--from {from_file} is a {kind} file, but --source {source} was given.")
         source = kind
     chosen = _pick_source(name, meta, source)
+    if chosen["kind"] != "keras_h5" and not tensorflow_available():  # before any download
+        raise TensorFlowRequiredError(
+            f"installing preset {name!r} from its {chosen['kind']} archive (TensorFlow format) "
+            "needs TensorFlow to read it: `pip install tensorflow`, or install it on a machine "
+            "with TensorFlow and copy the cache folder (MOBILENET_ZOO_CACHE).")
     with file_lock(_mkdir(registry.downloads_dir()) / f"{name}.install.lock"):
         if not force and from_file is None and (done := _installed(name)) is not None:
             return done
