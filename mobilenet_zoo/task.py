@@ -36,6 +36,7 @@ import numpy as np
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import check_known_kwargs
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
 
@@ -111,8 +112,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
     """A ``tf.function`` with a static ``(batch_size, H, W, C)`` float32 input:
     ``postprocess(model(images))``. What SavedModel and TFLite export trace."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
-
     tf = import_tensorflow("SavedModel / TFLite export")
 
     shape = (batch_size, *model.inputs[0].shape[1:])
