@@ -19,23 +19,16 @@ import sys
 import time
 
 WORKER = r"""
-import json, statistics, sys, time
+import functools, json, sys
 import numpy as np
 import keras
+import common
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, ssd_mobilenet_v1
 
 batch, repeats = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
-
-
-def median_seconds(fn):
-    fn(); fn()  # warm-up: tracing / compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+# two untimed calls first: tracing / compilation
+median_seconds = functools.partial(common.median_seconds, warmup=2, repeats=repeats)
 
 
 rows = {}
@@ -67,7 +60,7 @@ print(json.dumps({"backend": keras.backend.backend(), "rows": rows}))
 def measure(backend: str, batch: int, repeats: int) -> dict:
     env = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run([sys.executable, "-c", WORKER, str(batch), str(repeats)], env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=os.path.dirname(__file__) or ".")
     if done.returncode:
         raise SystemExit(f"{backend} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

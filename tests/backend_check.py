@@ -31,7 +31,7 @@ if "--block-tensorflow" in sys.argv:
 
 import numpy as np  # noqa: E402
 
-TASKS = tuple(os.environ.get("BACKEND_CHECK_TASKS", "classifier,ssd,faster_rcnn,deeplab").split(","))
+TASKS = ("classifier", "ssd", "faster_rcnn", "deeplab")
 DETECTORS = ("ssd", "faster_rcnn")
 BATCH = 2
 

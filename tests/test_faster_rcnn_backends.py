@@ -65,10 +65,5 @@ def test_second_stage_targets_with_fewer_candidates_than_samples_pad_with_unsamp
 
 
 # ---------------------------------------------------------------- JAX and PyTorch
-# The parallel keras.ops ports of postprocess.py (NMS, DetectionDecoder), matcher.py and the
-# ground truth checks (preprocessor.py) may not have landed: while a module still holds `tf`,
-# the script calls it through numpy (eagerly; JAX then runs without jit). Once they are
-# keras.ops, nothing is wrapped and JAX runs jitted.
-
 # Faster R-CNN on JAX and PyTorch against TF's detections, training and saving:
 # tests/test_backends.py (one harness for the four task models).

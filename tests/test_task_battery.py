@@ -3,9 +3,11 @@ each serve the same results from Keras, a SavedModel and a TFLite file, fold, re
 from presets and name bad inputs. (Saving and loading in a fresh interpreter after
 ``import mobilenet_zoo`` alone: test_task_contract.test_load_model_works_after_import_mobilenet_zoo_alone.)"""
 
+import backend_check
 import numpy as np
 import pytest
 import tensorflow as tf
+from backend_check import DETECTORS, TASKS
 
 from mobilenet_zoo import (
     SSD,
@@ -19,20 +21,8 @@ from mobilenet_zoo import (
 from mobilenet_zoo.export import TFLiteRunner, export_saved_model, to_tflite
 from mobilenet_zoo.testing import randomize_batch_norm
 
-TASKS = ("classifier", "ssd", "faster_rcnn", "deeplab")
-DETECTORS = ("ssd", "faster_rcnn")
-
-
-def _build(name):
-    if name == "classifier":
-        return MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3)),
-                                   num_classes=4, include_preprocessing=True)
-    if name == "ssd":
-        return SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3, image_size=128)
-    if name == "faster_rcnn":
-        return FasterRCNN(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3,
-                          image_size=128, proposal_layer={"max_proposals": 20})
-    return DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3), output_stride=16), 3)
+# The four task models at the sizes the cross-backend harness uses too.
+_build = backend_check.build
 
 
 def _images(name, seed=0):
