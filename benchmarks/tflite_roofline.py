@@ -133,7 +133,7 @@ def run(repeats: int, threads: int, models: tuple[str, ...] = MODELS) -> dict:
                 if post == "none":  # the network alone: raw outputs, no post-processing
                     folded = fold_batch_norm(model)
                     flat = to_tflite(folded, quantize=quantize, metadata=False, fold=False,
-                                     serving_fn=serving_function(folded), representative_data=data)
+                                     serving_function=serving_function(folded), representative_data=data)
                 else:
                     flat = to_tflite(model, quantize=quantize, postprocess=post,
                                      representative_data=data)

@@ -16,6 +16,7 @@ import keras
 from keras import layers
 
 from mobilenet_zoo import presets
+from mobilenet_zoo.hub.tasks import register_task
 
 # Re-exported: the conv / BatchNorm helpers live in mobilenet_zoo.layers (heads import them there).
 from mobilenet_zoo.layers import (  # noqa: F401
@@ -25,22 +26,16 @@ from mobilenet_zoo.layers import (  # noqa: F401
     batch_norm,
     scaled_depth,
 )
+from mobilenet_zoo.spec import (  # noqa: F401  (re-exported: the architecture's constants)
+    BLOCK_SPECS,
+    MIN_INPUT_SIDE,
+    OUTPUT_STRIDES,
+    SHALLOW_REMOVED_BLOCKS,
+    STEM_FILTERS,
+    VARIANTS,
+)
 from mobilenet_zoo.utils import check_known_kwargs
 from mobilenet_zoo.weights_io import ByNameWeightsMixin
-
-# Table 1 of the paper: (stride, pointwise filters at alpha = 1) for the 13
-# depthwise separable blocks that follow the first full convolution.
-# The paper prints stride 2 for block 13; TF-slim and Keras use 1 (7x7 output).
-BLOCK_SPECS: tuple[tuple[int, int], ...] = (
-    (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512),
-    (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
-)  # fmt: skip
-STEM_FILTERS = 32  # Table 1: conv 3x3x3x32, stride 2.
-# Table 5 "Shallow MobileNet": the five 14x14x512 blocks removed.
-SHALLOW_REMOVED_BLOCKS = (7, 8, 9, 10, 11)
-VARIANTS = ("separable", "full", "shallow")
-OUTPUT_STRIDES = (8, 16, 32)
-MIN_INPUT_SIDE = 32
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -102,6 +97,7 @@ def resolve_input_shape(
     return input_shape
 
 
+@register_task()
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class MobileNetBackbone(ByNameWeightsMixin, keras.Model):
     """MobileNet v1 feature extractor: image in, feature maps out (no logits).

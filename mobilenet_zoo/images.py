@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# The image files the CLIs and the folder readers take (PIL opens each of them).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 class ImageError(ValueError):
     """A file that is not a readable image (the message names it and why)."""

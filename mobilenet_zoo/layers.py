@@ -10,8 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-# BatchNorm epsilon of TF-slim and keras.applications; momentum is Keras's default.
-BN_EPSILON = 1e-3
+from mobilenet_zoo.spec import BN_EPSILON
 
 
 def batch_norm(x, name: str, folded: bool, momentum: float = 0.99):

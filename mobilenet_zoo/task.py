@@ -8,7 +8,7 @@ made smaller: a task model here is a functional ``keras.Model`` that
   mask handling) and builds the tf.data pipeline, so sizes and formats cannot
   disagree between training, evaluation and serving;
 - turns raw outputs into results in ``postprocess`` -- the one serving path that
-  ``predict``, ``serving_fn`` (SavedModel / TFLite export) and the recipes use;
+  ``predict``, ``serving_function`` (SavedModel / TFLite export) and the recipes use;
 - serialises: ``get_config`` mirrors ``__init__`` on top of this class's
   ``get_config``, ``from_config`` deserialises every nested Keras object
   (backbone, preprocessor, detection pieces), so subclasses round-trip as
@@ -109,7 +109,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
-def serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
+def make_serving_function(model: keras.Model, batch_size: int = 1, postprocess: Callable | None = None):
     """A ``tf.function`` with a static ``(batch_size, H, W, C)`` float32 input:
     ``postprocess(model(images))``. What SavedModel and TFLite export trace."""
     tf = import_tensorflow("SavedModel / TFLite export")
@@ -218,10 +218,10 @@ class Task(ByNameWeightsMixin, keras.Model):
             return self.postprocess(outputs), state
         return self.postprocess(result)
 
-    def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
+    def serving_function(self, batch_size: int = 1, **postprocess_kwargs: Any):
         """The exported function: ``postprocess(self(images), tflite_ops=True)``."""
         post = functools.partial(self.postprocess, tflite_ops=True, **postprocess_kwargs)
-        return serving_function(self, batch_size, post)
+        return make_serving_function(self, batch_size, post)
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 
 def parse_args(argv=None):
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)

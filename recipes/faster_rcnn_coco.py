@@ -6,7 +6,7 @@
     python recipes/faster_rcnn_coco.py --dataset voc --data-dir DIR       # TFDS voc/2007
     python recipes/faster_rcnn_coco.py --smoke                            # mock COCO, a few steps
 
-The shared detection recipe (mobilenet_zoo/detection/recipe.py) with another
+The shared detection recipe (mobilenet_zoo/training/detection.py) with another
 model and optimizer: the same data, flags and outputs as recipes/ssd_coco.py
 (model.fit with TensorBoard, the last and best epochs' checkpoints and --resume;
 pycocotools evaluation, model.keras, model.tflite with NMS and ROI crops from
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-from mobilenet_zoo import flags
-from mobilenet_zoo.schedule import Schedule, Schedules
+from mobilenet_zoo.training import flags
+from mobilenet_zoo.training.schedule import Schedule, Schedules
 
 # faster_rcnn_mobilenet_v1 configs: momentum SGD, lr 3e-4, batch 1. On the embedded set
 # (our choice, a few minutes of training): batch 8, lr 0.01, 16 second-stage proposals
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)

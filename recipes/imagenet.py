@@ -19,7 +19,7 @@ import dataclasses
 import os
 import sys
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 
 def parse_args(argv=None):
@@ -43,14 +43,14 @@ def parse_args(argv=None):
     return args
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
 
 
-from mobilenet_zoo import training
-from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.training import run as training
+from mobilenet_zoo.training import classification as trainer
 from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
 
 DATASET = "imagenet2012"
@@ -104,7 +104,7 @@ def main(argv=None, extra_callbacks=None) -> list[dict]:
 
 def evaluate_only(args, config, data_dir) -> dict:
     """Top-1 / top-5 of published weights beside TF-slim's numbers (no training)."""
-    from mobilenet_zoo.classification.evaluate import evaluate_pretrained
+    from mobilenet_zoo.training.evaluate import evaluate_pretrained
 
     weights = "imagenet" if config.weights in ("scratch", "none") else config.weights
     _, val, _, line = load_data(args, data_dir)

@@ -17,7 +17,7 @@ MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobile
 import csv
 import os
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 
 def parse_args(argv=None):
@@ -41,7 +41,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets, training
-from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km
+from mobilenet_zoo.training.geo import adaptive_cells, fraction_within, great_circle_km
 
 TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
 
-from mobilenet_zoo import flags
-from mobilenet_zoo.schedule import Schedule, Schedules
+from mobilenet_zoo.training import flags
+from mobilenet_zoo.training.schedule import Schedule, Schedules
 
 # Our choice (Adam 1e-3, batch 8, 160 px): a few minutes on the embedded masks.
 SCHEDULES = Schedules(
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
@@ -55,7 +55,7 @@ cli.load_package(parse_args if __name__ == "__main__" else None)
 import keras
 
 from mobilenet_zoo import MobileNetBackbone, presets
-from mobilenet_zoo.schedule import resolve
+from mobilenet_zoo.training.schedule import resolve
 from mobilenet_zoo.segmentation import (
     DeepLabV3,
     MeanIoU,
@@ -63,7 +63,7 @@ from mobilenet_zoo.segmentation import (
     SegmentationPreprocessor,
     segmentation_loss,
 )
-from mobilenet_zoo.segmentation.recipe import MaskReport, SegmentationData, choose_data
+from mobilenet_zoo.training.segmentation import MaskReport, SegmentationData, choose_data
 from mobilenet_zoo.training import RunContext, finish, fit
 
 

@@ -9,15 +9,15 @@ Trains with model.fit (progress bar, TensorBoard, last/best checkpoints,
 --resume), evaluates with pycocotools, saves model.keras and model.tflite (with
 decoding and NMS) and a PNG of detections on validation images in --out. The
 data, training loop and outputs are the shared detection recipe's
-(mobilenet_zoo/detection/recipe.py); this file adds the model and its optimizer.
+(mobilenet_zoo/training/detection.py); this file adds the model and its optimizer.
 """
 
 from __future__ import annotations
 
 MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
 
-from mobilenet_zoo import flags
-from mobilenet_zoo.schedule import Schedule, Schedules
+from mobilenet_zoo.training import flags
+from mobilenet_zoo.training.schedule import Schedule, Schedules
 
 # ssd_mobilenet_v1_coco.config: RMSProp 0.004, batch 24. On the embedded set 11
 # epochs with the backbone frozen to P3 (1.75x faster steps; our choice).
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)

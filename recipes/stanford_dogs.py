@@ -16,7 +16,7 @@ MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobile
 
 import dataclasses
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 # Fine-tuning defaults (our choice): shorter, gentler than ImageNet from scratch.
 FINE_TUNE = flags.ClassificationConfig(weights="imagenet", epochs=30, learning_rate=0.01,
@@ -32,13 +32,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
 
-from mobilenet_zoo import training
-from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.training import run as training
+from mobilenet_zoo.training import classification as trainer
 from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
 
 DATASET = "stanford_dogs"

@@ -22,7 +22,7 @@ import dataclasses
 import os
 import time
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 # Debian's dataset-fashion-mnist package (mobilenet_zoo.data.fashion_mnist.DEBIAN_DIR),
 # used only when no --data-dir is given.
@@ -80,7 +80,7 @@ def _parse_point(text: str) -> tuple[float, int]:
         raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
@@ -88,8 +88,8 @@ cli.load_package(parse_args if __name__ == "__main__" else None)
 import numpy as np
 import tensorflow as tf
 
-from mobilenet_zoo import training
-from mobilenet_zoo.classification import tradeoff
+from mobilenet_zoo.training import run as training
+from mobilenet_zoo.training import tradeoff
 from mobilenet_zoo.data import fashion_mnist
 
 

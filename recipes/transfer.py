@@ -14,7 +14,7 @@ MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobile
 
 import argparse
 
-from mobilenet_zoo import flags
+from mobilenet_zoo.training import flags
 
 
 def parse_args(argv=None):
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.cli import common as cli
 
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
@@ -53,7 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import presets, training
-from mobilenet_zoo.classification import transfer
+from mobilenet_zoo.training import transfer
 from mobilenet_zoo.data import embedded
 from mobilenet_zoo.data.tfds_utils import load_split
 

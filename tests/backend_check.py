@@ -278,7 +278,7 @@ if __name__ == "__main__":
                           "public_names": sorted(mobilenet_zoo.__all__)}))
     elif mode == "tf-job":  # a TensorFlow-only module: what it says without TensorFlow
         try:
-            import mobilenet_zoo.detection.data  # noqa: F401
+            import mobilenet_zoo.data.detection  # noqa: F401
             print("imported")
         except ImportError as err:
             print(type(err).__name__, err)

@@ -4,15 +4,22 @@ server that serves them as the real hosts do (``Range`` requests, 206 answers).
 * keras.applications: a Keras 2 HDF5 (``layer_names`` / ``weight_names`` with ``:0``);
 * TF-slim: ``mobilenet_v1_{alpha}_{size}.tgz`` with a TF1 name-based checkpoint
   (``.ckpt.{index,data-00000-of-00001,meta}``) and ``_frozen.pb`` (input ``input``,
-  output ``MobilenetV1/Predictions/Reshape_1``, 1001 classes with background);
+  output ``MobilenetV1/Predictions/Reshape_1``, 1001 classes with background; the
+  variables are ``Const`` nodes under their checkpoint names, as the converter reads them);
 * TF OD API: ``<model>/{model.ckpt.*, pipeline.config, frozen_inference_graph.pb}``
   in a ``.tar.gz``; the frozen graph takes ``image_tensor`` (uint8) and returns
-  ``detection_{boxes,scores,classes}`` and ``num_detections``, classes 1-based.
+  ``detection_{boxes,scores,classes}`` and ``num_detections``, classes 1-based;
+* face-api.js: the TF OD API face SSD exported to TensorFlow.js
+  (``ssd_mobilenetv1_model-weights_manifest.json`` + ``ssd_mobilenetv1_model.bin``,
+  uint8-quantized, pointwise BatchNorms folded into ``convolution_bn_offset``).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
+import re
 import tarfile
 import threading
 import time
@@ -83,6 +90,90 @@ def freeze(fn, spec: tf.TensorSpec, outputs: dict[str, callable]) -> bytes:
     return frozen.graph.as_graph_def().SerializeToString()
 
 
+# TF-slim mobilenet_v1.py MOBILENETV1_CONV_DEFS: strides of Conv2d_0 and the 13 blocks.
+SLIM_STRIDES = (2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
+SLIM_BN_EPSILON = 1e-3  # slim.batch_norm in mobilenet_v1_arg_scope
+
+
+def _slim_forward(tensors: dict[str, np.ndarray], x):
+    """TF-slim's MobileNet v1 inference graph in its raw ops and node names, from the
+    variables alone (not from a Keras model): ``Const`` variables read through
+    ``<name>/read``, BatchNorm as ``batchnorm/{add,Rsqrt,mul,mul_2,sub,mul_1,add_1}``,
+    'SAME' convolutions, ReLU6, ``Logits/AvgPool_1a`` + ``Conv2d_1c_1x1`` +
+    ``SpatialSqueeze``, ``Predictions/{Reshape,Softmax}``."""
+    raw = tf.raw_ops
+
+    def var(name):
+        return raw.Identity(input=tf.constant(tensors[name], name=name), name=f"{name}/read")
+
+    def bn_relu6(h, layer, scope):
+        bn = f"{scope}/BatchNorm/batchnorm"
+        eps = tf.constant(np.float32(SLIM_BN_EPSILON), name=f"{bn}/add/y")
+        mul = raw.Mul(x=raw.Rsqrt(x=raw.Add(x=var(f"{layer}/BatchNorm/moving_variance"), y=eps,
+                                              name=f"{bn}/add"), name=f"{bn}/Rsqrt"),
+                      y=var(f"{layer}/BatchNorm/gamma"), name=f"{bn}/mul")
+        mul_2 = raw.Mul(x=var(f"{layer}/BatchNorm/moving_mean"), y=mul, name=f"{bn}/mul_2")
+        sub = raw.Sub(x=var(f"{layer}/BatchNorm/beta"), y=mul_2, name=f"{bn}/sub")
+        h = raw.Add(x=raw.Mul(x=h, y=mul, name=f"{bn}/mul_1"), y=sub, name=f"{bn}/add_1")
+        return raw.Relu6(features=h, name=f"{scope}/Relu6")
+
+    def conv(h, layer, stride, depthwise=False):
+        scope = f"{SLIM_SCOPE}/{layer}"  # ops live under MobilenetV1/MobilenetV1/...
+        op, weights, node = ((raw.DepthwiseConv2dNative, "depthwise_weights", "depthwise")
+                             if depthwise else (raw.Conv2D, "weights", "convolution"))
+        h = op(input=h, filter=var(f"{layer}/{weights}"), strides=[1, stride, stride, 1],
+               padding="SAME", name=f"{scope}/{node}")
+        return bn_relu6(h, layer, scope)
+
+    h = conv(x, f"{SLIM_SCOPE}/Conv2d_0", SLIM_STRIDES[0])
+    for i, stride in enumerate(SLIM_STRIDES[1:], start=1):
+        h = conv(h, f"{SLIM_SCOPE}/Conv2d_{i}_depthwise", stride, depthwise=True)
+        h = conv(h, f"{SLIM_SCOPE}/Conv2d_{i}_pointwise", 1)
+    logits = f"{SLIM_SCOPE}/Logits"
+    side = min(7, int(h.shape[1]))  # _reduced_kernel_size_for_small_input
+    h = raw.AvgPool(value=h, ksize=[1, side, side, 1], strides=[1, 2, 2, 1], padding="VALID",
+                    name=f"{logits}/AvgPool_1a/AvgPool")
+    h = raw.Identity(input=h, name=f"{logits}/Dropout_1b/Identity")
+    h = raw.Conv2D(input=h, filter=var(f"{SLIM_SCOPE}/{SLIM_LOGITS}/weights"), strides=[1, 1, 1, 1],
+                   padding="SAME", name=f"{SLIM_SCOPE}/{SLIM_LOGITS}/convolution")
+    h = raw.BiasAdd(value=h, bias=var(f"{SLIM_SCOPE}/{SLIM_LOGITS}/biases"),
+                    name=f"{SLIM_SCOPE}/{SLIM_LOGITS}/BiasAdd")
+    h = raw.Squeeze(input=h, axis=[1, 2], name=f"{logits}/SpatialSqueeze")
+    classes = int(tensors[f"{SLIM_SCOPE}/{SLIM_LOGITS}/biases"].shape[0])
+    h = raw.Reshape(tensor=h, shape=tf.constant([-1, classes], name=f"{SLIM_SCOPE}/Predictions/Reshape/shape"),
+                    name=f"{SLIM_SCOPE}/Predictions/Reshape")
+    return raw.Softmax(logits=h, name=f"{SLIM_SCOPE}/Predictions/Softmax")
+
+
+def slim_frozen_graph(model_1001, size: int) -> bytes:
+    """``mobilenet_v1_{alpha}_{size}_frozen.pb`` of a 1001-class classifier as TF-slim
+    exported it: input ``input`` [1, size, size, 3] in [-1, 1], the checkpoint's variables
+    as ``Const`` nodes by name (``MobilenetV1/Conv2d_0/weights``...), logits at
+    ``MobilenetV1/Logits/SpatialSqueeze`` and probabilities (1001, background at 0) at
+    ``MobilenetV1/Predictions/Reshape_1``. The graph computes TF-slim's forward pass
+    from the tensors, independently of the Keras model."""
+    tensors = slim_tensors(model_1001)
+    return freeze(lambda x: _slim_forward(tensors, x),
+                  tf.TensorSpec([1, size, size, 3], tf.float32, name="input"),
+                  {f"{SLIM_SCOPE}/Predictions/Reshape_1": lambda p: p})
+
+
+def with_background_class(classifier, seed: int = 0):
+    """The 1001-class TF-slim form of a 1000-class ImageNet ``MobileNetClassifier``
+    (logits): its backbone (shared), and a head with a background logit at index 0
+    (small random weights, the lowest bias) ahead of the 1000 classes, as TF-slim's
+    checkpoints and frozen graphs hold them."""
+    from mobilenet_zoo import MobileNetClassifier
+
+    model = MobileNetClassifier(classifier.backbone, num_classes=1001, classifier_activation=None)
+    kernel, bias = classifier.get_layer("conv_preds").get_weights()
+    rng = np.random.default_rng(seed)
+    background = rng.normal(0, 0.01 * float(kernel.std()), (*kernel.shape[:-1], 1)).astype(kernel.dtype)
+    model.get_layer("conv_preds").set_weights([np.concatenate([background, kernel], axis=-1),
+                                               np.concatenate([[bias.min()], bias]).astype(bias.dtype)])
+    return model
+
+
 def write_slim_tgz(model_1001, size: int, path: Path, frozen: bool = True) -> Path:
     """``mobilenet_v1_{alpha}_{size}.tgz`` of a 1001-class classifier (background at 0)."""
     stem = path.name[: -len(".tgz")]
@@ -90,10 +181,7 @@ def write_slim_tgz(model_1001, size: int, path: Path, frozen: bool = True) -> Pa
     work.mkdir(exist_ok=True)
     write_tf1_checkpoint(slim_tensors(model_1001), work / f"{stem}.ckpt")
     if frozen:
-        pb = freeze(lambda x: model_1001(x, training=False),
-                    tf.TensorSpec([1, size, size, 3], tf.float32, name="input"),
-                    {"MobilenetV1/Predictions/Reshape_1": lambda p: p})
-        (work / f"{stem}_frozen.pb").write_bytes(pb)
+        (work / f"{stem}_frozen.pb").write_bytes(slim_frozen_graph(model_1001, size))
     (work / f"{stem}_info.txt").write_text("Model: mobilenet_v1\n")
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:
         for file in sorted(work.iterdir()):

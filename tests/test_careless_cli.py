@@ -17,9 +17,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from mobilenet_zoo import cli, detect, flags
-from mobilenet_zoo.classify import main as classify_main
-from mobilenet_zoo.detect import main as detect_main
-from mobilenet_zoo.detection import recipe
+from mobilenet_zoo.cli.classify import main as classify_main
+from mobilenet_zoo.cli.detect import main as detect_main
+from mobilenet_zoo.training import detection as recipe
 from mobilenet_zoo.images import ImageTooLarge, load_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,8 +153,8 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
 # --- start-up: flags before TensorFlow; logs without progress-bar redraws ---------------
 
 @pytest.mark.parametrize("command", [
-    ["-m", "mobilenet_zoo.detect", "--help"],
-    ["-m", "mobilenet_zoo.classify", "--help"],
+    ["-m", "mobilenet_zoo.cli.detect", "--help"],
+    ["-m", "mobilenet_zoo.cli.classify", "--help"],
     ["-m", "mobilenet_zoo.presets", "--help"],
     ["-m", "mobilenet_zoo.export", "--help"],
     ["-m", "mobilenet_zoo.convert", "--help"],
@@ -273,7 +273,7 @@ def test_results_json_data_field_has_no_repeated_label():
 
 
 def test_an_image_named_twice_is_processed_once(tmp_path):
-    from mobilenet_zoo import cli
+    from mobilenet_zoo.cli import common as cli
 
     photo = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)

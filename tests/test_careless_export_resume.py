@@ -98,8 +98,8 @@ def test_argmax_is_refused_for_detectors_and_backbones():
         to_tflite(ssd, argmax=True)
     with pytest.raises(ValueError, match="a backbone has no classes"):
         to_tflite(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), argmax=True)
-    with pytest.raises(ValueError, match="`serving_fn` replaces the exported function"):
-        to_tflite(_classifier(), serving_fn=lambda x: x, argmax=True)
+    with pytest.raises(ValueError, match="`serving_function` replaces the exported function"):
+        to_tflite(_classifier(), serving_function=lambda x: x, argmax=True)
 
 
 def test_export_onto_a_folder_or_under_a_file_fails_at_once_and_leaves_nothing(tmp_path):
@@ -201,8 +201,8 @@ def test_a_keras_weights_file_with_nan_is_refused_on_load(tmp_path):
 def test_detect_refuses_a_model_file_with_nan_weights_naming_the_layer(tmp_path, capsys):
     from PIL import Image
 
-    from mobilenet_zoo import cli
-    from mobilenet_zoo.detect import main as detect_main
+    from mobilenet_zoo.cli import common as cli
+    from mobilenet_zoo.cli.detect import main as detect_main
 
     ssd = SSD(MobileNetBackbone(alpha=0.25, input_shape=(128, 128, 3), min_depth=8), num_classes=2)
     _nan_bn(ssd).save(tmp_path / "diverged.keras")
@@ -312,7 +312,7 @@ def test_tradeoff_resume_refuses_runs_trained_on_other_data_or_with_another_sche
     sys.path.insert(0, str(ROOT / "recipes"))
     import tradeoff as recipe
 
-    from mobilenet_zoo.classification import tradeoff
+    from mobilenet_zoo.training import tradeoff
 
     data = tmp_path / "fashion"
     data.mkdir()

@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from mobilenet_zoo import MobileNetBackbone, presets
-from mobilenet_zoo.detect import main as detect_main
+from mobilenet_zoo.cli.detect import main as detect_main
 from mobilenet_zoo.detection import (
     SSD,
     ArgMaxMatcher,

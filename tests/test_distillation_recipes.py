@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
-from mobilenet_zoo.geo import adaptive_cells, fraction_within, great_circle_km
+from mobilenet_zoo.training.geo import adaptive_cells, fraction_within, great_circle_km
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))

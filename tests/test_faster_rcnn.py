@@ -266,8 +266,9 @@ def test_recipe_smoke_on_mock_coco(tmp_path):
 def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch):
     """The recipe's default run on the embedded set (ImageNet preset, 5 epochs of 75 steps of
     batch 8, backbone frozen to P3; ~10 min), against the same detector untrained."""
-    from mobilenet_zoo.detection import data as ddata
-    from mobilenet_zoo.detection import embedded, evaluate_coco
+    from mobilenet_zoo.data import detection as ddata
+    from mobilenet_zoo.data import digits_on_photos as embedded
+    from mobilenet_zoo.detection import evaluate_coco
 
     keras.utils.set_random_seed(0)
     root = embedded.build(num_train=600, num_val=100, image_size=300)

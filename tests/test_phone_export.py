@@ -12,10 +12,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, presets
-from mobilenet_zoo import tflite_metadata as tm
-from mobilenet_zoo.detection_postprocess import has_op
+from mobilenet_zoo.export import metadata as tm
+from mobilenet_zoo.export.ssd_postprocess import has_op
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
-from mobilenet_zoo.export_cli import main as export_main
+from mobilenet_zoo.cli.export import main as export_main
 from mobilenet_zoo.imagenet import class_names
 from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 
@@ -443,9 +443,9 @@ def test_every_tflite_file_the_recipes_write_has_metadata(tmp_path):
     import ast
     import glob
 
-    from mobilenet_zoo.detection.recipe import CocoReport
-    from mobilenet_zoo.flags import ExportOptions
-    from mobilenet_zoo.segmentation.recipe import MaskReport
+    from mobilenet_zoo.training.detection import CocoReport
+    from mobilenet_zoo.training.flags import ExportOptions
+    from mobilenet_zoo.training.segmentation import MaskReport
 
     writers = []
     for path in glob.glob(os.path.join(REPO, "recipes", "*.py")) + glob.glob(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, training
-from mobilenet_zoo.classification import trainer
+from mobilenet_zoo.training import classification as trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))

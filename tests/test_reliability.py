@@ -159,7 +159,7 @@ def test_image_loader_reads_16_bit_palette_alpha_and_exif_correctly(tmp_path):
 
 
 def test_image_folders_with_one_class_empty_classes_or_corrupt_files_are_refused(tmp_path):
-    from mobilenet_zoo.classification.transfer import check_image_folder
+    from mobilenet_zoo.training.transfer import check_image_folder
 
     good = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
     for cls in ("a", "b"):
@@ -183,7 +183,7 @@ def test_image_folders_with_one_class_empty_classes_or_corrupt_files_are_refused
 def test_coco_json_drops_nan_boxes_uses_real_image_sizes_and_names_bad_files(tmp_path):
     import json
 
-    from mobilenet_zoo.detection.data import coco_json
+    from mobilenet_zoo.data.detection import coco_json
 
     (tmp_path / "images").mkdir()
     Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(tmp_path / "images" / "a.png")

@@ -17,7 +17,7 @@ from mobilenet_zoo.segmentation import (
     segmentation_loss,
     segmentation_scores,
 )
-from mobilenet_zoo.segmentation import data as sdata
+from mobilenet_zoo.data import segmentation as sdata
 
 ROOT = Path(__file__).resolve().parents[1]
 

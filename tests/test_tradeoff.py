@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenet_zoo.classification import tradeoff
+from mobilenet_zoo.training import tradeoff
 from mobilenet_zoo.data import fashion_mnist as fm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from mobilenet_zoo.classification import transfer
+from mobilenet_zoo.training import transfer
 from mobilenet_zoo.data import digits, lfw_faces
 
 ROOT = Path(__file__).resolve().parents[1]

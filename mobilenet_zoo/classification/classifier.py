@@ -10,11 +10,13 @@ from keras import layers
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone, check_backbone
 from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
+from mobilenet_zoo.hub.tasks import register_task
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.task import Task
 from mobilenet_zoo.utils import build_piece, check_num_classes
 
 
+@register_task()
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class MobileNetClassifier(Task):
     """Backbone + global average pool, dropout, 1x1 conv logits, softmax.

@@ -1,5 +1,5 @@
-"""``python -m mobilenet_zoo.convert``."""
+"""``python -m mobilenet_zoo.convert``: the same as ``mobilenet-zoo convert``."""
 
-from mobilenet_zoo.convert import main
+from mobilenet_zoo.cli.convert import main
 
 raise SystemExit(main())

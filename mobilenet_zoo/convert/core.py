@@ -15,19 +15,19 @@ from mobilenet_zoo.convert.slim import (
     slim_to_keras,
 )
 from mobilenet_zoo.convert.tfjs import read_tfjs, tfjs_od_api_ssd_to_checkpoint
+from mobilenet_zoo.hub.download import sha256_of
+from mobilenet_zoo.hub.tasks import get_task
 
 
 def build_for(meta: dict[str, Any], input_size: int = 224):
     """The Keras model (classifier if there are logits) that the weights fit."""
-    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
-
-    backbone = MobileNetBackbone(
+    backbone = get_task("MobileNetBackbone")(
         alpha=meta["alpha"],
         input_shape=(input_size, input_size, 3),
         depth_multiplier=meta.get("depth_multiplier", 1),
     )
     if "num_classes" in meta:
-        return MobileNetClassifier(backbone, num_classes=meta["num_classes"])
+        return get_task("MobileNetClassifier")(backbone, num_classes=meta["num_classes"])
     return backbone
 
 
@@ -48,8 +48,6 @@ def convert(
     A TF Object Detection API ``ssd_mobilenet_v1`` checkpoint becomes our ``SSD``
     (whole model when ``out`` ends in ``.keras``). Returns the metadata.
     """
-    from mobilenet_zoo.presets import sha256_of
-
     src = os.fspath(src)
     name_alpha, name_size = alpha_from_name(src)
     info: dict[str, Any] = {}

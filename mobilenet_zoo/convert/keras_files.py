@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.backbone import BLOCK_SPECS
+from mobilenet_zoo.hub.tasks import get_task
+from mobilenet_zoo.spec import BLOCK_SPECS
 
 
 def alpha_from_name(path: str | os.PathLike) -> tuple[float | None, int | None]:
@@ -44,8 +45,7 @@ def read_keras3_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     the model is rebuilt from the shapes (alpha from conv1's 32 * alpha filters, classes
     from the logits) and loaded with Keras' own ``load_weights``, which checks every variable.
     """
-    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
-
+    MobileNetBackbone, MobileNetClassifier = get_task("MobileNetBackbone"), get_task("MobileNetClassifier")
     path = os.fspath(path)
     shapes = _keras3_weight_shapes(path) or {}
     stems = [s for s in shapes.values() if len(s) == 4 and s[:3] == (3, 3, 3)]

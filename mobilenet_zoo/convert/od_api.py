@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.convert.slim import BN_VARS, slim_to_keras
-from mobilenet_zoo.detection.ssd import SSD
+from mobilenet_zoo.hub.tasks import get_task
 
 OD_API_PREFIX = "FeatureExtractor/MobilenetV1"
 _OD_EXTRA = re.compile(
@@ -83,8 +82,8 @@ def convert_od_api_ssd(
     channels follow that order).
     """
     weights, meta = od_api_ssd_to_keras(tensors)
-    model = SSD(
-        MobileNetBackbone(alpha=meta["alpha"], min_depth=16,
+    model = get_task("SSD")(
+        get_task("MobileNetBackbone")(alpha=meta["alpha"], min_depth=16,
                           depth_multiplier=meta["depth_multiplier"]),
         num_classes=meta["num_classes"],
         image_size=image_size,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenet_zoo.backbone import BLOCK_SPECS
+from mobilenet_zoo.spec import BLOCK_SPECS
 
 SLIM_SCOPE = "MobilenetV1"
 SLIM_LOGITS = "Logits/Conv2d_1c_1x1"

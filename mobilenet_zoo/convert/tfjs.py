@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenet_zoo.backbone import BN_EPSILON
 from mobilenet_zoo.convert.od_api import OD_API_PREFIX
+from mobilenet_zoo.spec import BN_EPSILON
 
 _TFJS_DTYPES = {"float32": np.float32, "int32": np.int32, "float16": np.float16,
                 "uint8": np.uint8, "uint16": np.uint16, "bool": np.bool_}

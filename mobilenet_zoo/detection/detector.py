@@ -15,7 +15,7 @@ frame). What every detector here has in common lives in this class:
   term on conv / dense kernels + layer regularizers, each term a tracked metric;
 - serving: ``postprocess`` (the subclass's ``decode``, then the boxes in
   ``bounding_box_format``), shared by ``predict``, SavedModel and TFLite
-  (``serving_fn``, with ``tflite_ops=True``);
+  (``serving_function``, with ``tflite_ops=True``);
 - ``with_image_size`` and the builders' ``from_weights`` (``"imagenet"``, a
   preset, a weights file or ``None``).
 
@@ -46,7 +46,7 @@ from mobilenet_zoo.detection.preprocessor import (
     as_image_size,
     ground_truth_to_model,
 )
-from mobilenet_zoo.task import Task, serving_function
+from mobilenet_zoo.task import Task, make_serving_function
 from mobilenet_zoo.utils import build_piece, check_num_classes
 from mobilenet_zoo.weights_io import iter_weighted_layers
 
@@ -210,12 +210,12 @@ class Detector(Task):
         TF-only ops, as Faster R-CNN's NMS and ROI crop)."""
         return self
 
-    def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
+    def serving_function(self, batch_size: int = 1, **postprocess_kwargs: Any):
         """The exported function: ``postprocess(model(images), tflite_ops=True)`` on
         ``tflite_model()``, with a static ``batch_size``."""
         model = self.tflite_model()
         post = functools.partial(model.postprocess, tflite_ops=True, **postprocess_kwargs)
-        return serving_function(model, batch_size, post)
+        return make_serving_function(model, batch_size, post)
 
     def with_image_size(self, image_size: int | Sequence[int], copy_weights: bool = True) -> Detector:
         """The same detector at another input size, weights copied, anchors recomputed."""

@@ -51,6 +51,7 @@ from mobilenet_zoo.detection.roi import (
     second_stage_targets,
 )
 from mobilenet_zoo.detection.rpn import BalancedSampler, inside_image, rpn_head, rpn_targets
+from mobilenet_zoo.hub.tasks import register_task
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.utils import build_piece, check_int
 
@@ -66,6 +67,7 @@ FRCNN_DECODER = functools.partial(DetectionDecoder, score_threshold=0.0, iou_thr
                                   score_converter="softmax")
 
 
+@register_task()
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class FasterRCNN(Detector):
     """Two-stage detector on a MobileNet backbone (paper Table 13).

@@ -86,7 +86,7 @@ def non_max_suppression(boxes, scores, max_per_class: int, max_total: int, iou_t
 
         batch = boxes.shape[0]
         if batch is None:
-            raise ValueError("tflite_ops=True needs a static batch size (serving_fn(batch_size=...)).")
+            raise ValueError("tflite_ops=True needs a static batch size (serving_function(batch_size=...)).")
         outs = [_nms_one_image(boxes[i], scores[i], max_per_class, max_total, iou_threshold,
                                score_threshold, clip_boxes) for i in range(batch)]
         out_boxes, out_scores, classes, num = (tf.stack([o[k] for o in outs]) for k in range(4))

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from PIL import Image
 
+from mobilenet_zoo.data import detection as ddata
+from mobilenet_zoo.data.detection import MAX_BOXES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin, assert_in_graph
 
@@ -22,7 +24,6 @@ BOX_FORMATS = (
     "xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw",
     "rel_xyxy", "rel_yxyx", "rel_xywh", "rel_center_xywh",
 )  # fmt: skip
-MAX_BOXES = 100  # ground-truth boxes per image after padding (TF OD API max_number_of_boxes)
 # The detectors' internal format (TF OD API box lists: normalised ymin, xmin, ymax, xmax).
 MODEL_BOX_FORMAT = "rel_yxyx"
 
@@ -137,10 +138,9 @@ class DetectionPreprocessor(ConfigMixin):
         """Batches of ``(images, {"boxes", "classes", ...})`` in this contract.
 
         ``source``: a ``DetectionSource`` or a dataset of example dicts (see
-        ``mobilenet_zoo.detection.data``); ``kwargs`` go to ``detection_pipeline``.
+        ``mobilenet_zoo.data.detection``); ``kwargs`` go to ``detection_pipeline``.
         """
         import_tensorflow("the tf.data input pipeline")  # one clear error without it
-        from mobilenet_zoo.detection import data as ddata
 
         return ddata.detection_pipeline(
             source, self.image_size, batch_size, training=training, augment=self.augment,

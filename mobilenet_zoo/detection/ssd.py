@@ -31,6 +31,7 @@ from mobilenet_zoo.detection.losses import SSDLoss, build_targets
 from mobilenet_zoo.detection.matcher import ArgMaxMatcher
 from mobilenet_zoo.detection.postprocess import DetectionDecoder
 from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+from mobilenet_zoo.hub.tasks import register_task
 from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.utils import build_piece
@@ -45,6 +46,7 @@ WEIGHT_DECAY = 4e-5
 KERNEL_INIT_STDDEV = 0.03
 
 
+@register_task()
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class SSD(Detector):
     """SSD-MobileNet detector (paper Table 13; TF OD API ``ssd_mobilenet_v1``).

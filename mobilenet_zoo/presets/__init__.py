@@ -13,8 +13,8 @@ keys). Files are checked against their sha256 before loading. Presets come from
    (``install.py``), then offline.
 
 ``weights="imagenet"`` follows the model's alpha and input size, as
-keras.applications does. ``python -m mobilenet_zoo.presets`` prints the table;
-``python -m mobilenet_zoo.presets fetch NAME [--from FILE]`` installs one.
+keras.applications does. ``mobilenet-zoo presets`` prints the table;
+``mobilenet-zoo presets fetch NAME [--from FILE]`` installs one.
 """
 
 from __future__ import annotations
@@ -24,12 +24,28 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mobilenet_zoo.presets import catalog
-from mobilenet_zoo.presets.download import download as fetch_url
-from mobilenet_zoo.presets.download import sha256_of
-from mobilenet_zoo.presets.registry import (
+import keras
+
+from mobilenet_zoo import weights_io
+from mobilenet_zoo.hub import catalog
+from mobilenet_zoo.hub.download import download as fetch_url
+from mobilenet_zoo.hub.download import sha256_of
+from mobilenet_zoo.hub.presets import (
+    COCO_SSD,
+    FACE_SSD,
+    IMAGENET,
+    METADATA_KEYS,
+    WEIGHTS_ALIASES,
+    backbone_weights,
+    describe,
+    get_preset,
+    imagenet_preset,
+    list_presets,
+    resolve_weights,
+)
+from mobilenet_zoo.hub.registry import (
     ENV_CACHE_DIR,
     ENV_WEIGHTS_DIR,
     all_presets,
@@ -41,92 +57,15 @@ from mobilenet_zoo.presets.registry import (
     weights_dir,
     write_entry,
 )
-
-if TYPE_CHECKING:  # the registry itself imports neither Keras nor TensorFlow (fast CLI start)
-    import keras
-
-    from mobilenet_zoo import weights_io
+from mobilenet_zoo.hub.tasks import get_task, task_names
+from mobilenet_zoo.presets.install import install
 
 __all__ = [
     "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "cache_dir", "cache_root",
     "downloads_dir", "weights_dir", "resolve_weights", "imagenet_preset", "list_presets",
     "get_preset", "register_preset", "preset_path", "load_into", "describe", "sha256_of",
+    "COCO_SSD", "WEIGHTS_ALIASES", "METADATA_KEYS", "backbone_weights", "build_from_metadata",
 ]
-
-# Preset names, in one place (recipes, docs and tests use these constants).
-IMAGENET = "mobilenet_v1_1.0_224_imagenet"
-FACE_SSD = "ssd_mobilenet_v1_face_512"
-COCO_SSD = "ssd_mobilenet_v1_coco"
-# What the ``weights`` arguments and the recipes' ``--weights`` flag accept besides a
-# preset name or a file: "imagenet" follows the model's alpha and input size.
-WEIGHTS_ALIASES: dict[str, str | None] = {"imagenet": "imagenet", "scratch": None, "none": None}
-METADATA_KEYS = ("alpha", "input_size")
-
-
-def resolve_weights(value: str | None) -> str | None:
-    """A ``--weights`` value -> ``"imagenet"``, a preset name, a file path or ``None``.
-
-    ``"imagenet"`` is the published ImageNet preset of the model's alpha and size
-    (``imagenet_preset``); ``"scratch"`` / ``"none"`` mean random initialisation;
-    anything else must be a preset name or an existing file.
-    """
-    if value is None or value in WEIGHTS_ALIASES:
-        return WEIGHTS_ALIASES.get(value)
-    if value in all_presets() or os.path.isfile(value):
-        return value
-    raise ValueError(
-        f"`weights` must be one of {sorted(WEIGHTS_ALIASES)}, a preset name "
-        f"({list_presets() or 'none'}) or an existing file; got {value!r}."
-    )
-
-
-def imagenet_preset(alpha: float, size: int | None = None, warn: bool = True) -> str:
-    """The ImageNet preset of ``alpha`` at ``size``, as keras.applications picks it.
-
-    A size that was never published (or ``None``: any size) takes the 224 weights,
-    with a warning naming the size used unless ``warn=False`` (detectors and
-    segmenters start from the 224 weights, as the TF OD API does). An alpha that
-    was never published is a ValueError listing the published ones.
-    """
-    if float(alpha) not in catalog.ALPHAS:
-        raise ValueError(
-            f"No ImageNet weights are published for alpha={alpha}; the published alphas are "
-            f"{list(catalog.ALPHAS)} (TF-slim, keras.applications). Use weights=None to train "
-            "from scratch, or one of those alphas.")
-    if size not in catalog.SIZES:
-        if warn:
-            what = f"input size {size}" if size else "a dynamic or non-square input"
-            warnings.warn(
-                f"No ImageNet weights are published for {what}; loading the "
-                f"{catalog.imagenet_name(alpha, 224)} weights (size 224). Published sizes: "
-                f"{list(catalog.SIZES)}.", UserWarning, stacklevel=3)
-        size = 224
-    return catalog.imagenet_name(float(alpha), int(size))
-
-
-def backbone_weights(weights: str | None, alpha: float) -> str | None:
-    """A task builder's ``weights``: ``"imagenet"`` becomes the 224 ImageNet preset of
-    ``alpha`` (detectors and segmenters start from the 224 classifier, as the TF OD
-    API's configs do, whatever their own input size); anything else is unchanged."""
-    return imagenet_preset(alpha, 224) if weights == "imagenet" else weights
-
-
-def list_presets() -> list[str]:
-    """Names of every preset: shipped, cached and remote (downloaded on first use)."""
-    return sorted(all_presets())
-
-
-def get_preset(name: str) -> dict[str, Any]:
-    """Metadata of a preset; ValueError listing the presets for an unknown name."""
-    presets = all_presets()
-    if name not in presets:
-        raise ValueError(
-            f"Unknown preset {name!r}. Available presets: {sorted(presets) or 'none'} "
-            f"(from {weights_dir() / 'manifest.json'}, {cache_dir() / 'manifest.json'} and the "
-            "published family)."
-        )
-    return dict(presets[name], name=name)
-
 
 def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, Any],
                     sha256: str | None = None) -> Path:
@@ -181,8 +120,6 @@ def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, An
 
 
 def _register_file(name: str, source: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    from mobilenet_zoo import weights_io
-
     check_metadata(source, metadata)
     with locked_cache() as directory:
         target = directory / f"{name}.weights.h5"
@@ -194,14 +131,12 @@ def _register_file(name: str, source: str | os.PathLike, metadata: dict[str, Any
 
 def build_from_metadata(metadata: dict[str, Any], **overrides: Any) -> keras.Model:
     """The (untrained) model a preset's metadata describes: a backbone, or its task."""
-    import mobilenet_zoo
-    from mobilenet_zoo.backbone import MobileNetBackbone
-
     task = metadata.get("task")
-    cls = getattr(mobilenet_zoo, task, None) if task else None
-    if task and not (isinstance(cls, type) and issubclass(cls, mobilenet_zoo.Task)):
+    if task and (task == "MobileNetBackbone" or task not in task_names()):
         raise ValueError(f"`task` {task!r} is not a task model of mobilenet_zoo "
-                         "(MobileNetClassifier, SSD, FasterRCNN, DeepLabV3).")
+                         f"({', '.join(n for n in task_names() if n != 'MobileNetBackbone')}).")
+    cls = get_task(task) if task else None
+    MobileNetBackbone = get_task("MobileNetBackbone")
     size = metadata["input_size"]
     arch = {"alpha": metadata["alpha"], "input_shape": (size, size, 3),
             "depth_multiplier": metadata.get("depth_multiplier", 1),
@@ -241,15 +176,13 @@ def preset_path(name: str) -> Path:
     """Path of a preset's file, installed first if it is remote, after checking its sha256."""
     meta = get_preset(name)
     if meta["location"] == "remote":
-        from mobilenet_zoo.presets.install import install
-
         install(name)
         meta = get_preset(name)
     path = Path(meta["directory"]) / meta["file"]
     if meta["location"] == "package":
         repair = "reinstall mobilenet_zoo (or `git checkout weights/` in a clone)"
     elif name in catalog.remote_presets():
-        repair = f"install it again: python -m mobilenet_zoo.presets fetch {name} --force"
+        repair = f"install it again: mobilenet-zoo presets fetch {name} --force"
     else:
         repair = f"register it again: mobilenet_zoo.presets.register_preset({name!r}, FILE, metadata)"
     if not path.is_file():
@@ -277,8 +210,6 @@ def head_matches(model: keras.Model, meta: dict[str, Any]) -> bool:
 
 
 def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    from mobilenet_zoo import weights_io
-
     weights = os.fspath(weights)
     if weights in all_presets():
         path = preset_path(weights)
@@ -319,8 +250,6 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
     the others (the class head) keep their initialisation (fine-tuning from a
     detection preset). The report lists what was skipped in ``missing``.
     """
-    from mobilenet_zoo import weights_io
-
     if weights == "imagenet":
         backbone = getattr(model, "backbone", model)
         weights = imagenet_preset(getattr(backbone, "alpha", 1.0), _input_size(backbone))
@@ -365,35 +294,3 @@ def load_into(model: keras.Model, weights: str | os.PathLike,
         )
     return weights_io.load_by_name(model, path)
 
-
-def describe() -> list[dict[str, Any]]:
-    """One row per preset: where it is, its source URL and hash, size, licence, metric."""
-    rows = []
-    for name in list_presets():
-        meta = get_preset(name)
-        source = (meta.get("sources") or [{}])[0]
-        path = Path(meta["directory"]) / meta["file"] if "directory" in meta else None
-        rows.append({
-            "name": name,
-            "task": meta.get("task", "backbone"),
-            "location": meta["location"],
-            "alpha": meta.get("alpha"),
-            "input_size": meta.get("input_size"),
-            "classes": meta.get("num_classes"),
-            "class_names": meta.get("class_names") if meta.get("labels") != "coco" else "COCO",
-            "url": meta.get("source_url") or source.get("url"),
-            "sha256": meta.get("sha256") if path else source.get("sha256"),
-            "size_bytes": path.stat().st_size if path and path.is_file() else None,
-            "source": meta.get("source", ""),
-            "license": meta.get("license", ""),
-            "metric": meta.get("published_metric") or (
-                f"top-1 {meta['published_top1']}% / top-5 {meta['published_top5']}% (TF-slim)"
-                if "published_top1" in meta else ""),
-        })
-    return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    from mobilenet_zoo.presets.cli import main as cli_main
-
-    return cli_main(argv)

@@ -1,5 +1,5 @@
-"""``python -m mobilenet_zoo.presets``: list the presets, or ``fetch`` one."""
+"""``mobilenet-zoo presets``: list the presets, or ``fetch`` one."""
 
-from mobilenet_zoo.presets.cli import main
+from mobilenet_zoo.cli.presets import main
 
 raise SystemExit(main())

@@ -26,9 +26,20 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.presets import catalog, registry
-from mobilenet_zoo.presets.download import HashMismatchError, download, file_lock, sha256_of
-from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError, tensorflow_available
+from mobilenet_zoo.convert.core import convert
+from mobilenet_zoo.convert.keras_files import alpha_from_name
+from mobilenet_zoo.convert.od_api import is_od_api_ssd, od_api_ssd_to_keras
+from mobilenet_zoo.convert.pipeline_config import ssd_arguments
+from mobilenet_zoo.convert.slim import read_slim_checkpoint
+from mobilenet_zoo.data.coco import label_map_90
+from mobilenet_zoo.hub import catalog, registry
+from mobilenet_zoo.hub.download import HashMismatchError, download, file_lock, sha256_of
+from mobilenet_zoo.hub.tasks import get_task
+from mobilenet_zoo.tensorflow_support import (
+    TensorFlowRequiredError,
+    import_tensorflow,
+    tensorflow_available,
+)
 
 KINDS = ("keras_h5", "tf_slim_tgz", "od_api_tar")
 CHECK_TOLERANCE = 1e-3  # probabilities / scores / normalised box corners
@@ -53,7 +64,7 @@ def kind_of_file(path: str | os.PathLike) -> str:
 
 def fetch_hint(name: str) -> str:
     return (f"On a machine without access, download the file elsewhere and run "
-            f"`python -m mobilenet_zoo.presets fetch {name} --from FILE`, or set "
+            f"`mobilenet-zoo presets fetch {name} --from FILE`, or set "
             f"$MOBILENET_ZOO_MIRROR to a host that serves it.")
 
 
@@ -73,7 +84,7 @@ def install(name: str, from_file: str | os.PathLike | None = None,
     """Installs remote preset ``name`` into the user cache and returns its weights file.
 
     Args:
-        name: a published preset (``python -m mobilenet_zoo.presets``).
+        name: a published preset (``mobilenet-zoo presets``).
         from_file: a published archive carried in by hand, instead of downloading.
         source: a source kind or label (``keras_h5`` / ``tf_slim_tgz``...) instead of
             the default first one.
@@ -87,7 +98,7 @@ def install(name: str, from_file: str | os.PathLike | None = None,
     if meta is None:
         known = registry.all_presets().get(name)
         where = f"a {known['location']} preset, not a published one" if known else "not a preset"
-        raise ValueError(f"{name!r} is {where}; `python -m mobilenet_zoo.presets` lists the "
+        raise ValueError(f"{name!r} is {where}; `mobilenet-zoo presets` lists the "
                          "published presets that can be fetched.")
     if from_file is not None:
         if os.path.isdir(from_file):
@@ -149,7 +160,7 @@ def _archive(name: str, meta: dict[str, Any], chosen: dict[str, Any],
         raise HashMismatchError(
             f"{err} The host may now serve a different file than the one whose hash was "
             f"published. The same weights are published by {alt['label']} ({alt['url']}): "
-            f"`python -m mobilenet_zoo.presets fetch {name} --source {alt['kind']}`.") from err
+            f"`mobilenet-zoo presets fetch {name} --source {alt['kind']}`.") from err
 
 
 def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any],
@@ -210,7 +221,6 @@ def _test_photo(size: tuple[int, int]) -> np.ndarray:
 
 def run_frozen_graph(pb: Path, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
     """Runs a TF1 frozen GraphDef (``*.pb``) on ``feeds``; tensor names as ``node:0``."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
 
     tf = import_tensorflow("installing TF-format weights")
 
@@ -227,7 +237,6 @@ def run_frozen_graph(pb: Path, feeds: dict[str, np.ndarray], fetches: list[str])
 
 
 def _convert_keras(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
-    from mobilenet_zoo.convert import convert
 
     return _checked(convert(archive, out, input_size=meta["input_size"]), meta, archive)
 
@@ -241,11 +250,9 @@ def _checked(converted: dict[str, Any], meta: dict[str, Any], archive: Path) -> 
 
 
 def _convert_slim(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
-    from mobilenet_zoo.convert import convert
 
     files = _extract(archive, work, {"index": (".ckpt.index",), "data": (".ckpt.data-00000-of-00001",),
                                      "frozen": ("_frozen.pb",)})
-    from mobilenet_zoo.convert import alpha_from_name
 
     _, size_in_name = alpha_from_name(files.get("index", archive))
     if size_in_name is not None and size_in_name != meta["input_size"]:
@@ -256,10 +263,8 @@ def _convert_slim(archive: Path, out: Path, meta: dict[str, Any], work: Path) ->
              meta, archive)
     if "frozen" not in files:
         return {"frozen_graph_check": "none (no frozen graph in the archive)"}
-    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
-
     size = meta["input_size"]
-    model = MobileNetClassifier(MobileNetBackbone(alpha=meta["alpha"], input_shape=(size, size, 3)),
+    model = get_task("MobileNetClassifier")(get_task("MobileNetBackbone")(alpha=meta["alpha"], input_shape=(size, size, 3)),
                                 num_classes=1000, weights=str(out))
     photo = _test_photo((size, size)).astype("float32") / 127.5 - 1.0
     ours = np.asarray(model.predict(photo, verbose=0))[0]
@@ -292,9 +297,6 @@ def compare_detections(ours: list[tuple], theirs: list[tuple]) -> str | None:
 
 
 def _convert_od_api(archive: Path, out: Path, meta: dict[str, Any], work: Path) -> dict[str, Any]:
-    from mobilenet_zoo.convert import is_od_api_ssd, od_api_ssd_to_keras, read_slim_checkpoint
-    from mobilenet_zoo.data.coco import label_map_90
-    from mobilenet_zoo.detection.pipeline_config import ssd_arguments
 
     files = _extract(archive, work, {"index": ("model.ckpt.index",),
                                      "data": ("model.ckpt.data-00000-of-00001",),
@@ -343,10 +345,7 @@ def _convert_od_api(archive: Path, out: Path, meta: dict[str, Any], work: Path) 
 
 
 def _build_ssd(args: dict[str, Any], order: str, names: list[str] | None):
-    from mobilenet_zoo import MobileNetBackbone
-    from mobilenet_zoo.detection.ssd import SSD
-
-    return SSD(MobileNetBackbone(alpha=args["alpha"], min_depth=args["min_depth"]),
+    return get_task("SSD")(get_task("MobileNetBackbone")(alpha=args["alpha"], min_depth=args["min_depth"]),
                num_classes=args["num_classes"], image_size=args["image_size"],
                min_depth=args["min_depth"], anchor_generator=dict(args["anchor_generator"], order=order),
                box_coder=args["box_coder"], decoder=args["decoder"], class_names=names)

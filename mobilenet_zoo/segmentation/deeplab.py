@@ -18,6 +18,7 @@ import keras
 from keras import layers
 
 from mobilenet_zoo.backbone import check_backbone
+from mobilenet_zoo.hub.tasks import register_task
 from mobilenet_zoo.layers import batch_norm
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL, SegmentationPreprocessor
@@ -58,6 +59,7 @@ def _conv_bn_relu(x, filters, name, kernel=1, rate=1, separable=False, folded=Fa
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+@register_task()
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class DeepLabV3(Task):
     """DeepLabV3 (optionally V3+) semantic segmentation on a MobileNetBackbone.

@@ -11,50 +11,12 @@ log. ``fit`` and ``finish`` are the training loop and the end (evaluate, save,
 draw, export, ``results.json`` beside the paper's number) of the detection and
 segmentation recipes.
 
-Modules: ``strategy`` (strategies, chief-only writes), ``checkpoints`` (backups,
+Modules (import the one you need; this package imports none of them, so
+``mobilenet_zoo.training.flags`` builds a recipe's parser before Keras loads):
+``flags`` (recipe flags and the plain values they become), ``schedule``
+(per-recipe schedules), ``strategy`` (strategies, chief-only writes), ``checkpoints`` (backups,
 resume, retained checkpoints), ``identity`` (what makes two runs the same),
-``run`` (the run context, the loop, the finish step).
+``run`` (the run context, the loop, the finish step; it also re-exports what recipes use
+from the others), and the experiments: ``classification`` (the classifier trainer),
+``tradeoff``, ``transfer``, ``evaluate``, ``detection``, ``segmentation``, ``geo``.
 """
-
-from mobilenet_zoo.flags import (  # noqa: F401  re-exported: the recipes' flags, TF-free
-    KEEP_CHECKPOINTS,
-    RUN_CONTROL_FLAGS,
-    SMOKE_SUFFIX,
-    STRATEGIES,
-    ExportOptions,
-    RunOptions,
-    add_common_flags,
-    add_config_flags,
-    add_model_flags,
-    config_from_args,
-    run_options,
-)
-from mobilenet_zoo.training.checkpoints import (  # noqa: F401
-    AtomicBackupAndRestore,
-    Interrupted,
-    RaiseAtStep,
-    RetainedCheckpoint,
-    resume_epoch,
-    skip_done_epochs,
-)
-from mobilenet_zoo.training.identity import (  # noqa: F401
-    IDENTITY_FILE,
-    RunMismatchError,
-    check_run_identity,
-    data_fingerprint,
-    identity_of,
-    read_run_identity,
-)
-from mobilenet_zoo.training.run import (  # noqa: F401
-    DataChoice,
-    Fitted,
-    RunContext,
-    TaskReport,
-    finish,
-    fit,
-    save_model,
-    standard_callbacks,
-    tfds_data,
-    write_results,
-)
-from mobilenet_zoo.training.strategy import get_strategy, is_chief, output_dir  # noqa: F401

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.flags import KEEP_CHECKPOINTS
 from mobilenet_zoo.tensorflow_support import import_tensorflow
+from mobilenet_zoo.training.flags import KEEP_CHECKPOINTS
 
 tf = import_tensorflow("recipe checkpoints")
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.flags import RUN_CONTROL_FLAGS
 from mobilenet_zoo.training.checkpoints import resume_epoch
+from mobilenet_zoo.training.flags import RUN_CONTROL_FLAGS
 
 
 class RunMismatchError(ValueError):

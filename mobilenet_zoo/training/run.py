@@ -29,12 +29,38 @@ import keras
 import numpy as np
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.flags import ExportOptions, RunOptions
-from mobilenet_zoo.schedule import Plan
 from mobilenet_zoo.task import StopOnNonFiniteLoss
 from mobilenet_zoo.tensorflow_support import import_tensorflow
-from mobilenet_zoo.training.checkpoints import AtomicBackupAndRestore, RetainedCheckpoint
-from mobilenet_zoo.training.identity import RunMismatchError, check_run_identity, identity_of
+from mobilenet_zoo.training.checkpoints import (  # noqa: F401  re-exported for the recipes
+    AtomicBackupAndRestore,
+    Interrupted,
+    RaiseAtStep,
+    RetainedCheckpoint,
+    resume_epoch,
+    skip_done_epochs,
+)
+from mobilenet_zoo.training.flags import (  # noqa: F401  re-exported for the recipes
+    KEEP_CHECKPOINTS,
+    RUN_CONTROL_FLAGS,
+    SMOKE_SUFFIX,
+    STRATEGIES,
+    ExportOptions,
+    RunOptions,
+    add_common_flags,
+    add_config_flags,
+    add_model_flags,
+    config_from_args,
+    run_options,
+)
+from mobilenet_zoo.training.identity import (  # noqa: F401  re-exported for the recipes
+    IDENTITY_FILE,
+    RunMismatchError,
+    check_run_identity,
+    data_fingerprint,
+    identity_of,
+    read_run_identity,
+)
+from mobilenet_zoo.training.schedule import Plan
 from mobilenet_zoo.training.strategy import get_strategy, is_chief, output_dir
 
 tf = import_tensorflow("recipe runs (tf.data, tf.distribute)")

@@ -12,8 +12,8 @@ import os
 import keras
 
 from mobilenet_zoo import compat
-from mobilenet_zoo.flags import STRATEGIES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
+from mobilenet_zoo.training.flags import STRATEGIES
 
 tf = import_tensorflow("tf.distribute strategies")
 

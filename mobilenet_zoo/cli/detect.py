@@ -1,4 +1,4 @@
-"""``python -m mobilenet_zoo.detect IMAGE_OR_DIR...``: run a detector on image files.
+"""``mobilenet-zoo detect IMAGE_OR_DIR...``: run a detector on image files.
 
 Prints one JSON line per image (boxes in pixels of the original image,
 ``[x1, y1, x2, y2]``, class ids and names, scores) and writes an annotated PNG
@@ -12,9 +12,9 @@ An unreadable, oversized (``--max-image-pixels``) or failing image is skipped wi
 its reason on stderr and the run goes on. Exit codes: 0 every image done, 1 some
 inputs skipped (listed on stderr), 2 usage error (nothing was run), 3 fatal error.
 
-    python -m mobilenet_zoo.detect photo.jpg                          # the face preset
-    python -m mobilenet_zoo.detect photos/ --model runs/ssd_coco/model.keras --score 0.3
-    python -m mobilenet_zoo.detect photos/ --model runs/faster_rcnn_coco/model.keras
+    mobilenet-zoo detect photo.jpg                          # the face preset
+    mobilenet-zoo detect photos/ --model runs/ssd_coco/model.keras --score 0.3
+    mobilenet-zoo detect photos/ --model runs/faster_rcnn_coco/model.keras
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli import common as cli
 
 IMAGE_SUFFIXES = set(cli.IMAGE_SUFFIXES)
 _COLOUR = (230, 25, 75)
@@ -106,14 +107,14 @@ def draw(image: np.ndarray, detections: list[dict], path: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_zoo.detect", description=__doc__,
+    parser = argparse.ArgumentParser(prog="mobilenet-zoo detect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=cli.EXIT_CODES_HELP)
     parser.add_argument("inputs", nargs="+", help="image files or folders of images (walked recursively)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--preset", default=None,
                        help="a detection preset (default: the face detector; "
-                            "list them with python -m mobilenet_zoo.presets)")
+                            "list them with mobilenet-zoo presets)")
     which.add_argument("--model", default=None, help="a detector (SSD, Faster R-CNN) saved as .keras (e.g. by ssd_coco.py)")
     parser.add_argument("--score", type=float, default=0.5, help="minimum score to report, in [0, 1]")
     parser.add_argument("--out", default="detections",
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, items, skipped, notes, pngs) -> int:
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
 
-    cli.load_package()
+    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo.fold import fold_batch_norm
 
     model = fold_batch_norm(load_detector(args.preset, args.model))  # same detections, faster

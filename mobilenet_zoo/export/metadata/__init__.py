@@ -37,7 +37,7 @@ from typing import Any
 
 import flatbuffers
 
-from mobilenet_zoo.tflite_metadata.schema import (  # noqa: F401  (the format's public API)
+from mobilenet_zoo.export.metadata.schema import (  # noqa: F401  (the format's public API)
     BOX_BOUNDARIES,
     BOX_CENTER,
     BOX_UPPER_LEFT,

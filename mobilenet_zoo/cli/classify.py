@@ -1,4 +1,4 @@
-"""``python -m mobilenet_zoo.classify IMAGE_OR_DIR...``: ImageNet top-5, offline.
+"""``mobilenet-zoo classify IMAGE_OR_DIR...``: ImageNet top-5, offline.
 
 Prints each image's path and its top classes. Folders are walked recursively.
 Nothing is written, inputs are only read. An unreadable, oversized
@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilenet_zoo import cli
+from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli import common as cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mobilenet_zoo.classify",
+        prog="mobilenet-zoo classify",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=cli.EXIT_CODES_HELP,
     )
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=5, help="classes per image, in [1, 1000]")
     parser.add_argument("--preset", default=None,
                         help="a classification preset (default: the shipped ImageNet MobileNet 1.0 "
-                             "224; list them with python -m mobilenet_zoo.presets)")
+                             "224; list them with mobilenet-zoo presets)")
     cli.add_image_flags(parser)
     return parser
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, items, skipped, notes) -> int:
-    cli.load_package()
+    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo import presets
     from mobilenet_zoo.imagenet import DEFAULT_PRESET, _model, classify
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb

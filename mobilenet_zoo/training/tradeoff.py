@@ -25,12 +25,12 @@ from typing import Any
 
 import keras
 
-from mobilenet_zoo import training
 from mobilenet_zoo.backbone import MobileNetBackbone
-from mobilenet_zoo.classification import trainer
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.paper import PAPER_TABLES, SLIM_PARAMS_M, SLIM_TABLE
+from mobilenet_zoo.training import classification as trainer
+from mobilenet_zoo.training import run as training
 
 ALPHAS = (1.0, 0.75, 0.5, 0.25)  # Table 6 / Figure 4
 PAPER_SIZES = (224, 192, 160, 128)  # Table 7 / Figure 4

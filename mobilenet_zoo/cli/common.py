@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mobilenet_zoo.images import IMAGE_SUFFIXES
+
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
 EXIT_CODES_HELP = ("exit codes: 0 all inputs done; 1 some inputs skipped (listed on stderr); "
                    "2 usage error (nothing was run); 3 fatal error (the run stopped)")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # PIL's default Image.MAX_IMAGE_PIXELS (PIL docs, Image.open: "DecompressionBombWarning
 # ... if the number of pixels in an image is over a certain limit, MAX_IMAGE_PIXELS").
 PIL_DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
@@ -168,36 +169,3 @@ def run_guarded(body: Callable[[], int]) -> int:
         traceback.print_exc()
         print(f"fatal: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FATAL
-
-
-def progress_verbose(requested: int | None = None) -> int:
-    """Keras ``verbose`` for fit/evaluate: ``requested``, else 1 (animated progress
-    bar) when stdout is a terminal and 2 (one line per epoch) otherwise.
-
-    Keras 3's ``Progbar`` redraws with ``\\r`` and backspaces whenever ``posix`` is
-    in ``sys.modules`` (keras/src/utils/progbar.py, ``_dynamic_display``), i.e. also
-    when stdout is a file or a pipe; those bytes would fill a log file.
-    """
-    if requested is not None:
-        return requested
-    stdout = sys.stdout
-    return 1 if hasattr(stdout, "isatty") and stdout.isatty() else 2
-
-
-def load_package(parse_first: Callable[[], object] | None = None) -> None:
-    """TensorFlow (its C++ start-up lines quiet; on every backend, as recipes and CLIs
-    feed tf.data or export) and every serialisable class of the package, as a plain
-    ``import mobilenet_zoo`` does; ``parse_first`` (a script's
-    ``parse_args``, when run as a script) before them, so ``--help`` and usage errors
-    answer at once. A recipe's first lines after its parser::
-
-        cli.load_package(parse_args if __name__ == "__main__" else None)
-    """
-    if parse_first is not None:
-        parse_first()
-    import mobilenet_zoo
-    from mobilenet_zoo.tensorflow_support import import_tensorflow, tensorflow_available
-
-    if tensorflow_available():  # where it is missing, the first tf.data / export call says so
-        import_tensorflow("recipes and CLIs")
-    mobilenet_zoo._load_everything()

@@ -14,6 +14,7 @@ import numpy as np
 
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.images import IMAGE_SUFFIXES, load_rgb
 from mobilenet_zoo.task import Task
 
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
@@ -93,8 +94,6 @@ def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRES
 
     tf = import_tensorflow("TFLite export")
 
-    from mobilenet_zoo.cli import IMAGE_SUFFIXES
-    from mobilenet_zoo.images import load_rgb
 
     if not os.path.isdir(folder):
         raise ValueError(f"calibration images: {folder!r} is not a folder.")
@@ -230,7 +229,7 @@ def check_postprocess(model, postprocess: str | None) -> str | None:
     if isinstance(model, SSD):
         postprocess = postprocess or DEFAULT_SSD_POSTPROCESS
         if postprocess != "builtin_nms":
-            from mobilenet_zoo import detection_postprocess
+            from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
             detection_postprocess.check_ssd(model)
         return postprocess
@@ -253,7 +252,7 @@ def check_metadata(metadata) -> dict | None:
     if metadata is True:
         return {}
     if isinstance(metadata, dict):
-        from mobilenet_zoo import tflite_metadata
+        from mobilenet_zoo.export import metadata as tflite_metadata
 
         return tflite_metadata.check_info(metadata)
     raise ValueError(f"`metadata` must be True, False or a dict, got {type(metadata).__name__}.")

@@ -25,16 +25,16 @@ import keras
 import numpy as np
 
 from mobilenet_zoo import flags, presets
+from mobilenet_zoo.data import detection as ddata
+from mobilenet_zoo.data import digits_on_photos as embedded
 from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
-from mobilenet_zoo.detection import data as ddata
-from mobilenet_zoo.detection import embedded
 from mobilenet_zoo.detection.coco_eval import evaluate_coco, format_table
 from mobilenet_zoo.detection.visualize import draw_detections
-from mobilenet_zoo.flags import DetectionData, ExportOptions
-from mobilenet_zoo.schedule import Plan, Schedules, TrainFlags, resolve
 from mobilenet_zoo.training import DataChoice, RunContext, finish, fit
+from mobilenet_zoo.training.flags import DetectionData, ExportOptions
+from mobilenet_zoo.training.schedule import Plan, Schedules, TrainFlags, resolve
 
-# Re-exported: the flags live in mobilenet_zoo.flags (no TensorFlow import).
+# Re-exported: the flags live in mobilenet_zoo.training.flags (no TensorFlow import).
 add_data_flags = flags.add_detection_data_flags
 add_eval_flags = flags.add_detection_eval_flags
 

@@ -1,17 +1,17 @@
-"""``python -m mobilenet_zoo.export``: a preset or a ``.keras`` file to a ``.tflite`` file.
+"""``mobilenet-zoo export``: a preset or a ``.keras`` file to a ``.tflite`` file.
 
 The file carries TFLite metadata (input normalisation, labels, output meaning)
 so MediaPipe Tasks and the TFLite runtimes run it as it is; an SSD ends with the
 ``TFLite_Detection_PostProcess`` op by default. Prints the file's size and its
 inputs and outputs. Reads nothing from the network: a remote preset must be
-installed first (``python -m mobilenet_zoo.presets fetch NAME``).
+installed first (``mobilenet-zoo presets fetch NAME``).
 
 Examples::
 
-    python -m mobilenet_zoo.export --preset ssd_mobilenet_v1_face_512 --out face.tflite
-    python -m mobilenet_zoo.export --preset mobilenet_v1_1.0_224_imagenet --out cls.tflite \\
+    mobilenet-zoo export --preset ssd_mobilenet_v1_face_512 --out face.tflite
+    mobilenet-zoo export --preset mobilenet_v1_1.0_224_imagenet --out cls.tflite \\
         --quantize int8 --representative photos/ --uint8-io
-    python -m mobilenet_zoo.export --model my_deeplab.keras --out seg.tflite --image-size 256
+    mobilenet-zoo export --model my_deeplab.keras --out seg.tflite --image-size 256
 
 Exit codes: 0 written; 2 usage error (nothing was converted); 3 the export failed.
 """
@@ -22,7 +22,8 @@ import argparse
 import os
 import sys
 
-from mobilenet_zoo.cli import EXIT_FATAL, EXIT_OK
+from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli.common import EXIT_FATAL, EXIT_OK
 from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
 QUANTIZE_CHOICES = ("none", "dynamic", "float16", "int8")
@@ -31,7 +32,7 @@ POSTPROCESS_CHOICES = ("detection_postprocess", "detection_postprocess_fast", "b
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mobilenet_zoo.export",
+        prog="mobilenet-zoo export",
         description="Export a preset or a .keras model to a .tflite file with TFLite metadata "
                     "(MediaPipe Tasks: ObjectDetector, ImageClassifier, ImageSegmenter).",
         epilog="exit codes: 0 written; 2 usage error (nothing was converted); 3 export failed")
@@ -93,7 +94,7 @@ def representative_images(folder: str, height: int, width: int, limit: int,
     """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to the
     model's input, float32 pixels in [0, 255] (or [-1, 1] for a model without
     its own preprocessing), batch 1 each (``export_checks.folder_samples``)."""
-    from mobilenet_zoo.export_checks import folder_samples
+    from mobilenet_zoo.export.checks import folder_samples
 
     skipped: list[str] = []
     try:
@@ -117,7 +118,7 @@ def load_model(args):
     meta = presets.get_preset(args.preset)  # ValueError listing the presets
     if meta["location"] == "remote":
         raise ValueError(f"preset {args.preset!r} is not installed and this command reads nothing "
-                         f"from the network; install it first: python -m mobilenet_zoo.presets "
+                         f"from the network; install it first: mobilenet-zoo presets "
                          f"fetch {args.preset}")
     overrides = {}
     if meta.get("task") == "MobileNetClassifier" and args.uint8_io:
@@ -134,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    from mobilenet_zoo import cli
-
-    cli.load_package()  # after parsing: --help and usage errors answer before TensorFlow loads
+    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
     try:
         # First: without TensorFlow, one clear error before any work.
         from mobilenet_zoo.export import to_tflite
@@ -149,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("the model takes any size: give --image-size N")
             samples = representative_images(args.representative, h, w, args.max_representative,
                                             not getattr(model, "include_preprocessing", True))
-        from mobilenet_zoo import tflite_metadata
         from mobilenet_zoo.detection.ssd import SSD
+        from mobilenet_zoo.export import metadata as tflite_metadata
 
         postprocess = args.postprocess
         if postprocess is None and isinstance(model, SSD):

@@ -144,7 +144,7 @@ def float_box_clip(tflite: bytes) -> bytes:
     only as uint8 (with uint8 anchors), not the int8 of full-integer models.
     Files without such a pattern come back unchanged.
     """
-    from mobilenet_zoo.tflite_metadata import schema as meta_schema
+    from mobilenet_zoo.export.metadata import schema as meta_schema
 
     schema = meta_schema._schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(bytes(tflite)), 0)
@@ -197,7 +197,7 @@ def float_box_clip(tflite: bytes) -> bytes:
 def has_op(tflite: bytes) -> bool:
     """True when the flatbuffer's operator codes hold the ``TFLite_Detection_PostProcess``
     custom op (read from the model, not searched in the bytes: the metadata may name it)."""
-    from mobilenet_zoo.tflite_metadata import schema as meta_schema
+    from mobilenet_zoo.export.metadata import schema as meta_schema
 
     model = meta_schema._schema().Model.GetRootAs(meta_schema._model_bytes(tflite), 0)
     return any((model.OperatorCodes(i).CustomCode() or b"").decode() == OP_NAME

@@ -1,5 +1,5 @@
-"""``python -m mobilenet_zoo.presets [--json]`` lists every preset;
-``python -m mobilenet_zoo.presets fetch NAME [--from FILE] [--source KIND]`` installs one.
+"""``mobilenet-zoo presets [--json]`` lists every preset;
+``mobilenet-zoo presets fetch NAME [--from FILE] [--source KIND]`` installs one.
 
 Exit codes: 0 done, 2 usage error (unknown preset, bad file), 3 the download or
 the conversion failed (the message says what to do).
@@ -12,16 +12,18 @@ import json
 import os
 import sys
 
+from mobilenet_zoo.backend import prepare_backend
+
 
 def _list(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mobilenet_zoo.presets",
+        prog="mobilenet-zoo presets",
         description="List the presets: shipped in the package, installed in the user cache, or "
                     "remote (downloaded, verified and converted on first use). "
-                    "`python -m mobilenet_zoo.presets fetch NAME [--from FILE]` installs one.")
+                    "`mobilenet-zoo presets fetch NAME [--from FILE]` installs one.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    from mobilenet_zoo.presets import describe
+    from mobilenet_zoo.hub.presets import describe
 
     rows = describe()
     if args.json:
@@ -41,10 +43,10 @@ def _list(argv: list[str]) -> int:
 
 def _fetch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mobilenet_zoo.presets fetch",
+        prog="mobilenet-zoo presets fetch",
         description="Install a published preset into the user cache: download it (or take "
                     "--from FILE), check its sha256, convert it, check the conversion, register it.")
-    parser.add_argument("name", help="a remote preset (see `python -m mobilenet_zoo.presets`)")
+    parser.add_argument("name", help="a remote preset (see `mobilenet-zoo presets`)")
     parser.add_argument("--from", dest="from_file", metavar="FILE",
                         help="a published file carried in by hand (.h5, .tgz or .tar.gz)")
     parser.add_argument("--source", help="source kind to download instead of the first "
@@ -52,11 +54,9 @@ def _fetch(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true",
                         help="install again even when the cache holds a good copy")
     args = parser.parse_args(argv)
-    from mobilenet_zoo import cli
-
-    cli.load_package()  # converting needs TensorFlow and the task classes
-    from mobilenet_zoo.presets import get_preset
-    from mobilenet_zoo.presets.download import DownloadError, HashMismatchError
+    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
+    from mobilenet_zoo.hub.download import DownloadError, HashMismatchError
+    from mobilenet_zoo.hub.presets import get_preset
     from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install
     from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.segmentation.preprocessor import IGNORE_LABEL
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 tf = import_tensorflow("segmentation data (tf.data)")
@@ -24,6 +23,8 @@ VOC_CLASSES = [
     "sheep", "sofa", "train", "tvmonitor",
 ]  # fmt: skip
 DIGIT_CLASSES = ["background"] + [str(d) for d in range(10)]
+
+IGNORE_LABEL = 255  # PASCAL VOC convention: pixels that no loss or metric counts
 
 
 class SegmentationSource:
@@ -83,7 +84,7 @@ def embedded_digits(
     ``binary`` (default): background vs digit, 2 classes; otherwise 11 classes
     (background + the ten digits), a harder, imbalanced task.
     """
-    from mobilenet_zoo.detection import embedded
+    from mobilenet_zoo.data import digits_on_photos as embedded
 
     root = embedded.build(num_train=num_train, num_val=num_val) / split
     files = sorted(p.stem for p in (root / "images").glob("*.jpg"))

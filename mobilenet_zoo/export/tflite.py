@@ -1,6 +1,6 @@
 """Export to the phone and to servers: TFLite / LiteRT flatbuffers and SavedModels.
 
-Both go through the task's own serving path (``Task.serving_fn``): the exported
+Both go through the task's own serving path (``Task.serving_function``): the exported
 graph is the model's ``postprocess`` on its outputs, the code ``predict`` runs (for
 a ``Detector``, ``postprocess(model(images), tflite_ops=True)``). For a detector
 (``SSD``, ``FasterRCNN``) that is box decoding and per-class NMS, so the ``.tflite``
@@ -10,13 +10,6 @@ Keras models (not tasks) export their outputs as they are.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # python -m mobilenet_zoo.export: the CLI parses its flags first
-    import sys
-
-    from mobilenet_zoo.export_cli import main
-
-    sys.exit(main())
 
 import functools
 import os
@@ -29,7 +22,7 @@ import keras
 import numpy as np
 
 from mobilenet_zoo.backbone import MobileNetBackbone
-from mobilenet_zoo.export_checks import (  # noqa: F401  (POSTPROCESS: part of the export API)
+from mobilenet_zoo.export.checks import (  # noqa: F401  (POSTPROCESS: part of the export API)
     DEFAULT_SSD_POSTPROCESS,
     POSTPROCESS,
     check_argmax,
@@ -42,7 +35,7 @@ from mobilenet_zoo.export_checks import (  # noqa: F401  (POSTPROCESS: part of t
     representative_samples,
 )
 from mobilenet_zoo.fold import fold_batch_norm
-from mobilenet_zoo.task import Task, serving_function
+from mobilenet_zoo.task import Task, make_serving_function
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 # Export is TensorFlow's job on every backend: without it, one clear error here.
@@ -51,10 +44,10 @@ tf = import_tensorflow("SavedModel / TFLite export (mobilenet_zoo.export)")
 QUANTIZE = (None, "dynamic", "int8", "float16")
 # SSD post-processing in the .tflite file: one builtin NMS per class (this
 # package's DetectionDecoder, the Keras layout) or TFLite's
-# TFLite_Detection_PostProcess op (the TF OD API layout; mobilenet_zoo.detection_postprocess).
+# TFLite_Detection_PostProcess op (the TF OD API layout; mobilenet_zoo.export.ssd_postprocess).
 
 
-def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
+def _serving_model(model: keras.Model, image_size, argmax: bool, fold: bool = True,
                 postprocess: str | None = None):
     """(model at ``image_size``, BatchNorm folded, its serving function)."""
     if keras.backend.backend() != "tensorflow":
@@ -80,20 +73,20 @@ def _serving_fn(model: keras.Model, image_size, argmax: bool, fold: bool = True,
                 "Build the model with a static input size instead."
             )
     if postprocess in ("detection_postprocess", "detection_postprocess_fast"):
-        from mobilenet_zoo import detection_postprocess
+        from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
         return model, detection_postprocess.serving_function(
             model, use_regular_nms=postprocess == "detection_postprocess")
     if isinstance(model, Task):
         if argmax and postprocess_takes_argmax(model):  # DeepLabV3: class id per pixel
-            return model, model.serving_fn(argmax=True)
+            return model, model.serving_function(argmax=True)
         if argmax:  # MobileNetClassifier: class id per image, from its final scores
             post = functools.partial(model.postprocess, tflite_ops=True)
-            return model, serving_function(model, postprocess=lambda out: _argmax(post(out)))
-        return model, model.serving_fn()
+            return model, make_serving_function(model, postprocess=lambda out: _argmax(post(out)))
+        return model, model.serving_function()
     if argmax:
-        return model, serving_function(model, postprocess=_argmax)
-    return model, serving_function(model)
+        return model, make_serving_function(model, postprocess=_argmax)
+    return model, make_serving_function(model)
 
 
 def _argmax(scores):
@@ -102,12 +95,12 @@ def _argmax(scores):
 
 
 
-def _write_archive(model: keras.Model, serving_fn, directory: str) -> None:
+def _write_archive(model: keras.Model, serving_function, directory: str) -> None:
     # keras.export.ExportArchive tracks the Keras 3 variables properly
     # (tf.lite's from_concrete_functions leaves them unbound).
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", serving_fn)
+    archive.add_endpoint("serve", serving_function)
     archive.write_out(directory, verbose=False)
 
 
@@ -150,7 +143,7 @@ def export_saved_model(
         raise ValueError(f"cannot write {path!r} ({err.strerror or err}). Nothing was exported.") from err
     old = f"{tmp}-old"
     try:
-        model, fn = _serving_fn(model, image_size, argmax=False, fold=fold)
+        model, fn = _serving_model(model, image_size, argmax=False, fold=fold)
         _write_archive(model, fn, tmp)
         if os.path.isdir(path):
             os.replace(path, old)  # keep the earlier export until the new one is in place
@@ -172,7 +165,7 @@ def to_tflite(
     path: str | os.PathLike | None = None,
     quantize: str | None = None,
     representative_data: Iterable[np.ndarray] | Callable[[], Iterable] | None = None,
-    serving_fn=None,
+    serving_function=None,
     image_size: int | tuple | None = None,
     argmax: bool = False,
     fold: bool = True,
@@ -207,7 +200,7 @@ def to_tflite(
             input shape with batch 1, ``(1, H, W, C)``, or without the batch axis;
             or one ``(N, H, W, C)`` array. Read into memory and checked before
             conversion; anything else is refused with the accepted forms.
-        serving_fn: a ``tf.function`` to export instead of the default (then
+        serving_function: a ``tf.function`` to export instead of the default (then
             ``image_size`` and ``argmax`` must be left unset).
         image_size: rebuild a task model at this side or ``(height, width)``
             first (TFLite needs a static size; e.g. a dynamic-size DeepLabV3);
@@ -239,7 +232,7 @@ def to_tflite(
             with ``preset`` (name, description, licence and source of that
             preset), ``name``, ``description``, ``version``, ``author``,
             ``license``, ``labels``, ``normalization`` ``(mean, std)``,
-            ``segmenter_activation`` (see ``mobilenet_zoo.tflite_metadata``).
+            ``segmenter_activation`` (see ``mobilenet_zoo.export.metadata``).
         uint8_io: with ``quantize="int8"``: a uint8 image input (pixels as
             cameras give them; the model must take pixels in [0, 255],
             ``include_preprocessing=True``) and uint8 outputs for classifiers and
@@ -258,11 +251,11 @@ def to_tflite(
         raise ValueError(
             f"`representative_data` is only used by quantize='int8' (got quantize={quantize!r}); "
             "pass quantize='int8' to calibrate with it, or leave it out.")
-    if serving_fn is not None and (argmax or image_size is not None or postprocess is not None):
-        raise ValueError("`serving_fn` replaces the exported function: `argmax`, `image_size` and "
-                         "`postprocess` cannot apply to it. Build them into `serving_fn`, or leave "
+    if serving_function is not None and (argmax or image_size is not None or postprocess is not None):
+        raise ValueError("`serving_function` replaces the exported function: `argmax`, `image_size` and "
+                         "`postprocess` cannot apply to it. Build them into `serving_function`, or leave "
                          "it out.")
-    if serving_fn is None:
+    if serving_function is None:
         postprocess = check_postprocess(model, postprocess)
     info = check_metadata(metadata)
     if uint8_io and quantize != "int8":
@@ -271,11 +264,11 @@ def to_tflite(
     if path is not None:
         path = os.fspath(path)
         check_target_file(path)
-    if serving_fn is None:
-        model, serving_fn = _serving_fn(model, image_size, argmax, fold, postprocess)
+    if serving_function is None:
+        model, serving_function = _serving_model(model, image_size, argmax, fold, postprocess)
     samples = None
     if quantize == "int8":
-        signature = getattr(serving_fn, "input_signature", None)
+        signature = getattr(serving_function, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
         samples = representative_samples(representative_data, shape, model)
         if uint8_io:
@@ -283,18 +276,18 @@ def to_tflite(
     tmp_path, target = open_target(path) if path is not None else (None, None)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            _write_archive(model, serving_fn, tmp)
+            _write_archive(model, serving_function, tmp)
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
             flatbuffer = _convert(converter, quantize, samples,
                                   custom_ops=str(postprocess).startswith("detection_postprocess"),
                                   uint8_io=uint8_io, float_outputs=postprocess is not None)
         if quantize == "int8" and str(postprocess).startswith("detection_postprocess"):
-            from mobilenet_zoo import detection_postprocess
+            from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
             # The clip of the op's float boxes stays float (not rounded to 1/255).
             flatbuffer = detection_postprocess.float_box_clip(flatbuffer)
         if info is not None:
-            from mobilenet_zoo import tflite_metadata
+            from mobilenet_zoo.export import metadata as tflite_metadata
 
             flatbuffer = tflite_metadata.populate(
                 flatbuffer, *tflite_metadata.for_model(model, flatbuffer, info))

@@ -19,7 +19,6 @@ import numpy as np
 
 from mobilenet_zoo.data.coco import COCO_CATEGORY_IDS, COCO_CLASS_NAMES  # noqa: F401
 from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.detection.preprocessor import MAX_BOXES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 tf = import_tensorflow("detection data (tf.data)")
@@ -29,6 +28,8 @@ VOC_CLASS_NAMES = [
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 ]  # fmt: skip
+
+MAX_BOXES = 100  # ground-truth boxes per image after padding (TF OD API max_number_of_boxes)
 
 
 class DetectionSource:

@@ -10,13 +10,27 @@ plain dataclasses, which is all the library receives.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from mobilenet_zoo.cli import progress_verbose
-from mobilenet_zoo.schedule import Schedules, TrainFlags
+from mobilenet_zoo.training.schedule import Schedules, TrainFlags
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+
+def progress_verbose(requested: int | None = None) -> int:
+    """Keras ``verbose`` for fit/evaluate: ``requested``, else 1 (animated progress
+    bar) when stdout is a terminal and 2 (one line per epoch) otherwise.
+
+    Keras 3's ``Progbar`` redraws with ``\\r`` and backspaces whenever ``posix`` is
+    in ``sys.modules`` (keras/src/utils/progbar.py, ``_dynamic_display``), i.e. also
+    when stdout is a file or a pipe; those bytes would fill a log file.
+    """
+    if requested is not None:
+        return requested
+    stdout = sys.stdout
+    return 1 if hasattr(stdout, "isatty") and stdout.isatty() else 2
 
 
 def recipe_parser(doc: str) -> argparse.ArgumentParser:
@@ -268,7 +282,7 @@ def _fill(cls, args: argparse.Namespace, skip: tuple[str, ...] = ()):
 
 
 # The classification recipes' hyperparameters (their flags mirror its fields; used
-# by mobilenet_zoo.classification.trainer, which re-exports it).
+# by mobilenet_zoo.training.classification, which re-exports it).
 def _f(default, help_text, **meta):
     return field(default=default, metadata={"help": help_text, **meta})
 

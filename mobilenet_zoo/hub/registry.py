@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mobilenet_zoo.presets import catalog
-from mobilenet_zoo.presets.download import file_lock, sha256_of
+from mobilenet_zoo.hub import catalog
+from mobilenet_zoo.hub.download import file_lock, sha256_of
 
 ENV_WEIGHTS_DIR = "MOBILENET_ZOO_WEIGHTS"
 ENV_CACHE_DIR = "MOBILENET_ZOO_CACHE"

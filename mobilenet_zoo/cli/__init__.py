@@ -1,0 +1,52 @@
+"""``mobilenet-zoo``: one command for the package's jobs.
+
+    mobilenet-zoo presets [fetch NAME]     list the presets, or install a published one
+    mobilenet-zoo detect PHOTOS...         run a detector, write annotated PNGs
+    mobilenet-zoo classify PHOTOS...       ImageNet top-5 of photos
+    mobilenet-zoo export --preset NAME     write a TFLite / SavedModel file
+    mobilenet-zoo convert SRC --out FILE   convert TF-slim / keras.applications / TF OD API weights
+
+Each sub-command module parses its flags first and imports Keras and TensorFlow
+inside its command function, so ``--help`` and usage errors answer at once.
+``python -m mobilenet_zoo.<command>`` runs the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Sub-command -> (module under mobilenet_zoo.cli, one-line summary).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "presets": ("presets", "list the presets (shipped, cached, published), or `fetch NAME` one"),
+    "detect": ("detect", "run a detector on photos: JSON lines and annotated PNGs"),
+    "classify": ("classify", "ImageNet top-5 classes of photos"),
+    "export": ("export", "export a preset or a .keras model to TFLite / SavedModel"),
+    "convert": ("convert", "convert TF-slim, keras.applications or TF OD API weights"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: mobilenet-zoo COMMAND [ARGS...]   (mobilenet-zoo COMMAND --help for its flags)",
+             "", "MobileNet v1 (Howard et al. 2017) for Keras 3.", "", "commands:"]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs ``mobilenet-zoo COMMAND ARGS``; returns the command's exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from mobilenet_zoo import __version__
+
+        print(f"mobilenet-zoo {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        sys.stderr.write(_usage() + f"\nmobilenet-zoo: error: unknown command {argv[0]!r}; "
+                         f"choose from {', '.join(COMMANDS)}\n")
+        return 2
+    module = importlib.import_module(f"mobilenet_zoo.cli.{COMMANDS[argv[0]][0]}")
+    return module.main(argv[1:])
