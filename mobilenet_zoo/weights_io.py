@@ -19,6 +19,8 @@ import h5py
 import keras
 import numpy as np
 
+from mobilenet_zoo.files import atomic_write  # noqa: F401  (re-exported)
+
 METADATA_ATTR = "mobilenet_zoo_metadata"
 
 
@@ -83,24 +85,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     with h5py.File(os.fspath(path), "r") as f:
         raw = f.attrs.get(METADATA_ATTR)
         return json.loads(raw) if raw is not None else {}
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """``write(tmp_path)`` then fsync and rename onto ``path``: a reader (or a
-    crash) sees the old file or the complete new one, never a partial file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    tmp = os.path.join(directory, f".{base}.tmp-{os.getpid()}{os.path.splitext(base)[1]}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_by_name(

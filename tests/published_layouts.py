@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import weights_io
-from mobilenet_zoo.convert import SLIM_LOGITS, SLIM_SCOPE, slim_layer_map
+from mobilenet_zoo.convert import BN_VARS, SLIM_LOGITS, SLIM_SCOPE, slim_layer_map
 
 
 def write_keras2_h5(model, path: Path) -> Path:
@@ -269,6 +269,133 @@ def write_od_api_tar(tensors: dict[str, np.ndarray], ssd_model, path: Path,
         for file in sorted(work.iterdir()):
             tar.add(file, arcname=f"{stem}/{file.name}")
     return path
+
+
+FACE_TFJS_STEM = "ssd_mobilenetv1_model"  # face-api.js: <stem>-weights_manifest.json, <stem>.bin
+_EXTRA_LAYER = re.compile(r"^Conv2d_13_pointwise_([12])_Conv2d_(\d+)_(?:1x1|3x3_s2)_\d+$")
+
+
+def _folded(layers: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A conv with its BatchNorm (``<name>_bn``) folded in: (kernel, offset), the
+    ``weights`` / ``convolution_bn_offset`` pair of face-api.js's export."""
+    weights = layers[name].get_weights()
+    kernel = weights[0].astype(np.float64)
+    bias = weights[1].astype(np.float64) if len(weights) > 1 else np.zeros(kernel.shape[-1])
+    bn = layers.get(f"{name}_bn")
+    if bn is None:  # a model built with folded_batch_norm: the conv has the bias already
+        return kernel.astype(np.float32), bias.astype(np.float32)
+    gamma, beta, mean, variance = (w.astype(np.float64) for w in bn.get_weights())
+    scale = gamma / np.sqrt(variance + bn.epsilon)
+    return (kernel * scale).astype(np.float32), (beta + (bias - mean) * scale).astype(np.float32)
+
+
+def face_ssd_tfjs_tensors(model) -> list[tuple[str, np.ndarray, bool]]:
+    """(name, value, quantized) of an ``SSD`` in the order and names of face-api.js's
+    ``ssd_mobilenetv1_model`` manifest: the box predictors, the graph's constants
+    (reshape sizes, preprocessing, the anchors as ``Output/extra_dim``), the backbone
+    (``MobilenetV1/Conv2d_0_pointwise`` is the stem; pointwise BatchNorms folded,
+    depthwise ones kept) and the extra layers ``Prediction/Conv2d_{0..7}_pointwise``."""
+    layers = {la.name: la for la in weights_io.iter_weighted_layers(model)}
+    maps = len([n for n in layers if n.endswith("_BoxEncodingPredictor")])
+    classes = layers["BoxPredictor_0_ClassPredictor"].get_weights()[0].shape[-1] // (
+        layers["BoxPredictor_0_BoxEncodingPredictor"].get_weights()[0].shape[-1] // 4)
+    height, width = model.image_size
+    grids = [(math.ceil(height / 16), math.ceil(width / 16)), (math.ceil(height / 32), math.ceil(width / 32))]
+    while len(grids) < maps:
+        grids.append((math.ceil(grids[-1][0] / 2), math.ceil(grids[-1][1] / 2)))
+    anchors = [h * w * layers[f"BoxPredictor_{k}_BoxEncodingPredictor"].get_weights()[0].shape[-1] // 4
+               for k, (h, w) in enumerate(grids)]
+    assert sum(anchors) == len(model.anchors), (anchors, len(model.anchors))
+
+    def i32(value):
+        return np.asarray(value, np.int32)
+
+    out: list[tuple[str, np.ndarray, bool]] = []
+    for k in range(maps):
+        out += [(f"Prediction/BoxPredictor_{k}/ClassPredictor/{var}", value, True) for var, value
+                in zip(("weights", "biases"), layers[f"BoxPredictor_{k}_ClassPredictor"].get_weights())]
+    out += [("Prediction/BoxPredictor_0/stack_1/2", i32(classes), True),
+            ("Postprocessor/Slice/begin", i32([0, 0, 1]), True),  # drops the background score
+            ("Postprocessor/Slice/size", i32([-1, -1, -1]), True)]
+    for k in range(maps):
+        out += [(f"Prediction/BoxPredictor_{k}/BoxEncodingPredictor/{var}", value, True) for var, value
+                in zip(("weights", "biases"), layers[f"BoxPredictor_{k}_BoxEncodingPredictor"].get_weights())]
+        if k < maps - 1:
+            out.append((f"Prediction/BoxPredictor_{k}/stack_1/1", i32(anchors[k]), True))
+    out += [("Preprocessor/mul/x", np.float32(2 / 255), True),
+            ("Preprocessor/ResizeImage/size", i32([height, width]), True),
+            ("Preprocessor/sub/y", np.float32(1), True)]
+
+    def pointwise(scope, layer):
+        kernel, offset = _folded(layers, layer)
+        return [(f"{scope}/weights", kernel, True), (f"{scope}/convolution_bn_offset", offset, True)]
+
+    out += pointwise("MobilenetV1/Conv2d_0_pointwise", "conv1")
+    i = 1
+    while f"conv_dw_{i}" in layers:
+        scope = f"MobilenetV1/Conv2d_{i}_depthwise"
+        out.append((f"{scope}/depthwise_weights", layers[f"conv_dw_{i}"].get_weights()[0], True))
+        out += [(f"{scope}/BatchNorm/{var}", value, True)
+                for var, value in zip(BN_VARS, layers[f"conv_dw_{i}_bn"].get_weights())]
+        out += pointwise(f"MobilenetV1/Conv2d_{i}_pointwise", f"conv_pw_{i}")
+        i += 1
+    extra = {}
+    for name in layers:
+        m = _EXTRA_LAYER.match(name)
+        if m:  # pairs (1x1, 3x3 s2) numbered from 2 -> Prediction/Conv2d_0, _1, _2...
+            extra[2 * (int(m.group(2)) - 2) + int(m.group(1)) - 1] = name
+    for k in sorted(extra):
+        out += pointwise(f"Prediction/Conv2d_{k}_pointwise", extra[k])
+    out += [(f"Prediction/BoxPredictor_{maps - 1}/stack_1/1", i32(anchors[-1]), True),
+            ("concat_1/axis", i32(1), True),
+            ("Prediction/BoxPredictor_0/strided_slice/stack", i32([0]), True),
+            ("Prediction/BoxPredictor_0/strided_slice/stack_1", i32([1]), True),
+            ("Postprocessor/stack/1", i32(sum(anchors)), True),
+            ("Prediction/BoxPredictor_0/stack/3", i32(4), True),
+            ("Output/extra_dim", np.asarray(model.anchors, np.float32)[None], False)]
+    return out
+
+
+def _js_number(x: float) -> int | float:
+    """JSON numbers as JavaScript writes them (1, not 1.0)."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _tfjs_weight(name: str, value: np.ndarray, quantized: bool) -> tuple[dict, bytes]:
+    """A manifest entry and its bytes; uint8 quantization as tfjs-converter's
+    ``--quantization_bytes 1``: q = round((v - min) / scale), scale = (max - min) / 255
+    (1 for a constant), dequantized as ``q * scale + min``."""
+    value = np.asarray(value)
+    dtype = "int32" if value.dtype.kind in "iu" else "float32"
+    entry: dict = {"dtype": dtype, "shape": list(value.shape)}
+    if quantized:
+        low, high = float(value.min()), float(value.max())
+        scale = (high - low) / 255 if high > low else 1.0
+        data = np.round((value.astype(np.float64) - low) / scale).astype(np.uint8).tobytes()
+        entry["quantization"] = {"scale": _js_number(scale), "min": _js_number(low), "dtype": "uint8"}
+    else:
+        data = value.astype(dtype).tobytes()
+    entry["name"] = name
+    return entry, data
+
+
+def write_tfjs_face_ssd(model, folder: Path) -> Path:
+    """The face SSD as face-api.js publishes it (``ssd_mobilenetv1_model-weights_manifest.json``
+    and one ``ssd_mobilenetv1_model.bin`` shard, uint8-quantized, in its names and order);
+    returns the manifest's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries, shard = [], []
+    for name, value, quantized in face_ssd_tfjs_tensors(model):
+        entry, data = _tfjs_weight(name, value, quantized)
+        entries.append(entry)
+        shard.append(data)
+    (folder / f"{FACE_TFJS_STEM}.bin").write_bytes(b"".join(shard))
+    lines = ",\n".join("          " + json.dumps(e, separators=(",", ":")) for e in entries)
+    manifest = folder / f"{FACE_TFJS_STEM}-weights_manifest.json"
+    manifest.write_text(f'[\n  {{\n      "weights":\n      [\n{lines}\n      ],\n      "paths":\n'
+                        f'      [\n          "{FACE_TFJS_STEM}.bin"\n      ]\n  }}\n]')
+    return manifest
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mobilenet_zoo.files import atomic_write
 from mobilenet_zoo.hub import catalog
 from mobilenet_zoo.hub.download import file_lock, sha256_of
 
@@ -108,9 +109,7 @@ def write_entry(name: str, entry: dict[str, Any] | None) -> None:
     else:
         manifest[name] = entry
     payload = json.dumps(manifest, indent=2, sort_keys=True)
-    from mobilenet_zoo import weights_io  # h5py / Keras: only when writing
-
-    weights_io.atomic_write(directory / "manifest.json", lambda tmp: Path(tmp).write_text(payload))
+    atomic_write(directory / "manifest.json", lambda tmp: Path(tmp).write_text(payload))
 
 
 def _usable_cache() -> dict[str, dict[str, Any]]:

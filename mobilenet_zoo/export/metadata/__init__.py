@@ -37,6 +37,9 @@ from typing import Any
 
 import flatbuffers
 
+from mobilenet_zoo import presets
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.data.imagenet import class_names
 from mobilenet_zoo.export.metadata.schema import (  # noqa: F401  (the format's public API)
     BOX_BOUNDARIES,
     BOX_CENTER,
@@ -64,6 +67,8 @@ from mobilenet_zoo.export.metadata.schema import (  # noqa: F401  (the format's 
     read_metadata,
     serialize,
 )
+from mobilenet_zoo.segmentation.deeplab import DeepLabV3
+from mobilenet_zoo.version import __version__
 
 
 # --------------------------------------------------------------- tensor builders
@@ -206,7 +211,6 @@ def tensors_of(tflite: bytes) -> dict[str, list[dict]]:
 
 def preset_info(name: str) -> dict[str, Any]:
     """Name, description, version, author (source) and licence of a preset, for the metadata."""
-    from mobilenet_zoo import __version__, presets
 
     meta = presets.get_preset(name)
     what = {"SSD": "object detector", "FasterRCNN": "object detector",
@@ -225,7 +229,6 @@ def preset_info(name: str) -> dict[str, Any]:
 
 
 def _generic_info(model) -> dict[str, Any]:
-    from mobilenet_zoo import __version__
 
     return {"name": model.name,
             "description": f"{type(model).__name__} `{model.name}` exported by mobilenet_zoo.",
@@ -256,11 +259,9 @@ def check_info(info: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _labels(model, info, count: int | None) -> list[str]:
-    from mobilenet_zoo.classification.classifier import MobileNetClassifier
 
     labels = info.get("labels") or getattr(model, "class_names", None)
     if not labels and isinstance(model, MobileNetClassifier) and model.num_classes == 1000:
-        from mobilenet_zoo.imagenet import class_names
 
         labels = class_names()
     if not labels:
@@ -289,8 +290,6 @@ def for_model(model, tflite: bytes, info: dict[str, Any] | None = None,
     ``"classification"``, ``"segmentation"``, or None to infer from the model.
     ``box_format``: of the exported boxes (default: the model's ``bounding_box_format``).
     """
-    from mobilenet_zoo.classification.classifier import MobileNetClassifier
-    from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 
     info = check_info(info)
     base = preset_info(info["preset"]) if info.get("preset") else _generic_info(model)
