@@ -25,6 +25,8 @@ setup(
         "mobilenet_zoo": ["data/*.txt", "data/*.json"],
         "mobilenet_zoo.weights": ["*.weights.h5", "manifest.json"],
     },
+    # One command: `mobilenet-zoo presets|detect|classify|export|convert` (mobilenet_zoo/cli).
+    entry_points={"console_scripts": ["mobilenet-zoo = mobilenet_zoo.cli:main"]},
     install_requires=[
         "keras>=3.5,<4",
         "tensorflow>=2.16",

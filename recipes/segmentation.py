@@ -55,7 +55,6 @@ cli.load_package(parse_args if __name__ == "__main__" else None)
 import keras
 
 from mobilenet_zoo import MobileNetBackbone, presets
-from mobilenet_zoo.training.schedule import resolve
 from mobilenet_zoo.segmentation import (
     DeepLabV3,
     MeanIoU,
@@ -63,8 +62,9 @@ from mobilenet_zoo.segmentation import (
     SegmentationPreprocessor,
     segmentation_loss,
 )
+from mobilenet_zoo.training.run import RunContext, finish, fit
+from mobilenet_zoo.training.schedule import resolve
 from mobilenet_zoo.training.segmentation import MaskReport, SegmentationData, choose_data
-from mobilenet_zoo.training import RunContext, finish, fit
 
 
 def main(argv=None) -> dict:

@@ -37,9 +37,9 @@ from mobilenet_zoo.cli import common as cli
 # --help and usage errors answer first; then TensorFlow (quietly) and every class.
 cli.load_package(parse_args if __name__ == "__main__" else None)
 
-from mobilenet_zoo.training import run as training
-from mobilenet_zoo.training import classification as trainer
 from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+from mobilenet_zoo.training import classification as trainer
+from mobilenet_zoo.training import run as training
 
 DATASET = "stanford_dogs"
 NUM_CLASSES = 120

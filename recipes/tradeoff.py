@@ -88,9 +88,9 @@ cli.load_package(parse_args if __name__ == "__main__" else None)
 import numpy as np
 import tensorflow as tf
 
+from mobilenet_zoo.data import fashion_mnist
 from mobilenet_zoo.training import run as training
 from mobilenet_zoo.training import tradeoff
-from mobilenet_zoo.data import fashion_mnist
 
 
 def load_data(args, seed: int = 0):

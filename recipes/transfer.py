@@ -53,9 +53,9 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet_zoo import presets, training
-from mobilenet_zoo.training import transfer
 from mobilenet_zoo.data import embedded
 from mobilenet_zoo.data.tfds_utils import load_split
+from mobilenet_zoo.training import transfer
 
 
 def load_data(args):

@@ -16,11 +16,13 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from mobilenet_zoo import cli, detect, flags
+from mobilenet_zoo.cli import common as cli
+from mobilenet_zoo.cli import detect
+from mobilenet_zoo.training import flags
 from mobilenet_zoo.cli.classify import main as classify_main
 from mobilenet_zoo.cli.detect import main as detect_main
-from mobilenet_zoo.training import detection as recipe
 from mobilenet_zoo.images import ImageTooLarge, load_rgb
+from mobilenet_zoo.training import detection as recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -153,11 +155,15 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
 # --- start-up: flags before TensorFlow; logs without progress-bar redraws ---------------
 
 @pytest.mark.parametrize("command", [
-    ["-m", "mobilenet_zoo.cli.detect", "--help"],
-    ["-m", "mobilenet_zoo.cli.classify", "--help"],
-    ["-m", "mobilenet_zoo.presets", "--help"],
-    ["-m", "mobilenet_zoo.export", "--help"],
-    ["-m", "mobilenet_zoo.convert", "--help"],
+    ["-m", "mobilenet_zoo.detect", "--help"],
+    ["-m", "mobilenet_zoo.classify", "--help"],
+    ["-m", "mobilenet_zoo", "--help"],
+    ["-m", "mobilenet_zoo", "presets", "--help"],
+    ["-m", "mobilenet_zoo", "detect", "--help"],
+    ["-m", "mobilenet_zoo", "classify", "--help"],
+    ["-m", "mobilenet_zoo", "export", "--help"],
+    ["-m", "mobilenet_zoo", "convert", "--help"],
+    ["-m", "mobilenet_zoo", "presets", "fetch", "--help"],
     [str(ROOT / "recipes/ssd_coco.py"), "--help"],
     [str(ROOT / "recipes/faster_rcnn_coco.py"), "--help"],
     [str(ROOT / "recipes/tradeoff.py"), "--help"],
@@ -172,6 +178,24 @@ def test_help_and_usage_errors_answer_before_tensorflow_is_imported(command):
     assert done.returncode == (2 if "--no-such-flag" in command else 0), done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert "tensorflow" not in imported and "keras" not in imported
+
+
+@pytest.mark.parametrize("module", ["presets", "export", "convert"])
+def test_python_dash_m_of_a_package_still_runs_its_command(module):
+    # `python -m mobilenet_zoo.presets` imports the presets package (Keras) first: slower
+    # than `mobilenet-zoo presets`, but the same command.
+    done = subprocess.run([sys.executable, "-m", f"mobilenet_zoo.{module}", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and f"mobilenet-zoo {module}" in done.stdout, done.stderr[-2000:]
+
+
+def test_mobilenet_zoo_console_script_lists_its_commands_and_rejects_unknown_ones():
+    from mobilenet_zoo.cli import COMMANDS, main
+
+    assert set(COMMANDS) == {"presets", "detect", "classify", "export", "convert"}
+    done = subprocess.run(["mobilenet-zoo", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and all(name in done.stdout for name in COMMANDS)
+    assert main(["detcet"]) == 2
     if "--help" in command:
         assert "usage:" in done.stdout
 
@@ -179,7 +203,7 @@ def test_help_and_usage_errors_answer_before_tensorflow_is_imported(command):
 def test_training_log_written_to_a_file_has_no_progress_bar_redraws(tmp_path):
     script = (
         "import argparse, numpy as np, keras\n"
-        "from mobilenet_zoo import flags\n"
+        "from mobilenet_zoo.training import flags\n"
         "p = argparse.ArgumentParser(); flags.add_common_flags(p, 'runs/x'); args = p.parse_args([])\n"
         "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]); m.compile('sgd', 'mse')\n"
         "x = np.zeros((64, 3), 'float32')\n"
@@ -195,9 +219,9 @@ def test_training_log_written_to_a_file_has_no_progress_bar_redraws(tmp_path):
 
 
 def test_verbose_defaults_to_one_line_per_epoch_when_stdout_is_not_a_terminal(monkeypatch):
-    assert cli.progress_verbose() == 2  # pytest captures stdout
+    assert flags.progress_verbose() == 2  # pytest captures stdout
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
-    assert cli.progress_verbose() == 1 and cli.progress_verbose(0) == 0
+    assert flags.progress_verbose() == 1 and flags.progress_verbose(0) == 0
 
 
 # --- data choice is explicit ------------------------------------------------------------

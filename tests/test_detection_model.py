@@ -13,9 +13,9 @@ from skimage import data as skdata
 
 from mobilenet_zoo import MobileNetBackbone
 from mobilenet_zoo.complexity import profile
+from mobilenet_zoo.data import detection as ddata
 from mobilenet_zoo.data import digits_on_photos as embedded
 from mobilenet_zoo.detection import SSD, SSDAnchorGenerator, evaluate_coco
-from mobilenet_zoo.data import detection as ddata
 from mobilenet_zoo.detection.coco_eval import METRIC_NAMES
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 

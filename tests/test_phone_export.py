@@ -12,10 +12,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, presets
+from mobilenet_zoo.cli.export import main as export_main
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.export import metadata as tm
 from mobilenet_zoo.export.ssd_postprocess import has_op
-from mobilenet_zoo.export import TFLiteRunner, to_tflite
-from mobilenet_zoo.cli.export import main as export_main
 from mobilenet_zoo.imagenet import class_names
 from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 

@@ -17,17 +17,19 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, presets
+from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, presets, weights_io
+from mobilenet_zoo.cli import presets as cli
 from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 from mobilenet_zoo.data.coco import label_map_90
-from mobilenet_zoo.presets import catalog, cli, download, install, registry
+from mobilenet_zoo.hub import catalog, download, registry
+from mobilenet_zoo.presets import install
 from mobilenet_zoo.testing import randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
 import published_layouts as pl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FACE_MANIFEST = ROOT.parent / "shared/weights-source/faceapi-ssd/ssd_mobilenetv1_model-weights_manifest.json"
+DATA = Path(__file__).parent / "data"
 SMALL = "mobilenet_v1_0.25_128_imagenet"
 KERAS_FILE, SLIM_FILE = "mobilenet_2_5_128_tf.h5", "mobilenet_v1_0.25_128.tgz"
 
@@ -44,7 +46,8 @@ def _classifier(num_classes, seed):
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """The files, written once: a keras.applications h5, a TF-slim tgz (1001 classes,
-    frozen graph), and TF OD API archives of the real face SSD."""
+    frozen graph), the shipped face SSD as face-api.js's tfjs folder, and TF OD API
+    archives of the face SSD read back from that folder."""
     root = tmp_path_factory.mktemp("published")
     keras_model = _classifier(1000, 1)
     slim_model = _classifier(1001, 2)
@@ -53,12 +56,13 @@ def published(tmp_path_factory):
         SLIM_FILE: pl.write_slim_tgz(slim_model, 128, root / SLIM_FILE).read_bytes(),
     }
     face = SSD.from_preset(presets.FACE_SSD)
-    tensors = tfjs_od_api_ssd_to_checkpoint(read_tfjs(FACE_MANIFEST))
+    face_manifest = pl.write_tfjs_face_ssd(face, root / "faceapi-ssd")
+    tensors = tfjs_od_api_ssd_to_checkpoint(read_tfjs(face_manifest))
     for name, kwargs in {"face_ssd.tar.gz": {}, "face_ssd_nofrozen.tar.gz": {"frozen": False},
                          "face_ssd_badcoder.tar.gz": {"y_scale": 5.0}}.items():
         files[name] = pl.write_od_api_tar(tensors, face, root / name, **kwargs).read_bytes()
     return {"files": files, "keras_model": keras_model, "slim_model": slim_model, "face": face,
-            "root": root}
+            "face_manifest": face_manifest, "root": root}
 
 
 @pytest.fixture
@@ -294,6 +298,43 @@ def test_a_tampered_file_carried_in_is_refused_with_both_hashes(online, keras_ha
 
 
 # ---------------------------------------------------------------- TF OD API archives
+def test_face_api_tfjs_folder_has_the_published_layout(published):
+    """The written folder is face-api.js's: the same weights (name, shape, dtype,
+    quantization dtype) in the same order, the same graph constants, one .bin shard
+    of exactly the described bytes (tests/data: the layout of the published manifest)."""
+    reference = json.loads((DATA / "faceapi_ssd_manifest_layout.json").read_text())
+    (group,) = json.loads(published["face_manifest"].read_text())
+    assert group["paths"] == reference["paths"]
+    assert [[w["name"], w["shape"], w["dtype"], w.get("quantization", {}).get("dtype")]
+            for w in group["weights"]] == [row[:4] for row in reference["weights"]]
+    values = read_tfjs(published["face_manifest"])
+    for name, _, _, _, value in (row for row in reference["weights"] if len(row) == 5):
+        np.testing.assert_allclose(values[name], value, rtol=1e-7, err_msg=name)
+    stored = sum(int(np.prod(w["shape"])) * (1 if "quantization" in w else 4) for w in group["weights"])
+    assert (published["face_manifest"].parent / group["paths"][0]).stat().st_size == stored
+
+
+def test_face_api_tfjs_folder_converts_back_to_the_shipped_face_preset(published, tmp_path):
+    """Writer and reader agree: the folder, converted as the preset was made
+    (read_tfjs + tfjs_od_api_ssd_to_checkpoint, --input-size 512), detects as the
+    shipped preset does on a real photo."""
+    from mobilenet_zoo.convert import convert
+
+    out = tmp_path / "face.weights.h5"
+    meta = convert(published["face_manifest"], out, input_size=512)
+    assert meta["unused"] == [] and (meta["alpha"], meta["num_classes"]) == (1.0, 2)
+    model = SSD(MobileNetBackbone(alpha=1.0, min_depth=16), num_classes=2, image_size=512,
+                anchor_generator={"order": "2017"})
+    model.load_weights(str(out))
+    assert meta["layers_loaded"] == len(list(weights_io.iter_weighted_layers(model)))
+    photo = _photo(512)
+    ours, shipped = model.predict(photo, verbose=0), published["face"].predict(photo, verbose=0)
+    assert shipped["scores"][0, 0] > 0.9
+    np.testing.assert_allclose(ours["scores"][0, :5], shipped["scores"][0, :5], atol=1e-5)
+    np.testing.assert_allclose(ours["boxes"][0, :5], shipped["boxes"][0, :5], atol=1e-5)
+    np.testing.assert_array_equal(ours["classes"][0, :5], shipped["classes"][0, :5])
+
+
 def test_od_api_archive_builds_the_face_detector_from_pipeline_config(online, face_presets,
                                                                        published):
     model = SSD.from_preset("face_od_api")

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mobilenet_zoo import MobileNetBackbone
+from mobilenet_zoo.data import segmentation as sdata
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.segmentation import (
     ASPP_RATES,
@@ -17,7 +18,6 @@ from mobilenet_zoo.segmentation import (
     segmentation_loss,
     segmentation_scores,
 )
-from mobilenet_zoo.data import segmentation as sdata
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenet_zoo.training import tradeoff
 from mobilenet_zoo.data import fashion_mnist as fm
+from mobilenet_zoo.training import tradeoff
 
 ROOT = Path(__file__).resolve().parents[1]
 

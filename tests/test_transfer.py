@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from mobilenet_zoo.training import transfer
 from mobilenet_zoo.data import digits, lfw_faces
+from mobilenet_zoo.training import transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))

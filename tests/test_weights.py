@@ -1,5 +1,6 @@
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -9,14 +10,16 @@ import tensorflow as tf
 from skimage import data as skdata
 
 from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, preprocess_input, presets
+from mobilenet_zoo.cli.convert import main as convert_main
 from mobilenet_zoo.convert import convert, slim_layer_map
-from mobilenet_zoo.convert import main as convert_main
 from mobilenet_zoo.imagenet import class_names, classify, decode_predictions
 from mobilenet_zoo.weights_io import iter_weighted_layers, read_metadata
 
+sys.path.insert(0, str(Path(__file__).parent))
+import published_layouts as pl  # noqa: E402
+
 PRESET = "mobilenet_v1_1.0_224_imagenet"
-FROZEN = Path(__file__).resolve().parents[2] / "shared/weights-source/mobilenet_v1_1.0_224_frozen.pb"
-needs_frozen = pytest.mark.skipif(not FROZEN.is_file(), reason=f"{FROZEN} not present")
+DATA = Path(__file__).parent / "data"
 
 
 def _photo(image, size=224):
@@ -29,6 +32,22 @@ def _photo(image, size=224):
 def imagenet_logits_model():
     backbone = MobileNetBackbone.from_preset(PRESET)
     return MobileNetClassifier(backbone, classifier_activation=None, weights=PRESET)
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory, imagenet_logits_model):
+    """The shipped preset as TF-slim's ``mobilenet_v1_1.0_224_frozen.pb`` (1001 classes,
+    background at 0): its tensors as named constants, TF-slim's forward pass in raw TF
+    ops (not the Keras model), written once."""
+    path = tmp_path_factory.mktemp("slim") / "mobilenet_v1_1.0_224_frozen.pb"
+    path.write_bytes(pl.slim_frozen_graph(pl.with_background_class(imagenet_logits_model), 224))
+    return path
+
+
+def _graph_def(path):
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(Path(path).read_bytes())
+    return graph_def
 
 
 def test_preset_recognises_real_photos():
@@ -56,10 +75,25 @@ def test_classify_rejects_already_scaled_pixels():
         classify(np.zeros((32, 32, 3), dtype="float32") + 0.5)
 
 
-@needs_frozen
-def test_preset_logits_equal_the_frozen_graph_output(imagenet_logits_model):
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(FROZEN.read_bytes())
+def test_frozen_graph_has_the_tf_slim_layout(frozen):
+    """Every TF-slim node of the published graph (tests/data: name -> op and inputs, or
+    Const shape) is in ours, wired the same; the converter reads those names."""
+    reference = json.loads((DATA / "mobilenet_v1_1.0_224_frozen_layout.json").read_text())["nodes"]
+    nodes = {}
+    for node in _graph_def(frozen).node:
+        if node.op == "Const":
+            nodes[node.name] = ["Const", [d.size for d in node.attr["value"].tensor.tensor_shape.dim]]
+        elif node.op == "Placeholder":
+            nodes[node.name] = ["Placeholder", [d.size for d in node.attr["shape"].shape.dim]]
+        else:
+            nodes[node.name] = [node.op, list(node.input)]
+    assert {name: nodes.get(name) for name in reference} == reference
+    assert reference["input"] == ["Placeholder", [1, 224, 224, 3]]
+    assert "MobilenetV1/Predictions/Reshape_1" in nodes
+
+
+def test_preset_logits_equal_the_frozen_graph_output(imagenet_logits_model, frozen):
+    graph_def = _graph_def(frozen)
     x = preprocess_input(
         np.concatenate([_photo(skdata.chelsea()), _photo(skdata.coffee())]).clip(0, 255)
     )
@@ -75,12 +109,11 @@ def test_preset_logits_equal_the_frozen_graph_output(imagenet_logits_model):
     np.testing.assert_allclose(ours, ref[:, 1:], atol=1e-4)
 
 
-@needs_frozen
-def test_convert_then_load_round_trip_equals_shipped_preset(tmp_path, imagenet_logits_model):
+def test_convert_then_load_round_trip_equals_shipped_preset(tmp_path, imagenet_logits_model, frozen):
     out = tmp_path / "converted.weights.h5"
-    meta = convert(FROZEN, out)
+    meta = convert(frozen, out)
     assert meta["alpha"] == 1.0 and meta["num_classes"] == 1000 and meta["input_size"] == 224
-    assert read_metadata(out)["source_sha256"] == presets.get_preset(PRESET)["source_sha256"]
+    assert read_metadata(out)["source_sha256"] == presets.sha256_of(frozen)
     model = MobileNetClassifier(classifier_activation=None)
     model.load_weights(str(out))
     x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
@@ -89,10 +122,15 @@ def test_convert_then_load_round_trip_equals_shipped_preset(tmp_path, imagenet_l
     )
 
 
-@needs_frozen
-def test_keep_background_gives_1001_classes(tmp_path):
-    meta = convert(FROZEN, tmp_path / "bg.weights.h5", keep_background=True)
+def test_keep_background_gives_1001_classes(tmp_path, frozen, imagenet_logits_model):
+    out = tmp_path / "bg.weights.h5"
+    meta = convert(frozen, out, keep_background=True)
     assert meta["num_classes"] == 1001
+    model = MobileNetClassifier(num_classes=1001, classifier_activation=None)
+    model.load_weights(str(out))
+    kernel = model.get_layer("conv_preds").get_weights()[0]
+    np.testing.assert_array_equal(kernel[..., 1:],
+                                  imagenet_logits_model.get_layer("conv_preds").get_weights()[0])
 
 
 def _keras_app(alpha, size=128):

@@ -14,9 +14,9 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_images
 
 from mobilenet_zoo import SSD, MobileNetBackbone, presets
-from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 from mobilenet_zoo.cli.detect import detect_image
 from mobilenet_zoo.cli.detect import main as detect_main
+from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 from mobilenet_zoo.detection import ssd_mobilenet_v1
 from mobilenet_zoo.weights_io import iter_weighted_layers, save_by_name
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(_usage())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from mobilenet_zoo import __version__
+        from mobilenet_zoo.version import __version__
 
         print(f"mobilenet-zoo {__version__}")
         return 0

@@ -108,13 +108,11 @@ def representative_images(folder: str, height: int, width: int, limit: int,
 def load_model(args):
     """The model to export and its metadata info (preset name when there is one)."""
     os.environ["MOBILENET_ZOO_OFFLINE"] = "1"  # never download: a remote preset must be installed
-    import keras
-
-    import mobilenet_zoo  # noqa: F401  (registers the serializable classes)
     from mobilenet_zoo import presets
+    from mobilenet_zoo.models import load_model as load_keras_file
 
     if args.model is not None:
-        return keras.saving.load_model(args.model), {}
+        return load_keras_file(args.model), {}
     meta = presets.get_preset(args.preset)  # ValueError listing the presets
     if meta["location"] == "remote":
         raise ValueError(f"preset {args.preset!r} is not installed and this command reads nothing "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo.spec import BLOCK_SPECS
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 SLIM_SCOPE = "MobilenetV1"
 SLIM_LOGITS = "Logits/Conv2d_1c_1x1"
@@ -18,7 +19,6 @@ BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Constants of a frozen GraphDef by name, and facts read from the graph."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
 
     tf = import_tensorflow("the TF-slim converter")
     from google.protobuf.message import DecodeError
@@ -44,7 +44,6 @@ def read_slim_graphdef(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
 
 def read_slim_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every variable of a TF checkpoint (prefix or directory) by name."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
 
     tf = import_tensorflow("the TF-slim converter")
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilenet_zoo.data.tfds_utils import load_split, tfds_prepared
+
 # Debian's dataset-fashion-mnist package (`dpkg -L dataset-fashion-mnist`).
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_NAME = "fashion_mnist"
@@ -110,7 +112,6 @@ def find(data_dir: str | None = None, fallback: bool = True) -> Source | None:
     """The first source present: idx files in ``data_dir`` (or its ``fashion-mnist``
     subfolder), TFDS ``fashion_mnist`` under ``data_dir``, then (unless ``fallback``
     is False) Debian's package."""
-    from mobilenet_zoo.data.tfds_utils import tfds_prepared
 
     if data_dir:
         for folder in (Path(data_dir), Path(data_dir) / "fashion-mnist"):
@@ -137,7 +138,6 @@ def load(split: str, source: Source) -> tuple[np.ndarray, np.ndarray]:
     if split not in SPLIT_SIZES:
         raise ValueError(f"`split` must be one of {sorted(SPLIT_SIZES)}, got {split!r}.")
     if source.kind == "tfds":
-        from mobilenet_zoo.data.tfds_utils import load_split
 
         ds = load_split(TFDS_NAME, split, source.path, as_supervised=True, batch_size=-1)
         images, labels = (np.asarray(t) for t in ds)

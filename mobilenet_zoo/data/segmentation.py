@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilenet_zoo.data import digits_on_photos as embedded
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
@@ -84,7 +85,6 @@ def embedded_digits(
     ``binary`` (default): background vs digit, 2 classes; otherwise 11 classes
     (background + the ten digits), a harder, imbalanced task.
     """
-    from mobilenet_zoo.data import digits_on_photos as embedded
 
     root = embedded.build(num_train=num_train, num_val=num_val) / split
     files = sorted(p.stem for p in (root / "images").glob("*.jpg"))

@@ -14,8 +14,13 @@ import numpy as np
 
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.detection.detector import Detector
+from mobilenet_zoo.detection.ssd import SSD
+from mobilenet_zoo.export import metadata as tflite_metadata
+from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 from mobilenet_zoo.images import IMAGE_SUFFIXES, load_rgb
 from mobilenet_zoo.task import Task
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 POSTPROCESS = ("builtin_nms", "detection_postprocess", "detection_postprocess_fast")
 # Measured (benchmarks/tflite_roofline.py, docs/deploy.md): the op with per-class NMS
@@ -90,7 +95,6 @@ def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRES
     ``(height, width)``, float32 pixels in [0, 255] (or [-1, 1] for a model
     without its own preprocessing), batch 1 each. Unreadable files are named in
     ``skipped``; a folder without a readable image is an error."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
 
     tf = import_tensorflow("TFLite export")
 
@@ -128,7 +132,6 @@ def _images_of(element):
 def _dataset_items(data, shape: tuple, limit: int):
     """Batch-1 arrays from a ``tf.data.Dataset`` or an iterator (at most ``limit``):
     batches of ``shape`` are split, single images get a batch axis."""
-    from mobilenet_zoo.tensorflow_support import import_tensorflow
 
     tf = import_tensorflow("TFLite export")
 
@@ -220,8 +223,6 @@ def representative_samples(representative_data, shape: tuple, model=None) -> lis
 def check_postprocess(model, postprocess: str | None) -> str | None:
     """The post-processing to export: ``DEFAULT_SSD_POSTPROCESS`` for an SSD unless
     asked, ``"builtin_nms"`` for Faster R-CNN, None for the others."""
-    from mobilenet_zoo.detection.detector import Detector
-    from mobilenet_zoo.detection.ssd import SSD
 
     if postprocess is not None and postprocess not in POSTPROCESS:
         raise ValueError(f"`postprocess` must be one of {POSTPROCESS} (or None: the default), "
@@ -229,7 +230,6 @@ def check_postprocess(model, postprocess: str | None) -> str | None:
     if isinstance(model, SSD):
         postprocess = postprocess or DEFAULT_SSD_POSTPROCESS
         if postprocess != "builtin_nms":
-            from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
             detection_postprocess.check_ssd(model)
         return postprocess
@@ -252,7 +252,6 @@ def check_metadata(metadata) -> dict | None:
     if metadata is True:
         return {}
     if isinstance(metadata, dict):
-        from mobilenet_zoo.export import metadata as tflite_metadata
 
         return tflite_metadata.check_info(metadata)
     raise ValueError(f"`metadata` must be True, False or a dict, got {type(metadata).__name__}.")

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
+from mobilenet_zoo.detection.ssd import SSD
+from mobilenet_zoo.export.metadata import schema as meta_schema
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 tf = import_tensorflow("the TFLite_Detection_PostProcess export")
@@ -36,8 +39,6 @@ OP_NAME = "TFLite_Detection_PostProcess"
 def check_ssd(model) -> None:
     """The op decodes the TF OD API's SSD box codes against one set of anchors:
     an ``SSD`` with ``FasterRCNNBoxCoder``; anything else is refused."""
-    from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
-    from mobilenet_zoo.detection.ssd import SSD
 
     if not isinstance(model, SSD):
         raise ValueError(
@@ -144,7 +145,6 @@ def float_box_clip(tflite: bytes) -> bytes:
     only as uint8 (with uint8 anchors), not the int8 of full-integer models.
     Files without such a pattern come back unchanged.
     """
-    from mobilenet_zoo.export.metadata import schema as meta_schema
 
     schema = meta_schema._schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(bytes(tflite)), 0)
@@ -197,7 +197,6 @@ def float_box_clip(tflite: bytes) -> bytes:
 def has_op(tflite: bytes) -> bool:
     """True when the flatbuffer's operator codes hold the ``TFLite_Detection_PostProcess``
     custom op (read from the model, not searched in the bytes: the metadata may name it)."""
-    from mobilenet_zoo.export.metadata import schema as meta_schema
 
     model = meta_schema._schema().Model.GetRootAs(meta_schema._model_bytes(tflite), 0)
     return any((model.OperatorCodes(i).CustomCode() or b"").decode() == OP_NAME

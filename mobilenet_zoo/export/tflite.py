@@ -22,6 +22,8 @@ import keras
 import numpy as np
 
 from mobilenet_zoo.backbone import MobileNetBackbone
+from mobilenet_zoo.export import metadata as tflite_metadata
+from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 from mobilenet_zoo.export.checks import (  # noqa: F401  (POSTPROCESS: part of the export API)
     DEFAULT_SSD_POSTPROCESS,
     POSTPROCESS,
@@ -73,7 +75,6 @@ def _serving_model(model: keras.Model, image_size, argmax: bool, fold: bool = Tr
                 "Build the model with a static input size instead."
             )
     if postprocess in ("detection_postprocess", "detection_postprocess_fast"):
-        from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
         return model, detection_postprocess.serving_function(
             model, use_regular_nms=postprocess == "detection_postprocess")
@@ -282,12 +283,10 @@ def to_tflite(
                                   custom_ops=str(postprocess).startswith("detection_postprocess"),
                                   uint8_io=uint8_io, float_outputs=postprocess is not None)
         if quantize == "int8" and str(postprocess).startswith("detection_postprocess"):
-            from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
 
             # The clip of the op's float boxes stays float (not rounded to 1/255).
             flatbuffer = detection_postprocess.float_box_clip(flatbuffer)
         if info is not None:
-            from mobilenet_zoo.export import metadata as tflite_metadata
 
             flatbuffer = tflite_metadata.populate(
                 flatbuffer, *tflite_metadata.for_model(model, flatbuffer, info))

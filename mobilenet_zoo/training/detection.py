@@ -24,14 +24,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from mobilenet_zoo import flags, presets
+from mobilenet_zoo import presets
 from mobilenet_zoo.data import detection as ddata
 from mobilenet_zoo.data import digits_on_photos as embedded
 from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
 from mobilenet_zoo.detection.coco_eval import evaluate_coco, format_table
 from mobilenet_zoo.detection.visualize import draw_detections
-from mobilenet_zoo.training import DataChoice, RunContext, finish, fit
+from mobilenet_zoo.training import flags
 from mobilenet_zoo.training.flags import DetectionData, ExportOptions
+from mobilenet_zoo.training.run import DataChoice, RunContext, finish, fit
 from mobilenet_zoo.training.schedule import Plan, Schedules, TrainFlags, resolve
 
 # Re-exported: the flags live in mobilenet_zoo.training.flags (no TensorFlow import).

@@ -29,6 +29,8 @@ import keras
 import numpy as np
 
 from mobilenet_zoo import weights_io
+from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.task import StopOnNonFiniteLoss
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training.checkpoints import (  # noqa: F401  re-exported for the recipes
@@ -140,7 +142,6 @@ def tfds_data(name: str, data_dir: str | None, smoke: bool, load: Callable[[str,
     ``load(split, data_dir, check)``: ``tfds.testing.mock_data`` with ``smoke`` (kind
     ``mock``), else prepared under ``data_dir`` (default: ``$TFDS_DATA_DIR``), or a
     ``SystemExit`` saying how to prepare it, before anything is run."""
-    from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
 
     data_dir = data_dir or default_data_dir()
     if smoke:
@@ -292,7 +293,6 @@ def finish(run: RunContext, model: keras.Model, val: tf.data.Dataset, report: Ta
     ``export.tflite`` is off) and check it on one image, write ``results.json``
     (``results``, the measurements, the picture, the flags, the TFLite check).
     Returns the results."""
-    from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
     results = dict(results, **report.evaluate(model, val))
     run.save_model(model)

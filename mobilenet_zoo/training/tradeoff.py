@@ -25,6 +25,7 @@ from typing import Any
 
 import keras
 
+from mobilenet_zoo import weights_io
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.complexity import profile
@@ -273,7 +274,6 @@ def plot(summary: dict[str, Any], path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    from mobilenet_zoo import weights_io
 
     weights_io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
