@@ -54,6 +54,6 @@ setup(
         # (torch==2.13.0 is PyTorch's CPU build where a local wheel provides it; plain
         # `torch` from PyPI is the CUDA build). mediapipe: the tests run MediaPipe Tasks
         # on our .tflite files (skipped where its wheel does not exist).
-        "test": ["pytest>=7", "pytest-xdist", "ruff", "jax[cpu]>=0.4", "torch==2.13.0", "mediapipe"],
+        "test": ["pytest>=7", "pytest-xdist", "ruff", "import-linter>=2.1", "jax[cpu]>=0.4", "torch==2.13.0", "mediapipe"],
     },
 )

@@ -11,10 +11,13 @@ trained on the labels first. Metric: mean average precision over attributes.
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
-
 from mobilenet_zoo.training import flags
+
+TABLE_12 = {  # (alpha, image_size) -> mean AP %
+    (1.0, 224): 88.7, (0.5, 224): 88.1, (0.25, 224): 87.2,
+    (1.0, 128): 88.1, (0.5, 128): 87.7, (0.25, 128): 86.4,
+}  # fmt: skip
+NUM_ATTRIBUTES = 40
 
 
 def parse_args(argv=None):
@@ -35,28 +38,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
-from mobilenet_zoo.distillation.models import mobilenet_head_model
-
-TABLE_12 = {  # (alpha, image_size) -> mean AP %
-    (1.0, 224): 88.7, (0.5, 224): 88.1, (0.25, 224): 87.2,
-    (1.0, 128): 88.1, (0.5, 128): 87.7, (0.25, 128): 86.4,
-}  # fmt: skip
-NUM_ATTRIBUTES = 40
-
-
 def _split(args):
+    import tensorflow as tf
+
+    from mobilenet_zoo.data.tfds_utils import load_split
+
     def load(name, data_dir, check):
         def convert(ex):
             attrs = tf.stack([tf.cast(ex["attributes"][k], tf.float32) for k in sorted(ex["attributes"])])
@@ -69,6 +55,7 @@ def _split(args):
 
 
 def mean_average_precision(y_true, scores) -> float:
+    import numpy as np
     from sklearn.metrics import average_precision_score
 
     aps = [average_precision_score(y_true[:, k], scores[:, k])
@@ -78,6 +65,19 @@ def mean_average_precision(y_true, scores) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    import keras
+    import numpy as np
+
+    from mobilenet_zoo import presets
+    from mobilenet_zoo.distillation import SigmoidDistillation, make_distiller
+    from mobilenet_zoo.distillation.models import mobilenet_head_model
+    from mobilenet_zoo.models import load_model
+    from mobilenet_zoo.training import run as training
+
     if args.smoke:
         args.teacher_image_size, args.epochs, args.batch_size, args.teacher_epochs = 64, 1, 4, 1
     run = training.RunContext.start(training.run_options(args))
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
     test_b = test.batch(args.batch_size).prefetch(2)
     with run.scope():
         if args.teacher:
-            teacher = keras.saving.load_model(args.teacher, compile=False)
+            teacher = load_model(args.teacher, compile=False)  # every class of the package known
         else:
             teacher = mobilenet_head_model(NUM_ATTRIBUTES, 1.0, 64 if args.smoke else 224,
                                            weights=presets.IMAGENET, name="teacher")

@@ -10,10 +10,9 @@ person, half different), accuracy and true-accept rate at false-accept 1e-3 / 1e
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
-
 from mobilenet_zoo.training import flags
+
+TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accuracy, %
 
 
 def parse_args(argv=None):
@@ -32,26 +31,24 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
-from mobilenet_zoo.distillation.models import mobilenet_head_model
-from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
-
-TABLE_14 = {(1.0, 160): 79.4, (1.0, 128): 78.3, (0.75, 128): 75.2}  # 1e-4 accuracy, %
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mobilenet_zoo import presets
+    from mobilenet_zoo.data.tfds_utils import load_split
+    from mobilenet_zoo.distillation import EmbeddingDistillation, make_distiller
+    from mobilenet_zoo.distillation.models import mobilenet_head_model
+    from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
+    from mobilenet_zoo.models import load_model
+    from mobilenet_zoo.training import run as training
+
     if args.smoke:
         args.epochs, args.batch_size, args.image_size, args.pairs = 1, 4, 64, 20
     run = training.RunContext.start(training.run_options(args))
@@ -68,7 +65,7 @@ def main(argv=None) -> dict:
                     num_parallel_calls=tf.data.AUTOTUNE)
     with run.scope():
         if args.teacher:
-            teacher = keras.saving.load_model(args.teacher, compile=False)
+            teacher = load_model(args.teacher, compile=False)  # every class of the package known
         else:  # stand-in: ImageNet features + projection; NOT a face model
             teacher = mobilenet_head_model(args.embedding_dim, 1.0, size, l2_normalize=True,
                                            weights=presets.IMAGENET, name="stand_in_teacher")

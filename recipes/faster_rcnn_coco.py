@@ -15,8 +15,7 @@ TFLite builtins, detections.png, results.json with the paper's row).
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
+from mobilenet_zoo.paper import TABLE_13
 from mobilenet_zoo.training import flags
 from mobilenet_zoo.training.schedule import Schedule, Schedules
 
@@ -46,17 +45,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-
-from mobilenet_zoo.detection import faster_rcnn_mobilenet_v1, recipe
-from mobilenet_zoo.paper import TABLE_13
-
-
 def paper_row(plan) -> dict:
     row = f"Faster-RCNN {600 if plan.image_size >= 600 else 300} MobileNet"
     return {row: TABLE_13[row]}
@@ -64,6 +52,15 @@ def paper_row(plan) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    import keras
+
+    from mobilenet_zoo.detection import faster_rcnn_mobilenet_v1
+    from mobilenet_zoo.training import detection as recipe
+
     detector = recipe.DetectionRecipe(
         SCHEDULES, faster_rcnn_mobilenet_v1,
         lambda plan: keras.optimizers.SGD(plan.learning_rate, momentum=args.momentum), paper_row,

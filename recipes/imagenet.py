@@ -13,13 +13,13 @@ and run `tfds build imagenet2012 --data_dir <data-dir>` once.
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
 import dataclasses
 import os
 import sys
 
 from mobilenet_zoo.training import flags
+
+DATASET = "imagenet2012"
 
 
 def parse_args(argv=None):
@@ -43,19 +43,6 @@ def parse_args(argv=None):
     return args
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
-from mobilenet_zoo.training import classification as trainer
-from mobilenet_zoo.training import run as training
-
-DATASET = "imagenet2012"
-
-
 def row_command(row) -> str:
     return (f"python recipes/imagenet.py --alpha {row['alpha']} --image-size {row['image_size']} "
             f"--variant {row['variant']} --data-dir DIR --out runs/imagenet/{row['label'].replace(' ', '_')}")
@@ -63,6 +50,14 @@ def row_command(row) -> str:
 
 def main(argv=None, extra_callbacks=None) -> list[dict]:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
+    from mobilenet_zoo.training import classification as trainer
+    from mobilenet_zoo.training import run as training
+
     data_dir = args.data_dir or default_data_dir()
     rows = trainer.paper_rows(args.table) if args.table else None
     if rows and not args.run_table:
@@ -119,6 +114,8 @@ def evaluate_only(args, config, data_dir) -> dict:
 
 
 def _paper_for(cfg) -> dict:
+    from mobilenet_zoo.training import classification as trainer
+
     for table in ("4", "5", "6", "7", "9"):
         for row in trainer.paper_rows(table):
             if (row["alpha"], row["image_size"], row["variant"]) == (cfg.alpha, cfg.image_size, cfg.variant):
@@ -127,6 +124,8 @@ def _paper_for(cfg) -> dict:
 
 
 def load_data(args, data_dir):
+    from mobilenet_zoo.data.tfds_utils import load_split
+
     if args.smoke:
         import tensorflow_datasets as tfds
 

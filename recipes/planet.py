@@ -12,12 +12,12 @@ and 2500 km beside Table 11.
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
 import csv
 import os
 
 from mobilenet_zoo.training import flags
+
+TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
 
 
 def parse_args(argv=None):
@@ -41,23 +41,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets, training
-from mobilenet_zoo.training.geo import adaptive_cells, fraction_within, great_circle_km
-
-TABLE_11 = {"PlaNet": [8.4, 24.5, 37.6, 53.6, 71.3], "PlaNet MobileNet": [8.5, 24.8, 34.3, 51.2, 66.8]}
-
-
 def smoke_csv(out_dir: str, n: int = 48, seed: int = 0) -> str:
     """Real photos (scikit-image) at deterministic coordinates around 4 cities."""
+    import numpy as np
     from PIL import Image
     from skimage import data as skdata
 
@@ -79,6 +65,8 @@ def smoke_csv(out_dir: str, n: int = 48, seed: int = 0) -> str:
 
 
 def read_csv(path: str, root: str):
+    import numpy as np
+
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     missing = {"path", "lat", "lon"} - set(rows[0] if rows else {})
@@ -90,6 +78,18 @@ def read_csv(path: str, root: str):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, presets
+    from mobilenet_zoo.training import run as training
+    from mobilenet_zoo.training.geo import adaptive_cells, fraction_within, great_circle_km
+
     if args.smoke:
         args.min_photos, args.max_photos, args.epochs, args.batch_size, args.image_size = 2, 8, 1, 8, 64
     run = training.RunContext.start(training.run_options(args))

@@ -12,11 +12,8 @@ share, mobilenet_zoo/training/run.py).
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
-
 from mobilenet_zoo.training import flags
-from mobilenet_zoo.training.schedule import Schedule, Schedules
+from mobilenet_zoo.training.schedule import Schedule, Schedules, resolve
 
 # Our choice (Adam 1e-3, batch 8, 160 px): a few minutes on the embedded masks.
 SCHEDULES = Schedules(
@@ -47,28 +44,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-
-from mobilenet_zoo import MobileNetBackbone, presets
-from mobilenet_zoo.segmentation import (
-    DeepLabV3,
-    MeanIoU,
-    PixelAccuracy,
-    SegmentationPreprocessor,
-    segmentation_loss,
-)
-from mobilenet_zoo.training.run import RunContext, finish, fit
-from mobilenet_zoo.training.schedule import resolve
-from mobilenet_zoo.training.segmentation import MaskReport, SegmentationData, choose_data
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    import keras
+
+    from mobilenet_zoo import MobileNetBackbone, presets
+    from mobilenet_zoo.segmentation import (
+        DeepLabV3,
+        MeanIoU,
+        PixelAccuracy,
+        SegmentationPreprocessor,
+        segmentation_loss,
+    )
+    from mobilenet_zoo.training.run import RunContext, finish, fit
+    from mobilenet_zoo.training.segmentation import MaskReport, SegmentationData, choose_data
+
     run = RunContext.start(flags.run_options(args))
     choice = choose_data(SegmentationData(args.dataset, args.data_dir, args.voc_root, args.embedded_classes),
                          run.smoke)

@@ -14,10 +14,14 @@ data, training loop and outputs are the shared detection recipe's
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
+from typing import TYPE_CHECKING
 
+from mobilenet_zoo.paper import TABLE_13
 from mobilenet_zoo.training import flags
 from mobilenet_zoo.training.schedule import Schedule, Schedules
+
+if TYPE_CHECKING:
+    from mobilenet_zoo.training.detection import DetectionRecipe
 
 # ssd_mobilenet_v1_coco.config: RMSProp 0.004, batch 24. On the embedded set 11
 # epochs with the backbone frozen to P3 (1.75x faster steps; our choice).
@@ -26,6 +30,7 @@ SCHEDULES = Schedules(
     embedded=Schedule(epochs=11, batch_size=24, learning_rate=0.004, eval_batch=25, freeze_until="P3"),
     smoke=Schedule(epochs=1, batch_size=2, learning_rate=0.004, steps_per_epoch=2, eval_batch=2),
 )
+PAPER_TABLE_13 = {"SSD 300 MobileNet": TABLE_13["SSD 300 MobileNet"]}
 
 
 def parse_args(argv=None):
@@ -44,20 +49,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
+def detection_recipe(args) -> DetectionRecipe:
+    import keras
 
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
+    from mobilenet_zoo.detection import FocalLoss, SSDLoss, ssd_mobilenet_v1
+    from mobilenet_zoo.training import detection as recipe
 
-import keras
-
-from mobilenet_zoo.detection import FocalLoss, SSDLoss, recipe, ssd_mobilenet_v1
-from mobilenet_zoo.paper import TABLE_13
-
-PAPER_TABLE_13 = {"SSD 300 MobileNet": TABLE_13["SSD 300 MobileNet"]}
-
-
-def detection_recipe(args) -> recipe.DetectionRecipe:
     def optimizer(plan):
         schedule = keras.optimizers.schedules.ExponentialDecay(
             plan.learning_rate, args.lr_decay_steps, args.lr_decay_factor, staircase=True)
@@ -73,6 +70,12 @@ def detection_recipe(args) -> recipe.DetectionRecipe:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    from mobilenet_zoo.training import detection as recipe
+
     return recipe.run(detection_recipe(args), flags.run_options(args), flags.detection_data(args),
                       flags.train_flags(args), args.alpha, args.weights, flags.export_options(args))
 

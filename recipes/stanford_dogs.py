@@ -12,8 +12,6 @@ weights of `--alpha` / `--image-size` (1.0-224 ships; the others download once),
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
 import dataclasses
 
 from mobilenet_zoo.training import flags
@@ -21,26 +19,6 @@ from mobilenet_zoo.training import flags
 # Fine-tuning defaults (our choice): shorter, gentler than ImageNet from scratch.
 FINE_TUNE = flags.ClassificationConfig(weights="imagenet", epochs=30, learning_rate=0.01,
                                          batch_size=64)
-
-
-def parse_args(argv=None):
-    p = flags.recipe_parser(__doc__)
-    p.add_argument("--data-dir", default=None, help="TFDS data dir holding stanford_dogs")
-    p.add_argument("--table", default=None, choices=["10"], help="list Table 10's rows")
-    flags.add_config_flags(p, FINE_TUNE)
-    flags.add_common_flags(p, "runs/stanford_dogs")
-    return p.parse_args(argv)
-
-
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
-from mobilenet_zoo.training import classification as trainer
-from mobilenet_zoo.training import run as training
-
 DATASET = "stanford_dogs"
 NUM_CLASSES = 120
 # Table 10 (top-1, million mult-adds, million params without the 1000-way classifier).
@@ -52,8 +30,25 @@ TABLE_10 = [
 ]
 
 
+def parse_args(argv=None):
+    p = flags.recipe_parser(__doc__)
+    p.add_argument("--data-dir", default=None, help="TFDS data dir holding stanford_dogs")
+    p.add_argument("--table", default=None, choices=["10"], help="list Table 10's rows")
+    flags.add_config_flags(p, FINE_TUNE)
+    flags.add_common_flags(p, "runs/stanford_dogs")
+    return p.parse_args(argv)
+
+
 def main(argv=None, extra_callbacks=None) -> dict | None:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    from mobilenet_zoo.data.tfds_utils import default_data_dir, load_split, tfds_prepared
+    from mobilenet_zoo.training import classification as trainer
+    from mobilenet_zoo.training import run as training
+
     data_dir = args.data_dir or default_data_dir()
     if args.table:
         print("Table 10 rows (paper top-1) and the command for each:")

@@ -16,8 +16,6 @@ four idx files in --data-dir, or TFDS fashion_mnist prepared under --data-dir.
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
 import dataclasses
 import os
 import time
@@ -59,43 +57,39 @@ def parse_args(argv=None):
     flags.add_config_flags(p, SWEEP, exclude=PER_RUN)
     flags.add_common_flags(p, "runs/tradeoff")
     args = p.parse_args(argv)
+    usage = ("--alphas takes numbers and --sizes integers, comma-separated (e.g. --alphas 1.0,0.5 "
+             "--sizes 64,48); --seed-points ALPHA@SIZE pairs: {}")
     try:
         args.alphas = tuple(float(a) for a in args.alphas.split(","))
         args.sizes = tuple(int(v) for v in args.sizes.split(","))
-        args.seed_points = tuple(_parse_point(v) for v in args.seed_points.split(",") if v)
     except ValueError as err:
-        p.error(f"--alphas takes numbers and --sizes integers, comma-separated (e.g. --alphas 1.0,0.5 "
-                f"--sizes 64,48); --seed-points ALPHA@SIZE pairs: {err}")
+        p.error(usage.format(err))
     if min(args.sizes) < 32 or min(args.alphas) <= 0:
         p.error(f"--sizes must be >= 32 pixels and --alphas > 0; got {args.sizes} and {args.alphas}.")
+    points = [v for v in args.seed_points.split(",") if v]
+    args.seed_points = ()
+    if points:  # the sweep module's parser: the checks above answered before Keras loads
+        from mobilenet_zoo.backend import prepare_backend
+
+        prepare_backend()
+        from mobilenet_zoo.training.tradeoff import parse_point
+
+        try:
+            args.seed_points = tuple(parse_point(v) for v in points)
+        except ValueError as err:
+            p.error(usage.format(err))
     return args
-
-
-def _parse_point(text: str) -> tuple[float, int]:
-    """``"0.5@48"`` -> (0.5, 48) (as ``classification.tradeoff.parse_point``, without TF)."""
-    try:
-        alpha, size = text.split("@")
-        return float(alpha), int(size)
-    except ValueError:
-        raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None
-
-
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo.data import fashion_mnist
-from mobilenet_zoo.training import run as training
-from mobilenet_zoo.training import tradeoff
 
 
 def load_data(args, seed: int = 0):
     """(train, test) tf.data of (uint8 (28, 28, 1), label), train size, description, and a
     fingerprint of the examples (each run records it; ``--resume`` checks it)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from mobilenet_zoo.data import fashion_mnist
+    from mobilenet_zoo.training import run as training
+
     if args.smoke:
         import tensorflow_datasets as tfds
 
@@ -132,6 +126,13 @@ def load_data(args, seed: int = 0):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    from mobilenet_zoo.training import run as training
+    from mobilenet_zoo.training import tradeoff
+
     ctx = training.RunContext.start(training.run_options(args))
     config = dataclasses.replace(SWEEP, **{f.name: getattr(args, f.name) for f in dataclasses.fields(SWEEP)
                                            if f.name not in PER_RUN})

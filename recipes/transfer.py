@@ -10,8 +10,6 @@ Writes ``<out>/model.keras`` and ``<out>/results.json``.
 
 from __future__ import annotations
 
-MOBILENET_ZOO_PARSE_FIRST = True  # flags parsed before TensorFlow loads (mobilenet_zoo/__init__.py)
-
 import argparse
 
 from mobilenet_zoo.training import flags
@@ -43,23 +41,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-from mobilenet_zoo.cli import common as cli
-
-# --help and usage errors answer first; then TensorFlow (quietly) and every class.
-cli.load_package(parse_args if __name__ == "__main__" else None)
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-from mobilenet_zoo import presets, training
-from mobilenet_zoo.data import embedded
-from mobilenet_zoo.data.tfds_utils import load_split
-from mobilenet_zoo.training import transfer
-
-
 def load_data(args):
     """Returns (train, val, class_names, description) as batched uint8-pixel datasets."""
+    import keras
+    import tensorflow as tf
+
+    from mobilenet_zoo.data import embedded
+    from mobilenet_zoo.data.tfds_utils import load_split
+    from mobilenet_zoo.training import transfer
+
     size, bs = args.image_size, args.batch_size
     if args.data:
         try:
@@ -100,6 +90,14 @@ def load_data(args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # --help and usage errors answered above; now TensorFlow (quietly) or a TF-free backend.
+    from mobilenet_zoo.backend import prepare_backend
+
+    prepare_backend()
+    from mobilenet_zoo import presets
+    from mobilenet_zoo.training import run as training
+    from mobilenet_zoo.training import transfer
+
     if args.smoke:  # a few steps on small images: checks the plumbing, not accuracy
         args.image_size, args.head_epochs, args.fine_tune_epochs = 64, 1, 1
     run = training.RunContext.start(training.run_options(args))
@@ -135,5 +133,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    import numpy as np
+
     np.set_printoptions(precision=3)
     main()

@@ -216,7 +216,7 @@ def test_a_cut_connection_is_resumed_with_a_range_request(online, keras_hash_pub
 def test_a_killed_download_is_never_used_and_resumes(online, keras_hash_published, tmp_path):
     online.httpd.delay = 0.1  # 64 KiB per 100 ms: the kill lands mid-file
     dest = tmp_path / KERAS_FILE
-    code = ("import sys; from mobilenet_zoo.presets import download; "
+    code = ("import sys; from mobilenet_zoo.hub import download; "
             "download.download(sys.argv[1], sys.argv[2])")
     proc = subprocess.Popen([sys.executable, "-c", code, f"{online.url}/{KERAS_FILE}", str(dest)],
                             stderr=subprocess.DEVNULL, env=dict(os.environ))
@@ -568,7 +568,7 @@ def test_a_deleted_cache_file_is_reinstalled_by_fetch(online, published, capsys)
 def test_classify_cli_and_transfer_builder_take_a_published_variant(online, published, tmp_path,
                                                                     capsys):
     from mobilenet_zoo import classify
-    from mobilenet_zoo.classification import transfer
+    from mobilenet_zoo.training import transfer
 
     assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
     photo = tmp_path / "astronaut.png"
@@ -582,7 +582,7 @@ def test_classify_cli_and_transfer_builder_take_a_published_variant(online, publ
 
 
 def test_mobilenet_zoo_cache_is_one_root_for_presets_downloads_and_data(tmp_path, monkeypatch):
-    from mobilenet_zoo.detection import embedded
+    from mobilenet_zoo.data import digits_on_photos as embedded
 
     monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
     assert registry.cache_root() == tmp_path == embedded.cache_dir()

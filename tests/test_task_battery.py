@@ -1,7 +1,7 @@
 """One contract battery over every task model: the classifier, SSD, Faster R-CNN and DeepLabV3
 each serve the same results from Keras, a SavedModel and a TFLite file, fold, resize, build
 from presets and name bad inputs. (Saving and loading in a fresh interpreter after
-``import mobilenet_zoo`` alone: test_task_contract.test_load_model_works_after_import_mobilenet_zoo_alone.)"""
+``import mobilenet_zoo`` alone: test_task_contract.test_load_model_opens_every_task_file_after_import_mobilenet_zoo_alone.)"""
 
 import backend_check
 import numpy as np

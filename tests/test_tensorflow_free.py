@@ -1,4 +1,4 @@
-"""Without TensorFlow, ``import mobilenet_zoo`` works on its own, run after run, and the
+"""Without TensorFlow, ``import mobilenet_zoo`` and its first name work, run after run, and the
 package selects the installed backend (a quick check; tests/test_backends.py runs the task
 models there)."""
 

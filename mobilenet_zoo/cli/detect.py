@@ -41,23 +41,21 @@ def expand(inputs: list[str]) -> list[str]:
 def load_detector(preset: str | None, model_path: str | None):
     """The detector (any ``Detector``: SSD, Faster R-CNN) of ``--model`` or ``--preset``;
     ``SystemExit`` with a message (exit code 2, nothing was run) when it cannot be one."""
-    import keras
-
     from mobilenet_zoo import presets
     from mobilenet_zoo.detection import SSD, Detector, FasterRCNN
+    from mobilenet_zoo.models import load_model
+    from mobilenet_zoo.weights_io import check_finite
 
     classes = {cls.__name__: cls for cls in (SSD, FasterRCNN)}
     preset = preset or presets.FACE_SSD
     if model_path:
         try:
-            model = keras.saving.load_model(model_path)
+            model = load_model(model_path)
         except (OSError, ValueError) as err:
             _usage_exit(f"cannot load --model {model_path}: {err}")
         if not isinstance(model, Detector):
             _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector "
                         f"({', '.join(classes)} or another Detector).")
-        from mobilenet_zoo.weights_io import check_finite
-
         try:  # NaN / inf weights predict nothing useful (folding would hide them)
             check_finite(model, f"--model {model_path}")
         except ValueError as err:
