@@ -68,16 +68,10 @@ def parse_args(argv=None):
         p.error(f"--sizes must be >= 32 pixels and --alphas > 0; got {args.sizes} and {args.alphas}.")
     points = [v for v in args.seed_points.split(",") if v]
     args.seed_points = ()
-    if points:  # the sweep module's parser: the checks above answered before Keras loads
-        from mobilenet_zoo.backend import prepare_backend
-
-        prepare_backend()
-        from mobilenet_zoo.training.tradeoff import parse_point
-
-        try:
-            args.seed_points = tuple(parse_point(v) for v in points)
-        except ValueError as err:
-            p.error(usage.format(err))
+    try:
+        args.seed_points = tuple(flags.parse_point(v) for v in points)
+    except ValueError as err:
+        p.error(usage.format(err))
     return args
 
 

@@ -133,7 +133,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    import numpy as np
-
-    np.set_printoptions(precision=3)
     main()

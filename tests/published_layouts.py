@@ -371,7 +371,15 @@ def _tfjs_weight(name: str, value: np.ndarray, quantized: bool) -> tuple[dict, b
     if quantized:
         low, high = float(value.min()), float(value.max())
         scale = (high - low) / 255 if high > low else 1.0
-        data = np.round((value.astype(np.float64) - low) / scale).astype(np.uint8).tobytes()
+        q = np.round((value.astype(np.float64) - low) / scale)
+        if dtype == "float32" and high > low:
+            # float32 values that were dequantized once lie on the grid q * scale + min of
+            # float64 parameters that float32 min / max only approximate (a constant shift of
+            # the whole tensor); least squares over all values recovers them.
+            (scale, fitted), *_ = np.linalg.lstsq(np.stack([q.ravel(), np.ones(q.size)], 1),
+                                                  value.astype(np.float64).ravel(), rcond=None)
+            low = max(fitted, 0.0) if low >= 0 else fitted  # a variance stays non-negative
+        data = q.astype(np.uint8).tobytes()
         entry["quantization"] = {"scale": _js_number(scale), "min": _js_number(low), "dtype": "uint8"}
     else:
         data = value.astype(dtype).tobytes()

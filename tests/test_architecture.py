@@ -91,11 +91,21 @@ def test_no_module_imports_the_package_root():
     assert not offenders, offenders
 
 
-def test_only_the_command_line_imports_package_modules_inside_functions():
+def _imports_tensorflow_at_module_level(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+               and getattr(node.value.func, "id", "") == "import_tensorflow" for node in tree.body)
+
+
+def test_imports_inside_functions_are_the_command_line_or_tensorflow_modules():
     # A sub-command parses its flags, then imports the models (`--help` answers at once);
-    # everywhere else imports sit at the top of the module.
-    inner = sorted({(src, dst) for src, dst, in_function in _imports(_modules())
-                    if in_function and not src.startswith("mobilenet_zoo.cli")})
+    # a module that needs TensorFlow when imported (a tf.data source, the recipe runner) is
+    # imported where it is used, so the models run without TensorFlow. Everything else
+    # imports at the top of the module.
+    modules = _modules()
+    inner = sorted({(src, dst) for src, dst, in_function in _imports(modules)
+                    if in_function and not src.startswith("mobilenet_zoo.cli")
+                    and not _imports_tensorflow_at_module_level(modules[dst])})
     assert not inner, inner
 
 

@@ -8,7 +8,6 @@ behind, and that nothing silently wrong comes out.
 import glob
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -17,12 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, export, training
+from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, export
 from mobilenet_zoo.export import TFLiteRunner, export_saved_model, to_tflite
 from mobilenet_zoo.fold import fold_batch_norm
+from mobilenet_zoo.training import run as training
 from mobilenet_zoo.weights_io import NonFiniteWeightsError, load_by_name, save_by_name
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _classifier(num_classes=3, seed=0):
@@ -285,8 +283,7 @@ def test_a_recipe_resume_with_other_flags_exits_naming_them(tmp_path):
 
 
 def test_smoke_runs_default_to_their_own_folder():
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
+    from recipes import tradeoff as recipe
 
     assert recipe.parse_args([]).out == "runs/tradeoff"
     assert recipe.parse_args(["--smoke"]).out == "runs/tradeoff-smoke"
@@ -309,10 +306,8 @@ def _write_fashion_mnist(folder: Path, seed: int) -> None:
 
 def test_tradeoff_resume_refuses_runs_trained_on_other_data_or_with_another_schedule(tmp_path):
     """The sweep's --resume used to table any finished run in --out, e.g. a --smoke run's."""
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
-
     from mobilenet_zoo.training import tradeoff
+    from recipes import tradeoff as recipe
 
     data = tmp_path / "fashion"
     data.mkdir()

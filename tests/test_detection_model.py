@@ -317,8 +317,7 @@ def test_embedded_set_is_deterministic_coco_format(tmp_path):
 
 
 def _recipe():
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import ssd_coco
+    from recipes import ssd_coco
 
     return ssd_coco
 

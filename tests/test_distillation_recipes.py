@@ -1,18 +1,11 @@
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mobilenet_zoo.distillation.verification import make_pairs, verification_metrics
 from mobilenet_zoo.training.geo import adaptive_cells, fraction_within, great_circle_km
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import face_attributes  # noqa: E402
-import facenet_distill  # noqa: E402
-import planet  # noqa: E402
+from recipes import face_attributes, facenet_distill, planet
 
 
 def test_great_circle_distances_match_hand_values():

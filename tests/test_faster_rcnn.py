@@ -1,8 +1,6 @@
 """Faster R-CNN: anchors, targets, ROI crops, decoding, complexity, training, export, recipe."""
 
 import math
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,8 +14,6 @@ from mobilenet_zoo.detection import ArgMaxMatcher, FasterRCNNBoxCoder, roi, rpn
 from mobilenet_zoo.detection import faster_rcnn as fr
 from mobilenet_zoo.detection.anchors import GridAnchorGenerator
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _small(**kwargs):
@@ -246,8 +242,7 @@ def test_keep_aspect_ratio_size_follows_the_tf_od_api_resizer():
 
 # ---------------------------------------------------------------- recipe
 def _recipe():
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import faster_rcnn_coco
+    from recipes import faster_rcnn_coco
 
     return faster_rcnn_coco
 

@@ -22,7 +22,7 @@ from mobilenet_zoo.cli import presets as cli
 from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 from mobilenet_zoo.data.coco import label_map_90
 from mobilenet_zoo.hub import catalog, download, registry
-from mobilenet_zoo.presets import install
+from mobilenet_zoo.presets.install import ConversionCheckError, install
 from mobilenet_zoo.testing import randomize_batch_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -358,7 +358,7 @@ def test_od_api_archive_without_frozen_graph_takes_the_metadata_anchor_order(onl
 
 
 def test_od_api_conversion_that_differs_from_its_frozen_graph_fails_loudly(online, face_presets):
-    with pytest.raises(install.ConversionCheckError, match="does not reproduce frozen_inference_graph"):
+    with pytest.raises(ConversionCheckError, match="does not reproduce frozen_inference_graph"):
         SSD.from_preset("face_od_api_badcoder")
     assert presets.get_preset("face_od_api_badcoder")["location"] == "remote"
     assert not (registry.cache_dir() / "face_od_api_badcoder.weights.h5").exists()
@@ -483,7 +483,7 @@ def test_two_processes_installing_one_preset_both_get_it(online, tmp_path):
 
     def fetch():
         try:
-            results.append(install.install(SMALL, source="tf_slim_tgz"))
+            results.append(install(SMALL, source="tf_slim_tgz"))
         except Exception as err:  # noqa: BLE001  reported below
             errors.append(err)
 
@@ -592,7 +592,7 @@ def test_mobilenet_zoo_cache_is_one_root_for_presets_downloads_and_data(tmp_path
 
 def test_presets_listing_and_help_start_without_tensorflow():
     for args in (["--help"], ["--json"]):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mobilenet_zoo.presets",
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mobilenet_zoo", "presets",
                                *args], capture_output=True, text=True, timeout=120,
                               env=dict(os.environ, MOBILENET_ZOO_TF_LOGS="1"))
         assert done.returncode == 0, done.stderr[-2000:]

@@ -8,13 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier, training
+from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
 from mobilenet_zoo.training import classification as trainer
+from mobilenet_zoo.training import run as training
+from recipes import imagenet, stanford_dogs
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import imagenet  # noqa: E402
-import stanford_dogs  # noqa: E402
 
 
 def test_imagenet_smoke_trains_evaluates_saves_and_reports(tmp_path):
@@ -103,7 +102,7 @@ MIRRORED_SCRIPT = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
-    from mobilenet_zoo.training import get_strategy
+    from mobilenet_zoo.training.strategy import get_strategy
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(8) % 3, 3)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier, training
+from mobilenet_zoo import SSD, MobileNetBackbone, MobileNetClassifier
 from mobilenet_zoo.images import ImageError, load_rgb
 from mobilenet_zoo.task import NonFiniteLossError
+from mobilenet_zoo.training import run as training
 from mobilenet_zoo.weights_io import atomic_write, save_by_name
 
 

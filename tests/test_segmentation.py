@@ -1,5 +1,3 @@
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,8 +16,6 @@ from mobilenet_zoo.segmentation import (
     segmentation_loss,
     segmentation_scores,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model(output_stride=16, **kwargs):
@@ -148,8 +144,7 @@ def test_tflite_export_matches_keras_and_argmax_option():
 
 
 def _recipe():
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import segmentation
+    from recipes import segmentation
 
     return segmentation
 

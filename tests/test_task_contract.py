@@ -220,8 +220,7 @@ def test_paper_tables_are_data_only():
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_recipe_has_the_shared_flags(name, monkeypatch):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    recipe = importlib.import_module(name)
+    recipe = importlib.import_module(f"recipes.{name}")
     seen: set[str] = set()
 
     def capture(self, args=None, namespace=None):
@@ -239,8 +238,7 @@ def test_every_recipe_has_the_shared_flags(name, monkeypatch):
 @pytest.mark.parametrize("name", RECIPES + ["tradeoff"])
 def test_every_recipe_names_the_learning_rate_learning_rate(name, capsys):
     """One name per idea: ``--learning-rate`` (``--lr``, the older name, a hidden alias)."""
-    sys.path.insert(0, str(ROOT / "recipes"))
-    recipe = importlib.import_module(name)
+    recipe = importlib.import_module(f"recipes.{name}")
     args = recipe.parse_args(["--learning-rate", "0.125"])
     assert args.learning_rate == 0.125 and not hasattr(args, "lr")
     if name not in ("imagenet", "stanford_dogs", "tradeoff"):  # config flags: no older name
@@ -251,8 +249,7 @@ def test_every_recipe_names_the_learning_rate_learning_rate(name, capsys):
 
 
 def test_transfer_recipe_smoke_runs(tmp_path):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    transfer = importlib.import_module("transfer")
+    from recipes import transfer
     results = transfer.main(["--smoke", "--out", str(tmp_path), "--verbose", "0"])
     assert 0 <= results["final_val_accuracy"] <= 1
     assert (tmp_path / "head" / "backup").is_dir() and (tmp_path / "fine_tune" / "backup").is_dir()

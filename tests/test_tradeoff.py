@@ -3,7 +3,6 @@
 import gzip
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,6 @@ import pytest
 
 from mobilenet_zoo.data import fashion_mnist as fm
 from mobilenet_zoo.training import tradeoff
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -74,8 +71,7 @@ def test_missing_data_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_recipe_without_data_runs_nothing_and_explains(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fm, "DEBIAN_DIR", str(tmp_path / "nowhere"))
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
+    from recipes import tradeoff as recipe
 
     with pytest.raises(SystemExit, match="apt install dataset-fashion-mnist"):
         recipe.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "out")])
@@ -122,8 +118,7 @@ def test_tables_put_our_rows_beside_the_paper_and_average_seeds(tmp_path):
 
 
 def test_smoke_sweep_on_mock_data_writes_tables_plot_and_resumes(tmp_path):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
+    from recipes import tradeoff as recipe
 
     out = tmp_path / "sweep"
     payload = recipe.main(["--smoke", "--out", str(out), "--verbose", "0"])
@@ -141,8 +136,7 @@ def test_smoke_sweep_on_mock_data_writes_tables_plot_and_resumes(tmp_path):
 @pytest.mark.skipif(fm.find() is None, reason="Debian's dataset-fashion-mnist is not installed")
 def test_wider_mobilenet_is_more_accurate_on_real_fashion_mnist(tmp_path):
     """alpha 1.0 vs 0.25 at 64x64, 1 epoch of 6,000 examples each (about 2 minutes)."""
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
+    from recipes import tradeoff as recipe
 
     payload = recipe.main(["--alphas", "1.0,0.25", "--sizes", "64", "--no-ablations", "--seeds", "1",
                            "--seed-points", "", "--train-examples", "6000", "--epochs", "1",
@@ -161,8 +155,7 @@ FASHION_WIDTH_GAP = 0.0
                                             (["--sizes", "16"], ">= 32 pixels"),
                                             (["--seed-points", "0.5x48"], "ALPHA@SIZE")])
 def test_recipe_flags_are_checked_with_a_clear_message(flags, message, capsys):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import tradeoff as recipe
+    from recipes import tradeoff as recipe
 
     with pytest.raises(SystemExit):
         recipe.parse_args(flags)

@@ -12,10 +12,9 @@ from skimage import data as skdata
 
 from mobilenet_zoo.data import digits, lfw_faces
 from mobilenet_zoo.training import transfer
+from recipes import transfer as transfer_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import transfer as transfer_recipe  # noqa: E402
 
 
 def test_set_trainable_blocks_unfreezes_only_top_convs():

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from mobilenet_zoo.data.coco import COCO_CATEGORY_IDS, COCO_CLASS_NAMES  # noqa: F401
+from mobilenet_zoo.data.constants import MAX_BOXES
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
@@ -29,7 +30,6 @@ VOC_CLASS_NAMES = [
     "train", "tvmonitor",
 ]  # fmt: skip
 
-MAX_BOXES = 100  # ground-truth boxes per image after padding (TF OD API max_number_of_boxes)
 
 
 class DetectionSource:

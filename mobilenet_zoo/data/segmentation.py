@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilenet_zoo.data import digits_on_photos as embedded
+from mobilenet_zoo.data.constants import IGNORE_LABEL
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
@@ -25,7 +26,6 @@ VOC_CLASSES = [
 ]  # fmt: skip
 DIGIT_CLASSES = ["background"] + [str(d) for d in range(10)]
 
-IGNORE_LABEL = 255  # PASCAL VOC convention: pixels that no loss or metric counts
 
 
 class SegmentationSource:

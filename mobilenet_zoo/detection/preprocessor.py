@@ -14,8 +14,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from mobilenet_zoo.data import detection as ddata
-from mobilenet_zoo.data.detection import MAX_BOXES
+from mobilenet_zoo.data.constants import MAX_BOXES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin, assert_in_graph
 
@@ -141,6 +140,7 @@ class DetectionPreprocessor(ConfigMixin):
         ``mobilenet_zoo.data.detection``); ``kwargs`` go to ``detection_pipeline``.
         """
         import_tensorflow("the tf.data input pipeline")  # one clear error without it
+        from mobilenet_zoo.data import detection as ddata  # a TensorFlow module: lazily
 
         return ddata.detection_pipeline(
             source, self.image_size, batch_size, training=training, augment=self.augment,

@@ -58,7 +58,7 @@ from mobilenet_zoo.hub.registry import (
     write_entry,
 )
 from mobilenet_zoo.hub.tasks import get_task, task_names
-from mobilenet_zoo.presets.install import install
+from mobilenet_zoo.presets.install import install as install_preset
 
 __all__ = [
     "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "cache_dir", "cache_root",
@@ -176,7 +176,7 @@ def preset_path(name: str) -> Path:
     """Path of a preset's file, installed first if it is remote, after checking its sha256."""
     meta = get_preset(name)
     if meta["location"] == "remote":
-        install(name)
+        install_preset(name)
         meta = get_preset(name)
     path = Path(meta["directory"]) / meta["file"]
     if meta["location"] == "package":

@@ -6,8 +6,7 @@ from typing import Any
 
 import keras
 
-from mobilenet_zoo.data import segmentation as sdata
-from mobilenet_zoo.data.segmentation import IGNORE_LABEL
+from mobilenet_zoo.data.constants import IGNORE_LABEL
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin, check_num_classes
 
@@ -53,6 +52,7 @@ class SegmentationPreprocessor(ConfigMixin):
     def pipeline(self, source: Any, batch_size: int, training: bool = False, seed: int | None = None):
         """Batches of ``(images float32 [0, 255], masks int32 HxW)``: a tf.data pipeline."""
         import_tensorflow("the tf.data input pipeline")  # one clear error without it
+        from mobilenet_zoo.data import segmentation as sdata  # a TensorFlow module: lazily
 
         return sdata.segmentation_pipeline(
             source, self.num_classes, self.image_size, batch_size, training=training,

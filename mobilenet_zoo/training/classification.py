@@ -16,12 +16,13 @@ from typing import Any
 
 import keras
 
-from mobilenet_zoo import presets, training
+from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocessor
 from mobilenet_zoo.paper import PAPER_TABLES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
+from mobilenet_zoo.training import run as training
 from mobilenet_zoo.training.flags import ClassificationConfig  # noqa: F401  TF-free: recipes parse flags first
 
 tf = import_tensorflow("the classification trainer (tf.data)")

@@ -311,3 +311,12 @@ class ClassificationConfig:
     label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
     augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
     central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
+
+
+def parse_point(text: str) -> tuple[float, int]:
+    """``"0.5@48"`` -> (0.5, 48); a clear ValueError otherwise."""
+    try:
+        alpha, size = text.split("@")
+        return float(alpha), int(size)
+    except ValueError:
+        raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None

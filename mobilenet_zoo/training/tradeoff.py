@@ -32,6 +32,7 @@ from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.paper import PAPER_TABLES, SLIM_PARAMS_M, SLIM_TABLE
 from mobilenet_zoo.training import classification as trainer
 from mobilenet_zoo.training import run as training
+from mobilenet_zoo.training.flags import parse_point  # noqa: F401  (re-exported)
 
 ALPHAS = (1.0, 0.75, 0.5, 0.25)  # Table 6 / Figure 4
 PAPER_SIZES = (224, 192, 160, 128)  # Table 7 / Figure 4
@@ -53,15 +54,6 @@ class Run:
     @property
     def config_key(self) -> tuple[float, int, str]:
         return (self.alpha, self.image_size, self.variant)
-
-
-def parse_point(text: str) -> tuple[float, int]:
-    """``"0.5@48"`` -> (0.5, 48); a clear ValueError otherwise."""
-    try:
-        alpha, size = text.split("@")
-        return float(alpha), int(size)
-    except ValueError:
-        raise ValueError(f"a seed point is ALPHA@SIZE (e.g. 0.5@48), got {text!r}.") from None
 
 
 def sweep_runs(
