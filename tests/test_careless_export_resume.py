@@ -127,7 +127,7 @@ def test_a_failed_conversion_leaves_no_temporary_file_and_keeps_the_old_export(t
     def broken(*args, **kwargs):
         raise RuntimeError("converter failed")
 
-    monkeypatch.setattr(export, "_convert", broken)
+    monkeypatch.setattr(export.tflite, "_convert", broken)
     with pytest.raises(RuntimeError, match="converter failed"):
         to_tflite(_classifier(), target)
     assert target.read_bytes() == b"the previous export"
@@ -143,7 +143,7 @@ def test_a_failed_saved_model_export_keeps_the_earlier_one_and_leaves_no_tempora
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "_write_archive", broken)
+    monkeypatch.setattr(export.tflite, "_write_archive", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path / "served")
     assert sorted(os.listdir(path)) == before and "saved_model.pb" in before

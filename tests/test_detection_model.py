@@ -370,7 +370,7 @@ def _od_api_tensors(model, rng):
 
 
 def test_tf_od_api_ssd_checkpoint_converts_to_a_working_detector(tmp_path):
-    from mobilenet_zoo.convert import main as convert_main
+    from mobilenet_zoo.cli.convert import main as convert_main
     from test_weights import _write_checkpoint
 
     template = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=90,
