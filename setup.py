@@ -3,6 +3,13 @@
 from setuptools import find_packages, setup
 
 
+def _version() -> str:
+    """The version, from mobilenet_zoo/version.py (one place)."""
+    scope: dict = {}
+    exec(open("mobilenet_zoo/version.py", encoding="utf8").read(), scope)
+    return scope["__version__"]
+
+
 def _requirements(path: str) -> list[str]:
     """The packages of a requirements file (the TensorFlow-free installs, docs/backends.md)."""
     with open(path, encoding="utf8") as f:
@@ -11,7 +18,7 @@ def _requirements(path: str) -> list[str]:
 
 setup(
     name="mobilenet_zoo",
-    version="0.1.0",
+    version=_version(),
     description="MobileNet v1 (Howard et al. 2017) backbone, task heads and recipes for Keras 3",
     long_description=open("README.md", encoding="utf8").read(),
     long_description_content_type="text/markdown",

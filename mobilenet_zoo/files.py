@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """``write(tmp_path)`` then fsync and rename onto ``path``: a reader (or a
     crash) sees the old file or the complete new one, never a partial file."""
     path = os.fspath(path)

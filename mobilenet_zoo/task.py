@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -222,6 +223,12 @@ class Task(ByNameWeightsMixin, keras.Model):
         """The exported function: ``postprocess(self(images), tflite_ops=True)``."""
         post = functools.partial(self.postprocess, tflite_ops=True, **postprocess_kwargs)
         return make_serving_function(self, batch_size, post)
+
+    def serving_fn(self, batch_size: int = 1, **postprocess_kwargs: Any):
+        """Deprecated name of ``serving_function`` (one name per idea)."""
+        warnings.warn("`Task.serving_fn` is deprecated: call `serving_function`.", DeprecationWarning,
+                      stacklevel=2)
+        return self.serving_function(batch_size, **postprocess_kwargs)
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:

@@ -163,6 +163,10 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
     ["-m", "mobilenet_zoo", "export", "--help"],
     ["-m", "mobilenet_zoo", "convert", "--help"],
     ["-m", "mobilenet_zoo", "presets", "fetch", "--help"],
+    ["-m", "mobilenet_zoo.presets", "--help"],
+    ["-m", "mobilenet_zoo.presets", "fetch", "--help"],
+    ["-m", "mobilenet_zoo.export", "--help"],
+    ["-m", "mobilenet_zoo.convert", "--help"],
     [str(ROOT / "recipes/ssd_coco.py"), "--help"],
     [str(ROOT / "recipes/faster_rcnn_coco.py"), "--help"],
     [str(ROOT / "recipes/tradeoff.py"), "--help"],
@@ -179,15 +183,6 @@ def test_help_and_usage_errors_answer_before_tensorflow_is_imported(command):
     assert "tensorflow" not in imported and "keras" not in imported
     if "--help" in command:
         assert "usage:" in done.stdout
-
-
-@pytest.mark.parametrize("module", ["presets", "export", "convert"])
-def test_python_dash_m_of_a_package_still_runs_its_command(module):
-    # `python -m mobilenet_zoo.presets` imports the presets package (Keras) first: slower
-    # than `mobilenet-zoo presets`, but the same command.
-    done = subprocess.run([sys.executable, "-m", f"mobilenet_zoo.{module}", "--help"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0 and f"mobilenet-zoo {module}" in done.stdout, done.stderr[-2000:]
 
 
 def test_mobilenet_zoo_console_script_lists_its_commands_and_rejects_unknown_ones():

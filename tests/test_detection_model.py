@@ -14,7 +14,7 @@ from skimage import data as skdata
 from mobilenet_zoo import MobileNetBackbone
 from mobilenet_zoo.complexity import profile
 from mobilenet_zoo.data import detection as ddata
-from mobilenet_zoo.data import digits_on_photos as embedded
+from mobilenet_zoo.data import digits_on_photos
 from mobilenet_zoo.detection import SSD, SSDAnchorGenerator, evaluate_coco
 from mobilenet_zoo.detection.coco_eval import METRIC_NAMES
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
@@ -305,8 +305,8 @@ def test_dynamic_and_int8_quantization_shrink_the_model_and_keep_nms():
 
 
 def test_embedded_set_is_deterministic_coco_format(tmp_path):
-    a = embedded.build(tmp_path / "a", num_train=6, num_val=3)
-    b = embedded.build(tmp_path / "b", num_train=6, num_val=3)
+    a = digits_on_photos.build(tmp_path / "a", num_train=6, num_val=3)
+    b = digits_on_photos.build(tmp_path / "b", num_train=6, num_val=3)
     ja = json.loads((a / "train" / "annotations.json").read_text())
     jb = json.loads((b / "train" / "annotations.json").read_text())
     assert ja == jb and len(ja["images"]) == 6 and len(ja["categories"]) == 10

@@ -262,11 +262,11 @@ def test_short_training_on_the_embedded_set_detects_digits(tmp_path, monkeypatch
     """The recipe's default run on the embedded set (ImageNet preset, 5 epochs of 75 steps of
     batch 8, backbone frozen to P3; ~10 min), against the same detector untrained."""
     from mobilenet_zoo.data import detection as ddata
-    from mobilenet_zoo.data import digits_on_photos as embedded
+    from mobilenet_zoo.data import digits_on_photos
     from mobilenet_zoo.detection import evaluate_coco
 
     keras.utils.set_random_seed(0)
-    root = embedded.build(num_train=600, num_val=100, image_size=300)
+    root = digits_on_photos.build(num_train=600, num_val=100, image_size=300)
     val = ddata.coco_json(root / "val" / "annotations.json")
     untrained = fr.faster_rcnn_mobilenet_v1(len(val.class_names), image_size=300)
     before = evaluate_coco(untrained, untrained.preprocessor.pipeline(val, 10), val.category_ids,

@@ -582,10 +582,10 @@ def test_classify_cli_and_transfer_builder_take_a_published_variant(online, publ
 
 
 def test_mobilenet_zoo_cache_is_one_root_for_presets_downloads_and_data(tmp_path, monkeypatch):
-    from mobilenet_zoo.data import digits_on_photos as embedded
+    from mobilenet_zoo.data import digits_on_photos
 
     monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path))
-    assert registry.cache_root() == tmp_path == embedded.cache_dir()
+    assert registry.cache_root() == tmp_path == digits_on_photos.cache_dir()
     assert registry.cache_dir() == tmp_path / "presets"
     assert registry.downloads_dir() == tmp_path / "downloads"
 

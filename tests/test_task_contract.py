@@ -264,7 +264,7 @@ def test_package_exports_the_task_api():
 
 def test_cli_and_recipe_start_quietly():
     """No page of TensorFlow C++ start-up lines before our own output."""
-    for cmd in (["mobilenet-zoo", "presets"], [sys.executable, "-m", "mobilenet_zoo", "presets"],
+    for cmd in (["mobilenet-zoo", "presets"], [sys.executable, "-m", "mobilenet_zoo.presets"],
                 [sys.executable, str(ROOT / "recipes" / "transfer.py"), "--help"]):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: mobilenet-zoo COMMAND [ARGS...]   (mobilenet-zoo COMMAND --help for its flags)",
+    lines = ["usage: mobilenet-zoo [--help | --version] COMMAND [ARGS...]",
+             "       (mobilenet-zoo COMMAND --help for its flags)",
              "", "MobileNet v1 (Howard et al. 2017) for Keras 3.", "", "commands:"]
     lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines) + "\n"
@@ -36,9 +37,12 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Runs ``mobilenet-zoo COMMAND ARGS``; returns the command's exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        sys.stderr.write(_usage() + "\nmobilenet-zoo: error: a command is required\n")
+        return 2
+    if argv[0] in ("-h", "--help"):
         sys.stdout.write(_usage())
-        return 0 if argv else 2
+        return 0
     if argv[0] == "--version":
         from mobilenet_zoo.version import __version__
 

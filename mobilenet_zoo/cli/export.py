@@ -93,7 +93,7 @@ def representative_images(folder: str, height: int, width: int, limit: int,
                           minus_one_to_one: bool) -> list:
     """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to the
     model's input, float32 pixels in [0, 255] (or [-1, 1] for a model without
-    its own preprocessing), batch 1 each (``export_checks.folder_samples``)."""
+    its own preprocessing), batch 1 each (``export.checks.folder_samples``)."""
     from mobilenet_zoo.export.checks import folder_samples
 
     skipped: list[str] = []
@@ -105,7 +105,7 @@ def representative_images(folder: str, height: int, width: int, limit: int,
     return samples
 
 
-def load_model(args):
+def load_source(args):
     """The model to export and its metadata info (preset name when there is one)."""
     os.environ["MOBILENET_ZOO_OFFLINE"] = "1"  # never download: a remote preset must be installed
     from mobilenet_zoo import presets
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         # First: without TensorFlow, one clear error before any work.
         from mobilenet_zoo.export import to_tflite
 
-        model, info = load_model(args)
+        model, info = load_source(args)
         samples = None
         if args.quantize == "int8":
             h, w = (args.image_size,) * 2 if args.image_size else tuple(model.inputs[0].shape[1:3])

@@ -22,24 +22,33 @@ written.
 
 from __future__ import annotations
 
-from mobilenet_zoo.convert.core import build_for, convert
-from mobilenet_zoo.convert.keras_files import alpha_from_name, read_keras3_weights, read_keras_file
-from mobilenet_zoo.convert.od_api import (
-    OD_API_PREFIX,
-    convert_od_api_ssd,
-    is_od_api_ssd,
-    od_api_ssd_to_keras,
-)
-from mobilenet_zoo.convert.slim import (
-    BN_VARS,
-    SLIM_LOGITS,
-    SLIM_SCOPE,
-    read_slim_checkpoint,
-    read_slim_graphdef,
-    slim_layer_map,
-    slim_to_keras,
-)
-from mobilenet_zoo.convert.tfjs import read_tfjs, tfjs_od_api_ssd_to_checkpoint
+from typing import TYPE_CHECKING
+
+from mobilenet_zoo.lazy import lazy_getattr
+
+if TYPE_CHECKING:  # loaded on first use, so `python -m mobilenet_zoo.convert --help` needs no Keras
+    from mobilenet_zoo.convert.core import build_for, convert
+    from mobilenet_zoo.convert.keras_files import (
+        alpha_from_name,
+        read_keras3_weights,
+        read_keras_file,
+    )
+    from mobilenet_zoo.convert.od_api import (
+        OD_API_PREFIX,
+        convert_od_api_ssd,
+        is_od_api_ssd,
+        od_api_ssd_to_keras,
+    )
+    from mobilenet_zoo.convert.slim import (
+        BN_VARS,
+        SLIM_LOGITS,
+        SLIM_SCOPE,
+        read_slim_checkpoint,
+        read_slim_graphdef,
+        slim_layer_map,
+        slim_to_keras,
+    )
+    from mobilenet_zoo.convert.tfjs import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 
 __all__ = [
     "BN_VARS", "OD_API_PREFIX", "SLIM_LOGITS", "SLIM_SCOPE", "alpha_from_name", "build_for",
@@ -47,3 +56,24 @@ __all__ = [
     "read_keras_file", "read_slim_checkpoint", "read_slim_graphdef", "read_tfjs", "slim_layer_map",
     "slim_to_keras", "tfjs_od_api_ssd_to_checkpoint",
 ]
+
+__getattr__ = lazy_getattr(__name__, {
+    "BN_VARS": "mobilenet_zoo.convert.slim",
+    "OD_API_PREFIX": "mobilenet_zoo.convert.od_api",
+    "SLIM_LOGITS": "mobilenet_zoo.convert.slim",
+    "SLIM_SCOPE": "mobilenet_zoo.convert.slim",
+    "alpha_from_name": "mobilenet_zoo.convert.keras_files",
+    "build_for": "mobilenet_zoo.convert.core",
+    "convert": "mobilenet_zoo.convert.core",
+    "convert_od_api_ssd": "mobilenet_zoo.convert.od_api",
+    "is_od_api_ssd": "mobilenet_zoo.convert.od_api",
+    "od_api_ssd_to_keras": "mobilenet_zoo.convert.od_api",
+    "read_keras3_weights": "mobilenet_zoo.convert.keras_files",
+    "read_keras_file": "mobilenet_zoo.convert.keras_files",
+    "read_slim_checkpoint": "mobilenet_zoo.convert.slim",
+    "read_slim_graphdef": "mobilenet_zoo.convert.slim",
+    "read_tfjs": "mobilenet_zoo.convert.tfjs",
+    "slim_layer_map": "mobilenet_zoo.convert.slim",
+    "slim_to_keras": "mobilenet_zoo.convert.slim",
+    "tfjs_od_api_ssd_to_checkpoint": "mobilenet_zoo.convert.tfjs",
+})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilenet_zoo.data import digits_on_photos as embedded
+from mobilenet_zoo.data import digits_on_photos
 from mobilenet_zoo.data.constants import IGNORE_LABEL
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
@@ -86,7 +86,7 @@ def embedded_digits(
     (background + the ten digits), a harder, imbalanced task.
     """
 
-    root = embedded.build(num_train=num_train, num_val=num_val) / split
+    root = digits_on_photos.build(num_train=num_train, num_val=num_val) / split
     files = sorted(p.stem for p in (root / "images").glob("*.jpg"))
     images = [str(root / "images" / f"{f}.jpg") for f in files]
     masks = [str(root / "masks" / f"{f}.png") for f in files]

@@ -11,7 +11,21 @@
 * the command line is ``mobilenet-zoo export`` (``mobilenet_zoo.cli.export``).
 """
 
-from mobilenet_zoo.export.checks import POSTPROCESS
-from mobilenet_zoo.export.tflite import QUANTIZE, TFLiteRunner, export_saved_model, to_tflite
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mobilenet_zoo.lazy import lazy_getattr
+
+if TYPE_CHECKING:  # loaded on first use, so `python -m mobilenet_zoo.export --help` needs no Keras
+    from mobilenet_zoo.export.checks import POSTPROCESS
+    from mobilenet_zoo.export.tflite import QUANTIZE, TFLiteRunner, export_saved_model, to_tflite
 
 __all__ = ["POSTPROCESS", "QUANTIZE", "TFLiteRunner", "export_saved_model", "to_tflite"]
+
+__getattr__ = lazy_getattr(__name__, {
+    "POSTPROCESS": "mobilenet_zoo.export.checks",
+    **{name: "mobilenet_zoo.export.tflite"
+       for name in ("QUANTIZE", "TFLiteRunner", "export_saved_model", "to_tflite")},
+})

@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -56,8 +57,8 @@ def _serving_model(model: keras.Model, image_size, argmax: bool, fold: bool = Tr
         raise ValueError(
             "SavedModel / TFLite export traces the model with TensorFlow, and this process runs "
             f"Keras on {keras.backend.backend()!r}. Save it (model.save('model.keras')) and "
-            "export the file on the TensorFlow backend: KERAS_BACKEND=tensorflow python -m "
-            "mobilenet_zoo.export --model model.keras --out model.tflite"
+            "export the file on the TensorFlow backend: KERAS_BACKEND=tensorflow mobilenet-zoo "
+            "export --model model.keras --out model.tflite"
         )
     if argmax:
         check_argmax(model)
@@ -173,6 +174,7 @@ def to_tflite(
     postprocess: str | None = None,
     metadata: bool | dict = True,
     uint8_io: bool = False,
+    serving_fn=None,
 ) -> bytes:
     """Converts a Keras model (a detector with its decoding and NMS) to a TFLite flatbuffer.
 
@@ -246,6 +248,10 @@ def to_tflite(
         ValueError: for any of the requests above that cannot be honoured; nothing
             is written then.
     """
+    if serving_fn is not None:  # the name before 0.2: one name per idea now
+        warnings.warn("`serving_fn=` is deprecated: pass `serving_function=`.", DeprecationWarning,
+                      stacklevel=2)
+        serving_function = serving_function if serving_function is not None else serving_fn
     if quantize not in QUANTIZE:
         raise ValueError(f"`quantize` must be one of {QUANTIZE}, got {quantize!r}.")
     if quantize != "int8" and representative_data is not None:

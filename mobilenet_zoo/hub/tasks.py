@@ -16,8 +16,11 @@ from typing import TypeVar
 
 T = TypeVar("T", bound=type)
 
-# Where the built-in models are defined. This is the package's one import by name,
-# from data; it runs only when a preset or a converter asks for a model.
+# Where the built-in models are defined, as data: imported by name when a preset or a
+# converter asks for a model. Like the package root's and the sub-commands' by-name imports
+# (``mobilenet_zoo.__init__``, ``cli.COMMANDS``), it is invisible to import-linter on
+# purpose: the presets layer reaches the models at run time (a model's ``weights=`` may
+# install a preset that builds that model) without importing them.
 BUILTIN_TASKS: dict[str, str] = {
     "MobileNetBackbone": "mobilenet_zoo.backbone",
     "MobileNetClassifier": "mobilenet_zoo.classification.classifier",

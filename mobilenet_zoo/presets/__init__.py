@@ -19,18 +19,8 @@ keras.applications does. ``mobilenet-zoo presets`` prints the table;
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import warnings
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import keras
-
-from mobilenet_zoo import weights_io
-from mobilenet_zoo.hub import catalog
-from mobilenet_zoo.hub.download import download as fetch_url
 from mobilenet_zoo.hub.download import sha256_of
 from mobilenet_zoo.hub.presets import (
     COCO_SSD,
@@ -48,249 +38,39 @@ from mobilenet_zoo.hub.presets import (
 from mobilenet_zoo.hub.registry import (
     ENV_CACHE_DIR,
     ENV_WEIGHTS_DIR,
-    all_presets,
     cache_dir,
     cache_root,
     downloads_dir,
-    locked_cache,
-    shipped_names,
     weights_dir,
-    write_entry,
 )
-from mobilenet_zoo.hub.tasks import get_task, task_names
-from mobilenet_zoo.presets.install import install as install_preset
+from mobilenet_zoo.lazy import lazy_getattr
+
+if TYPE_CHECKING:  # loaded on first use: they need Keras (mobilenet_zoo.lazy)
+    from mobilenet_zoo.presets.loading import (
+        build_from_metadata,
+        check_metadata,
+        head_matches,
+        installed_preset,
+        load_into,
+        preset_path,
+        register_preset,
+        task_config_of,
+    )
 
 __all__ = [
-    "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "cache_dir", "cache_root",
-    "downloads_dir", "weights_dir", "resolve_weights", "imagenet_preset", "list_presets",
-    "get_preset", "register_preset", "preset_path", "load_into", "describe", "sha256_of",
-    "COCO_SSD", "WEIGHTS_ALIASES", "METADATA_KEYS", "backbone_weights", "build_from_metadata",
+    "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "COCO_SSD", "WEIGHTS_ALIASES",
+    "METADATA_KEYS", "cache_dir", "cache_root", "downloads_dir", "weights_dir", "resolve_weights",
+    "imagenet_preset", "backbone_weights", "list_presets", "get_preset", "describe", "sha256_of",
+    "register_preset", "preset_path", "load_into", "build_from_metadata", "task_config_of", "check_metadata", "installed_preset", "head_matches",
 ]
 
-def register_preset(name: str, source: str | os.PathLike, metadata: dict[str, Any],
-                    sha256: str | None = None) -> Path:
-    """Records a weights file (or an http(s) URL of one) as preset ``name`` in the user cache.
-
-    Args:
-        name: the preset name (a word without slashes; not a shipped preset).
-        source: a by-layer-name ``.weights.h5`` (ours, keras.applications' layout) or
-            a URL serving one; a URL needs ``sha256`` and is downloaded, resumable,
-            into the cache (``$MOBILENET_ZOO_MIRROR`` applies).
-        metadata: ``weights/manifest.json`` keys: ``alpha`` and ``input_size``, and
-            for a whole task model ``task`` with ``num_classes`` or ``task_config``.
-        sha256: the file's expected sha256 (required for a URL).
-
-    The metadata must describe a model that the file loads into: it is built and
-    loaded before anything is written, so ``from_preset`` gives that model. The
-    cache manifest is updated under a lock, merged with what other processes
-    registered, and written atomically.
-    """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ValueError(f"Preset name must be a word of letters, digits, '.', '_' or '-' "
-                         f"(not starting with '.' or '-'), got {name!r}.")
-    if name in shipped_names():
-        raise ValueError(f"{name!r} is a shipped preset; choose another name.")
-    if name in catalog.remote_presets() or name in WEIGHTS_ALIASES:
-        raise ValueError(f"{name!r} is the name of a published preset or of a `weights` alias; "
-                         "choose another name.")
-    if sha256 is not None:
-        sha256 = str(sha256).strip().lower()
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise ValueError(f"`sha256` must be 64 hexadecimal digits, got {sha256!r}.")
-    missing = [k for k in METADATA_KEYS if k not in metadata]
-    if missing:
-        raise ValueError(f"`metadata` needs {missing} to build the architecture.")
-    source = os.fspath(source)
-    if source.startswith(("http://", "https://")):
-        if not sha256:
-            raise ValueError("A URL source needs `sha256` (the expected hash of the file), so the "
-                             "download can be verified.")
-        downloaded = fetch_url(source, downloads_dir() / f"{name}.weights.h5", sha256,
-                               f"Or download it yourself and register the file: "
-                               f"register_preset({name!r}, 'FILE', metadata).")
-        try:
-            return _register_file(name, downloaded, metadata)
-        finally:
-            downloaded.unlink(missing_ok=True)  # the cache keeps its own copy
-    elif not os.path.isfile(source):
-        raise ValueError(f"`source` must be an existing weights file or an http(s) URL; got {source!r}.")
-    elif sha256 and sha256_of(source) != sha256:
-        raise ValueError(f"{source} has sha256 {sha256_of(source)}, not the given {sha256}.")
-    return _register_file(name, source, metadata)
-
-
-def _register_file(name: str, source: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    check_metadata(source, metadata)
-    with locked_cache() as directory:
-        target = directory / f"{name}.weights.h5"
-        weights_io.atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
-        entry = {k: v for k, v in metadata.items() if k not in ("file", "sha256", "directory", "location")}
-        write_entry(name, dict(entry, file=target.name, sha256=sha256_of(target)))
-    return target
-
-
-def build_from_metadata(metadata: dict[str, Any], **overrides: Any) -> keras.Model:
-    """The (untrained) model a preset's metadata describes: a backbone, or its task."""
-    task = metadata.get("task")
-    if task and (task == "MobileNetBackbone" or task not in task_names()):
-        raise ValueError(f"`task` {task!r} is not a task model of mobilenet_zoo "
-                         f"({', '.join(n for n in task_names() if n != 'MobileNetBackbone')}).")
-    cls = get_task(task) if task else None
-    MobileNetBackbone = get_task("MobileNetBackbone")
-    size = metadata["input_size"]
-    arch = {"alpha": metadata["alpha"], "input_shape": (size, size, 3),
-            "depth_multiplier": metadata.get("depth_multiplier", 1),
-            "min_depth": metadata.get("min_depth", 8), "variant": metadata.get("variant", "separable")}
-    if cls is None:
-        return MobileNetBackbone(**arch)
-    arch.update(cls.backbone_defaults)
-    return cls(backbone=MobileNetBackbone(**arch), **{**task_config_of(metadata), **overrides})
-
-
-def task_config_of(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The task's constructor arguments of a preset (``num_classes`` included)."""
-    config = dict(metadata.get("task_config", {}))
-    if "num_classes" in metadata:
-        config.setdefault("num_classes", metadata["num_classes"])
-    return config
-
-
-def check_metadata(path: str | os.PathLike, metadata: dict[str, Any]) -> None:
-    """Builds the model ``metadata`` describes and loads ``path`` into it, strictly."""
-    try:
-        model = build_from_metadata(metadata)
-        load_into(model, path)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"The metadata cannot be honoured by {path}: {err}") from err
-
-
-def installed_preset(name: str) -> dict[str, Any]:
-    """A preset's metadata after installing it if it is remote (``install.py``): the
-    installed entry holds what the archive said (e.g. an SSD's ``task_config``)."""
-    if get_preset(name)["location"] == "remote":
-        preset_path(name)
-    return get_preset(name)
-
-
-def preset_path(name: str) -> Path:
-    """Path of a preset's file, installed first if it is remote, after checking its sha256."""
-    meta = get_preset(name)
-    if meta["location"] == "remote":
-        install_preset(name)
-        meta = get_preset(name)
-    path = Path(meta["directory"]) / meta["file"]
-    if meta["location"] == "package":
-        repair = "reinstall mobilenet_zoo (or `git checkout weights/` in a clone)"
-    elif name in catalog.remote_presets():
-        repair = f"install it again: mobilenet-zoo presets fetch {name} --force"
-    else:
-        repair = f"register it again: mobilenet_zoo.presets.register_preset({name!r}, FILE, metadata)"
-    if not path.is_file():
-        raise ValueError(f"Preset {name!r}: weights file {path} is missing; {repair}.")
-    found = sha256_of(path)
-    if found != meta["sha256"]:
-        raise ValueError(
-            f"Preset {name!r}: sha256 of {path} is {found}, the manifest expects "
-            f"{meta['sha256']}. The file is corrupt or was replaced; {repair}.")
-    return path
-
-
-def _architecture_of(model: keras.Model) -> dict[str, Any]:
-    backbone = getattr(model, "backbone", model)
-    return {
-        "alpha": getattr(backbone, "alpha", None),
-        "depth_multiplier": getattr(backbone, "depth_multiplier", 1),
-        "variant": getattr(backbone, "variant", "separable"),
-    }
-
-
-def head_matches(model: keras.Model, meta: dict[str, Any]) -> bool:
-    """True when ``model``'s head has the preset's number of classes."""
-    return getattr(model, "num_classes", None) == meta.get("num_classes")
-
-
-def _resolve(weights: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    weights = os.fspath(weights)
-    if weights in all_presets():
-        path = preset_path(weights)
-        meta = get_preset(weights)
-    elif os.path.isfile(weights):
-        path = Path(weights)
-        if not weights_io.is_by_name_file(path):
-            return path, {}  # a Keras save_weights file (or garbage): load_into says which
-        meta = weights_io.read_metadata(path)
-        for name, entry in all_presets().items():  # a copy of a preset's file: check it too
-            if entry.get("file") == path.name and sha256_of(path) != entry["sha256"]:
-                raise ValueError(
-                    f"{path} has the file name of preset {name!r} but not its sha256 "
-                    f"({entry['sha256'][:12]}...): the file is corrupt or another model."
-                )
-    else:
-        raise ValueError(
-            f"`weights` must be None, a preset name or an existing file; got "
-            f"{weights!r}. Available presets: {list_presets() or 'none'}."
-        )
-    return path, meta
-
-
-def _input_size(backbone: keras.Model) -> int | None:
-    height, width = tuple(backbone.inputs[0].shape[1:3])
-    return height if height == width else None
-
-
-def load_into(model: keras.Model, weights: str | os.PathLike,
-              skip_mismatched_head: bool = False) -> weights_io.LoadReport:
-    """Loads a preset name or a weights file into a backbone or task model.
-
-    ``weights="imagenet"`` is the published ImageNet preset of the model's alpha
-    and input size (``imagenet_preset``). A backbone takes the backbone layers
-    (a head in the file is ignored); a
-    task model must have the file's number of classes, unless
-    ``skip_mismatched_head``: then every layer whose shapes match loads and
-    the others (the class head) keep their initialisation (fine-tuning from a
-    detection preset). The report lists what was skipped in ``missing``.
-    """
-    if weights == "imagenet":
-        backbone = getattr(model, "backbone", model)
-        weights = imagenet_preset(getattr(backbone, "alpha", 1.0), _input_size(backbone))
-    path, meta = _resolve(weights)
-    if not weights_io.is_by_name_file(path):
-        try:  # Keras' own model.save_weights() format holds the same layers
-            model.load_weights(path)
-        except Exception as err:
-            raise ValueError(
-                f"{path} is neither a by-layer-name HDF5 file (keras.applications layout, our "
-                f"converters) nor a Keras .weights.h5 of this architecture: {err}"
-            ) from err
-        return weights_io.LoadReport(loaded=[la.name for la in weights_io.iter_weighted_layers(model)])
-    arch = _architecture_of(model)
-    for key in ("alpha", "depth_multiplier", "variant"):
-        if key in meta and arch[key] is not None and meta[key] != arch[key]:
-            raise ValueError(
-                f"Weights {weights!r} are for {key}={meta[key]!r}; the model has "
-                f"{key}={arch[key]!r}. Build the model with {key}={meta[key]!r} "
-                "(any input size works)."
-            )
-    num_classes = getattr(model, "num_classes", None)
-    theirs, ours = meta.get("min_depth"), getattr(getattr(model, "backbone", model), "min_depth", None)
-    if theirs is not None and ours is not None and theirs != ours and not skip_mismatched_head:
-        # The TF OD API restores only the checkpoint variables whose shape matches
-        # (variables_helper.get_variables_available_in_checkpoint); e.g. min_depth 16
-        # at alpha 0.25 widens conv1 from 8 to 16 channels.
-        report = weights_io.assign_matching(model, weights_io.read_by_name(path), source=str(weights))
-        if report.missing:
-            warnings.warn(f"Weights {weights!r} were trained with min_depth={theirs}; the model has "
-                          f"min_depth={ours}, so {report.missing} keep their initialisation.",
-                          UserWarning, stacklevel=3)
-        return report
-    if skip_mismatched_head:
-        return weights_io.assign_matching(model, weights_io.read_by_name(path), source=str(weights))
-    if num_classes is not None and "num_classes" in meta and num_classes != meta["num_classes"]:
-        raise ValueError(
-            f"Weights {weights!r} have a {meta['num_classes']}-class head; the "
-            f"classifier has num_classes={num_classes}. For transfer learning load "
-            "them into the backbone: MobileNetClassifier(MobileNetBackbone("
-            f"weights={weights!r}), num_classes={num_classes})."
-        )
-    return weights_io.load_by_name(model, path)
-
+__getattr__ = lazy_getattr(__name__, {name: "mobilenet_zoo.presets.loading" for name in (
+    "register_preset",
+    "preset_path",
+    "load_into",
+    "build_from_metadata",
+    "task_config_of",
+    "check_metadata",
+    "installed_preset",
+    "head_matches",
+)})

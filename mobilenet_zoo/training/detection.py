@@ -26,7 +26,7 @@ import numpy as np
 
 from mobilenet_zoo import presets
 from mobilenet_zoo.data import detection as ddata
-from mobilenet_zoo.data import digits_on_photos as embedded
+from mobilenet_zoo.data import digits_on_photos
 from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
 from mobilenet_zoo.detection.coco_eval import evaluate_coco, format_table
 from mobilenet_zoo.detection.visualize import draw_detections
@@ -41,7 +41,7 @@ add_eval_flags = flags.add_detection_eval_flags
 
 
 # COCO-format folders ``--data-dir`` may hold, (train, eval) annotation files and image
-# folders relative to it: the layout ``embedded.build`` writes, and COCO's own release
+# folders relative to it: the layout ``digits_on_photos.build`` writes, and COCO's own release
 # (cocodataset.org/#download: annotations/instances_{train,val}2017.json, {train,val}2017/).
 COCO_JSON_LAYOUTS = (
     (("train/annotations.json", "train/images"), ("val/annotations.json", "val/images")),
@@ -76,7 +76,7 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
     voc/2007, or a COCO-format folder, ``COCO_JSON_LAYOUTS``); otherwise the error
     lists what was looked for. Without it, TFDS coco/2017 under the default TFDS
     folder is used when prepared, else the embedded set (rendered at ``image_size``;
-    None: ``embedded.build``'s), and the line says so.
+    None: ``digits_on_photos.build``'s), and the line says so.
     """
     if smoke:
         import tensorflow_datasets as tfds
@@ -116,14 +116,14 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
             f"error: --data-dir {data_dir} holds no dataset this recipe reads (--dataset {want}). "
             f"Looked for: {_looked_for(data_dir, want)}. Prepare one there (`tfds build coco/2017 "
             f"--data_dir {data_dir}` on a machine with network access), point --data-dir at a COCO-"
-            "format folder, or pass --dataset embedded. Nothing was run.")
+            "format folder, or pass --dataset digits_on_photos. Nothing was run.")
     return _embedded(data, image_size,
                      f"no --data-dir given and TFDS coco/2017 is not prepared under {data_dir}")
 
 
 def _embedded(data: DetectionData, image_size: int | None, why: str) -> DataChoice:
     size = {} if image_size is None else {"image_size": image_size}
-    root = embedded.build(num_train=data.embedded_train, num_val=data.embedded_val, **size)
+    root = digits_on_photos.build(num_train=data.embedded_train, num_val=data.embedded_val, **size)
     return DataChoice("embedded", f"embedded digits-on-photos set at {root} (fallback: {why})",
                       ddata.coco_json(root / "train" / "annotations.json"),
                       ddata.coco_json(root / "val" / "annotations.json"))

@@ -11,7 +11,7 @@ writes), the data it got, the training loop, and the finish step.
 
 ``finish`` evaluates, saves ``model.keras``, draws a picture of a validation
 batch, exports and checks ``model.tflite`` and writes ``results.json``; what is
-measured and drawn is the task's ``TaskReport`` (``detection.recipe.CocoReport``,
+measured and drawn is the task's ``TaskReport`` (``training.detection.CocoReport``,
 ``segmentation.recipe.MaskReport``).
 """
 
