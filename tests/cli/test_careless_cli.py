@@ -24,7 +24,7 @@ from mobilenet_zoo.images import ImageTooLarge, load_rgb
 from mobilenet_zoo.training import detection as recipe
 from mobilenet_zoo.training import flags
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -1,5 +1,5 @@
 """Without TensorFlow, ``import mobilenet_zoo`` and its first name work, run after run, and the
-package selects the installed backend (a quick check; tests/test_backends.py runs the task
+package selects the installed backend (a quick check; tests/backends/test_backends.py runs the task
 models there)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("backend_check.py")
+SCRIPT = Path(__file__).parents[1] / "backend_check.py"
 
 
 def _import_without_tensorflow(keras_home: Path) -> dict:

@@ -19,7 +19,7 @@ from mobilenet_zoo.detection import SSD, SSDAnchorGenerator, evaluate_coco
 from mobilenet_zoo.detection.coco_eval import METRIC_NAMES
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _small_ssd(**kwargs):

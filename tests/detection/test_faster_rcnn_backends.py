@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from mobilenet_zoo.detection import roi
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- crop_and_resize
@@ -66,4 +66,4 @@ def test_second_stage_targets_with_fewer_candidates_than_samples_pad_with_unsamp
 
 # ---------------------------------------------------------------- JAX and PyTorch
 # Faster R-CNN on JAX and PyTorch against TF's detections, training and saving:
-# tests/test_backends.py (one harness for the four task models).
+# tests/backends/test_backends.py (one harness for the four task models).

@@ -22,7 +22,7 @@ import tensorflow as tf
 from mobilenet_zoo.detection.losses import hard_negative_mask
 from mobilenet_zoo.detection.postprocess import nms_keras_ops, non_max_suppression
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OWN_FILES = ("matcher", "losses", "postprocess", "box_coder", "anchors", "ssd", "detector")
 
 
@@ -147,4 +147,4 @@ def test_the_nms_runs_with_tensorflow_unimportable(backend):
 
 # ------------------------------------------------------------------ JAX / PyTorch
 
-# SSD on JAX and PyTorch (the face preset box by box, training, saving): tests/test_backends.py.
+# SSD on JAX and PyTorch (the face preset box by box, training, saving): tests/backends/test_backends.py.

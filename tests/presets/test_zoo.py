@@ -20,7 +20,7 @@ from mobilenet_zoo.convert import read_tfjs, tfjs_od_api_ssd_to_checkpoint
 from mobilenet_zoo.detection import ssd_mobilenet_v1
 from mobilenet_zoo.weights_io import iter_weighted_layers, save_by_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import published_layouts as pl  # noqa: E402
 import pytest
 from PIL import Image
 from skimage import data
@@ -25,11 +26,8 @@ from mobilenet_zoo.hub import catalog, download, registry
 from mobilenet_zoo.presets.install import ConversionCheckError, install
 from mobilenet_zoo.testing import randomize_batch_norm
 
-sys.path.insert(0, str(Path(__file__).parent))
-import published_layouts as pl  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parents[1] / "data"
 SMALL = "mobilenet_v1_0.25_128_imagenet"
 KERAS_FILE, SLIM_FILE = "mobilenet_2_5_128_tf.h5", "mobilenet_v1_0.25_128.tgz"
 
@@ -377,9 +375,10 @@ def _register_many(prefix, count):
 @pytest.mark.integration
 def test_two_processes_registering_at_once_keep_every_entry(tmp_path):
     env = dict(os.environ, MOBILENET_ZOO_CACHE=str(tmp_path))
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); import test_published_family as t; "
+    code = ("import sys; sys.path[:0] = sys.argv[2:]; import test_published_family as t; "
             "t._register_many(sys.argv[1], 25)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, p, str(Path(__file__).parent)], env=env)
+    here = Path(__file__).parent
+    procs = [subprocess.Popen([sys.executable, "-c", code, p, str(here), str(here.parent)], env=env)
              for p in ("a", "b")]
     assert [p.wait() for p in procs] == [0, 0]
     manifest = json.loads((tmp_path / "presets" / "manifest.json").read_text())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import published_layouts as pl  # noqa: E402
 import pytest
 import tensorflow as tf
 from skimage import data as skdata
@@ -15,11 +16,8 @@ from mobilenet_zoo.convert import convert, slim_layer_map
 from mobilenet_zoo.imagenet import class_names, classify, decode_predictions
 from mobilenet_zoo.weights_io import iter_weighted_layers, read_metadata
 
-sys.path.insert(0, str(Path(__file__).parent))
-import published_layouts as pl  # noqa: E402
-
 PRESET = "mobilenet_v1_1.0_224_imagenet"
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def _photo(image, size=224):
@@ -309,7 +307,6 @@ def test_manifest_records_provenance_and_matches_file():
 
 def test_classify_cli_prints_top5_for_a_photo(tmp_path):
     import subprocess
-    import sys
 
     from PIL import Image
 

@@ -19,7 +19,7 @@ from mobilenet_zoo.export.ssd_postprocess import has_op
 from mobilenet_zoo.imagenet import class_names
 from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _mediapipe():

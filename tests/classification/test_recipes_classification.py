@@ -13,7 +13,7 @@ from mobilenet_zoo.training import classification as trainer
 from mobilenet_zoo.training import run as training
 from recipes import imagenet, stanford_dogs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_imagenet_smoke_trains_evaluates_saves_and_reports(tmp_path):

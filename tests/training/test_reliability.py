@@ -349,7 +349,7 @@ def test_ssd_coco_killed_at_any_point_resumes_to_a_continuous_run(tmp_path):
     import time
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "run"
     cmd = [sys.executable, str(root / "recipes" / "ssd_coco.py"), "--dataset", "embedded",
            "--embedded-train", "8", "--embedded-val", "4", "--alpha", "0.25", "--weights", "scratch",

@@ -29,7 +29,7 @@ from mobilenet_zoo import (
 from mobilenet_zoo.detection import ArgMaxMatcher, DetectionDecoder
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ["face_attributes", "facenet_distill", "imagenet", "planet", "segmentation",
            "ssd_coco", "faster_rcnn_coco", "stanford_dogs", "transfer"]
 

@@ -14,7 +14,7 @@ from mobilenet_zoo.data import digits, lfw_faces
 from mobilenet_zoo.training import transfer
 from recipes import transfer as transfer_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_set_trainable_blocks_unfreezes_only_top_convs():

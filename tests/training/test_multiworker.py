@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.integration  # two worker processes each
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 420  # seconds for the whole two-worker run; a hang fails the test, never blocks CI
 
 
