@@ -265,7 +265,7 @@ def test_without_data_dir_the_embedded_fallback_is_announced(tmp_path, monkeypat
     from recipes import ssd_coco
 
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no_tfds"))
-    monkeypatch.setattr(recipe.embedded, "build", lambda **_: _coco_folder(tmp_path / "embedded"))
+    monkeypatch.setattr(recipe.digits_on_photos, "build", lambda **_: _coco_folder(tmp_path / "embedded"))
     choice = recipe.choose_data(flags.detection_data(ssd_coco.parse_args([])))
     assert choice.line.startswith("data: embedded") and "fallback: no --data-dir given" in choice.line
     assert choice.kind == "embedded"
