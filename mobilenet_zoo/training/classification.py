@@ -23,7 +23,7 @@ from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocesso
 from mobilenet_zoo.paper import PAPER_TABLES
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training import run as training
-from mobilenet_zoo.training.flags import ClassificationConfig  # noqa: F401  TF-free: recipes parse flags first
+from mobilenet_zoo.training.config import ClassificationConfig
 
 tf = import_tensorflow("the classification trainer (tf.data)")
 

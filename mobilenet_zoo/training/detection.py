@@ -31,7 +31,7 @@ from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
 from mobilenet_zoo.detection.coco_eval import evaluate_coco, format_table
 from mobilenet_zoo.detection.visualize import draw_detections
 from mobilenet_zoo.training import flags
-from mobilenet_zoo.training.flags import DetectionData, ExportOptions
+from mobilenet_zoo.training.config import DetectionData, ExportOptions
 from mobilenet_zoo.training.run import DataChoice, RunContext, finish, fit
 from mobilenet_zoo.training.schedule import Plan, Schedules, TrainFlags, resolve
 

@@ -18,7 +18,7 @@ from mobilenet_zoo.data import segmentation as sdata
 from mobilenet_zoo.segmentation.metrics import confusion_matrix, segmentation_scores
 from mobilenet_zoo.segmentation.visualize import save_overlays
 from mobilenet_zoo.tensorflow_support import import_tensorflow
-from mobilenet_zoo.training.flags import ExportOptions
+from mobilenet_zoo.training.config import ExportOptions
 from mobilenet_zoo.training.run import DataChoice
 
 tf = import_tensorflow("the segmentation recipe (tf.data)")

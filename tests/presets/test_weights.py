@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -32,11 +33,18 @@ def imagenet_logits_model():
     return MobileNetClassifier(backbone, classifier_activation=None, weights=PRESET)
 
 
+# The published TF-slim file, where you have it (mobilenet_v1_1.0_224.tgz of the TF-slim
+# release): with MOBILENET_ZOO_FROZEN_PB naming it, the frozen-graph tests run on it instead.
+PUBLISHED_FROZEN = os.environ.get("MOBILENET_ZOO_FROZEN_PB")
+
+
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory, imagenet_logits_model):
     """The shipped preset as TF-slim's ``mobilenet_v1_1.0_224_frozen.pb`` (1001 classes,
     background at 0): its tensors as named constants, TF-slim's forward pass in raw TF
-    ops (not the Keras model), written once."""
+    ops (not the Keras model), written once; or the published file (``PUBLISHED_FROZEN``)."""
+    if PUBLISHED_FROZEN:
+        return Path(PUBLISHED_FROZEN)
     path = tmp_path_factory.mktemp("slim") / "mobilenet_v1_1.0_224_frozen.pb"
     path.write_bytes(pl.slim_frozen_graph(pl.with_background_class(imagenet_logits_model), 224))
     return path
