@@ -18,7 +18,9 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module (`--dist loadgroup`): its fixtures (the reference and one
+# subprocess per backend, minutes each) are then built once, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backends")]
 
 SCRIPT = Path(backend_check.__file__)
 # JAX runs with TensorFlow blocked (a TensorFlow-free install); PyTorch with TensorFlow

@@ -19,6 +19,9 @@ from mobilenet_zoo.export.ssd_postprocess import has_op
 from mobilenet_zoo.imagenet import class_names
 from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 
+# One worker runs the module (`--dist loadgroup`), so its module fixtures are built once.
+pytestmark = pytest.mark.xdist_group("phone_export")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

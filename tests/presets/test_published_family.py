@@ -26,6 +26,9 @@ from mobilenet_zoo.hub import catalog, download, registry
 from mobilenet_zoo.presets.install import ConversionCheckError, install
 from mobilenet_zoo.testing import randomize_batch_norm
 
+# One worker runs the module (`--dist loadgroup`), so its module fixtures are built once.
+pytestmark = pytest.mark.xdist_group("published_family")
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parents[1] / "data"
 SMALL = "mobilenet_v1_0.25_128_imagenet"
