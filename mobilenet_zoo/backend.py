@@ -28,6 +28,12 @@ import sys
 from mobilenet_zoo.tensorflow_support import import_tensorflow, tensorflow_available
 
 FALLBACK_BACKENDS = ("jax", "torch")
+# The backends Keras 3 knows (keras/src/backend/config.py, ``KERAS_BACKEND``).
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+
+
+class BackendError(RuntimeError):
+    """``KERAS_BACKEND`` (or keras.json) names no Keras backend."""
 
 
 def configured_backend() -> str | None:
@@ -52,8 +58,15 @@ def prepare_backend() -> str:
     """Applies the TF-free fallback and the quiet TensorFlow import; returns the backend.
 
     Idempotent; does nothing once Keras is imported (its choice is then made).
+
+    Raises:
+        BackendError: ``KERAS_BACKEND`` or keras.json names no Keras backend.
     """
     backend = configured_backend()
+    if backend is not None and backend not in KERAS_BACKENDS and "keras" not in sys.modules:
+        where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "~/.keras/keras.json"
+        raise BackendError(f"{where} names the Keras backend {backend!r}, which Keras does not have; "
+                           f"use one of {', '.join(KERAS_BACKENDS)} (or leave it unset).")
     if backend is None:
         if tensorflow_available():
             backend = "tensorflow"  # Keras' own default

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from mobilenet_zoo.backend import prepare_backend
+
 
 def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``package``: ``exports`` maps a public name to the module
@@ -18,6 +20,7 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
 
     def __getattr__(name: str) -> Any:
         if name in exports:
+            prepare_backend()  # as the package root's names do: the TF-free fallback, quietly
             value = getattr(importlib.import_module(exports[name]), name)
         elif not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
             value = importlib.import_module(f"{package}.{name}")
@@ -27,3 +30,9 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return value
 
     return __getattr__
+
+
+def lazy_dir(module_globals: dict[str, Any]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` listing its ``__all__`` (the lazy names included)."""
+    return lambda: sorted(set(module_globals.get("__all__", ())) | {
+        k for k in module_globals if not k.startswith("_")})

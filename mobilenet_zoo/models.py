@@ -21,4 +21,8 @@ def load_model(path: str | os.PathLike, **kwargs: Any) -> keras.Model:
         path: a ``.keras`` file written by ``model.save`` (any task of the package).
         **kwargs: passed to ``keras.saving.load_model`` (``compile``, ``safe_mode``).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a path to a .keras file; got {type(path).__name__} {path!r}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such .keras file: {os.fspath(path)!r}.")
     return keras.saving.load_model(os.fspath(path), **kwargs)

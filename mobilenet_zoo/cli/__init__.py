@@ -3,7 +3,7 @@
     mobilenet-zoo presets [fetch NAME]     list the presets, or install a published one
     mobilenet-zoo detect PHOTOS...         run a detector, write annotated PNGs
     mobilenet-zoo classify PHOTOS...       ImageNet top-5 of photos
-    mobilenet-zoo export --preset NAME     write a TFLite / SavedModel file
+    mobilenet-zoo export --preset NAME     write a TFLite file with its metadata
     mobilenet-zoo convert SRC --out FILE   convert TF-slim / keras.applications / TF OD API weights
 
 Each sub-command module parses its flags first and imports Keras and TensorFlow
@@ -16,12 +16,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from mobilenet_zoo.backend import BackendError, prepare_backend
+
 # Sub-command -> (module under mobilenet_zoo.cli, one-line summary).
 COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("presets", "list the presets (shipped, cached, published), or `fetch NAME` one"),
     "detect": ("detect", "run a detector on photos: JSON lines and annotated PNGs"),
     "classify": ("classify", "ImageNet top-5 classes of photos"),
-    "export": ("export", "export a preset or a .keras model to TFLite / SavedModel"),
+    "export": ("export", "export a preset or a .keras model to a TFLite file (with metadata)"),
     "convert": ("convert", "convert TF-slim, keras.applications or TF OD API weights"),
 }
 
@@ -32,6 +34,16 @@ def _usage() -> str:
              "", "MobileNet v1 (Howard et al. 2017) for Keras 3.", "", "commands:"]
     lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines) + "\n"
+
+
+def start_backend() -> None:
+    """``backend.prepare_backend()`` for a sub-command, after its flags are parsed: a
+    ``KERAS_BACKEND`` that names no backend is a usage error (one line, exit 2)."""
+    try:
+        prepare_backend()
+    except BackendError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobilenet_zoo.backend import prepare_backend
 from mobilenet_zoo.cli import common as cli
+from mobilenet_zoo.cli import start_backend
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, items, skipped, notes) -> int:
-    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
+    start_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo import presets
     from mobilenet_zoo.imagenet import DEFAULT_PRESET, _model, classify
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb

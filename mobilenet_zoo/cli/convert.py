@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli import start_backend
 from mobilenet_zoo.hub.download import sha256_of
 from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SSD checkpoints: box-spec order the predictor was trained with (2017 model zoo: 2017)",
     )
     args = parser.parse_args(argv)
-    prepare_backend()  # after parsing: --help and usage errors answer before TensorFlow loads
+    start_backend()  # after parsing: --help and usage errors answer before TensorFlow loads
     from mobilenet_zoo.convert.core import convert
 
     try:

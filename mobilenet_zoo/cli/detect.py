@@ -26,8 +26,8 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mobilenet_zoo.backend import prepare_backend
 from mobilenet_zoo.cli import common as cli
+from mobilenet_zoo.cli import start_backend
 
 IMAGE_SUFFIXES = set(cli.IMAGE_SUFFIXES)
 _COLOUR = (230, 25, 75)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, items, skipped, notes, pngs) -> int:
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
 
-    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
+    start_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo.fold import fold_batch_norm
 
     model = fold_batch_norm(load_detector(args.preset, args.model))  # same detections, faster

@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 
-from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli import start_backend
 from mobilenet_zoo.cli.common import EXIT_FATAL, EXIT_OK
 from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
-    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
+    start_backend()  # after parsing: --help and usage errors answer before Keras loads
     try:
         # First: without TensorFlow, one clear error before any work.
         from mobilenet_zoo.export import to_tflite

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from mobilenet_zoo.backend import prepare_backend
+from mobilenet_zoo.cli import start_backend
 
 
 def _list(argv: list[str]) -> int:
@@ -54,7 +54,7 @@ def _fetch(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true",
                         help="install again even when the cache holds a good copy")
     args = parser.parse_args(argv)
-    prepare_backend()  # after parsing: --help and usage errors answer before Keras loads
+    start_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo.hub.download import DownloadError, HashMismatchError
     from mobilenet_zoo.hub.presets import get_preset
     from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mobilenet_zoo.lazy import lazy_getattr
+from mobilenet_zoo.lazy import lazy_dir, lazy_getattr
 
 if TYPE_CHECKING:  # loaded on first use, so `python -m mobilenet_zoo.convert --help` needs no Keras
     from mobilenet_zoo.convert.core import build_for, convert
@@ -77,3 +77,4 @@ __getattr__ = lazy_getattr(__name__, {
     "slim_to_keras": "mobilenet_zoo.convert.slim",
     "tfjs_od_api_ssd_to_checkpoint": "mobilenet_zoo.convert.tfjs",
 })
+__dir__ = lazy_dir(globals())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mobilenet_zoo.lazy import lazy_getattr
+from mobilenet_zoo.lazy import lazy_dir, lazy_getattr
 
 if TYPE_CHECKING:  # loaded on first use, so `python -m mobilenet_zoo.export --help` needs no Keras
     from mobilenet_zoo.export.checks import POSTPROCESS
@@ -29,3 +29,4 @@ __getattr__ = lazy_getattr(__name__, {
     **{name: "mobilenet_zoo.export.tflite"
        for name in ("QUANTIZE", "TFLiteRunner", "export_saved_model", "to_tflite")},
 })
+__dir__ = lazy_dir(globals())

@@ -36,11 +36,24 @@ def register_task(name: str | None = None) -> Callable[[T], T]:
     """Class decorator: records the class under ``name`` (default: its ``__name__``).
 
     Registering a second, different class under a taken name is a ValueError (a
-    re-import of the same module re-registers its own class, which is allowed).
+    re-import of the same module re-registers its own class, which is allowed, as
+    Keras' ``register_keras_serializable`` does); the built-in names belong to their
+    modules (``BUILTIN_TASKS``), whether or not those are imported yet.
     """
+    if isinstance(name, type):
+        raise TypeError("register_task is a decorator factory: write @register_task() (or "
+                        f"@register_task('NAME')), not @register_task; got the class {name.__name__}.")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"The task name must be a non-empty str (or None: the class's name); got {name!r}.")
 
     def decorate(cls: T) -> T:
+        if not isinstance(cls, type):
+            raise TypeError(f"register_task() decorates a class; got {cls!r}.")
         key = name or cls.__name__
+        builtin = BUILTIN_TASKS.get(key)
+        if builtin is not None and cls.__module__ != builtin:
+            raise ValueError(f"Task name {key!r} is the built-in {builtin}.{key}; register "
+                             f"{cls.__module__}.{cls.__qualname__} under another name.")
         known = _REGISTRY.get(key)
         if known is not None and f"{known.__module__}.{known.__qualname__}" != (
                 f"{cls.__module__}.{cls.__qualname__}"):
@@ -54,10 +67,14 @@ def register_task(name: str | None = None) -> Callable[[T], T]:
 
 def get_task(name: str) -> type:
     """The model class registered as ``name``; ValueError listing the known names."""
+    if not isinstance(name, str):
+        raise TypeError(f"A task name is a str (e.g. 'SSD'); got {name!r}.")
     if name not in _REGISTRY and name in BUILTIN_TASKS:
         importlib.import_module(BUILTIN_TASKS[name])
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown task {name!r}; the known tasks are {task_names()}.")
+        close = [n for n in task_names() if n.lower() == name.lower()]
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown task {name!r}; the known tasks are {task_names()}.{hint}")
     return _REGISTRY[name]
 
 

@@ -43,7 +43,7 @@ from mobilenet_zoo.hub.registry import (
     downloads_dir,
     weights_dir,
 )
-from mobilenet_zoo.lazy import lazy_getattr
+from mobilenet_zoo.lazy import lazy_dir, lazy_getattr
 
 if TYPE_CHECKING:  # loaded on first use: they need Keras (mobilenet_zoo.lazy)
     from mobilenet_zoo.presets.loading import (
@@ -74,3 +74,4 @@ __getattr__ = lazy_getattr(__name__, {name: "mobilenet_zoo.presets.loading" for 
     "installed_preset",
     "head_matches",
 )})
+__dir__ = lazy_dir(globals())

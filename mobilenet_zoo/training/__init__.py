@@ -20,3 +20,18 @@ resume, retained checkpoints), ``identity`` (what makes two runs the same),
 from the others), and the experiments: ``classification`` (the classifier trainer),
 ``tradeoff``, ``transfer``, ``evaluate``, ``detection``, ``segmentation``, ``geo``.
 """
+
+_SUBMODULES = ("flags", "config", "schedule", "strategy", "checkpoints", "identity", "run",
+               "classification", "tradeoff", "transfer", "evaluate", "detection", "segmentation",
+               "geo")
+
+
+def __getattr__(name: str):
+    """Only reached for a name this package does not define: it says where names went."""
+    if name.startswith("__") or name in _SUBMODULES:  # a submodule not imported yet: the import system's
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(
+        f"module {__name__!r} has no attribute {name!r}: mobilenet_zoo.training re-exports nothing; "
+        f"the run context, fit / finish and what recipes use are in mobilenet_zoo.training.run "
+        f"(from mobilenet_zoo.training import run as training; training.{name}), flags in "
+        "mobilenet_zoo.training.flags.")

@@ -175,5 +175,54 @@ def test_task_registry_builds_models_by_name_without_importing_them_first():
 
     with pytest.raises(ValueError, match="Unknown task 'Nope'; the known tasks are"):
         get_task("Nope")
-    with pytest.raises(ValueError, match="Task name 'SSD' is taken by mobilenet_zoo.detection.ssd.SSD"):
+    with pytest.raises(ValueError, match="Task name 'SSD' is the built-in mobilenet_zoo.detection.ssd.SSD"):
         register_task("SSD")(type("Other", (), {}))
+    mine = register_task("MyTask")(type("MyTask", (), {}))
+    assert get_task("MyTask") is mine
+    with pytest.raises(ValueError, match="Task name 'MyTask' is taken by test_architecture.MyTask"):
+        register_task("MyTask")(type("Another", (), {}))
+
+
+def test_task_registry_refuses_what_would_break_it():
+    from mobilenet_zoo.hub.tasks import get_task, register_task
+
+    with pytest.raises(TypeError, match=r"write @register_task\(\)"):
+        register_task(type("Bare", (), {}))
+    with pytest.raises(TypeError, match="non-empty str"):
+        register_task(123)
+    with pytest.raises(ValueError, match="is the built-in mobilenet_zoo.backbone.MobileNetBackbone"):
+        register_task("MobileNetBackbone")(type("Impostor", (), {}))
+    with pytest.raises(ValueError, match="Did you mean 'SSD'"):
+        get_task("ssd")
+    with pytest.raises(TypeError, match="A task name is a str"):
+        get_task(None)
+
+
+def test_a_keras_backend_that_does_not_exist_is_one_clear_error():
+    env = dict(os.environ, KERAS_BACKEND="nonsense")
+    done = subprocess.run([sys.executable, "-m", "mobilenet_zoo", "detect", "nothere.jpg", "--out",
+                           "unused"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: KERAS_BACKEND names the Keras backend 'nonsense', which Keras does not have; use "
+        "one of tensorflow, jax, torch, numpy, openvino (or leave it unset).")
+    script = "import mobilenet_zoo\ntry:\n    mobilenet_zoo.SSD\nexcept Exception as e:\n    print(type(e).__name__)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.stdout.strip() == "BackendError", done.stderr[-2000:]
+
+
+def test_moved_training_names_say_where_they_went():
+    import mobilenet_zoo.training as training
+
+    with pytest.raises(AttributeError, match="are in mobilenet_zoo.training.run"):
+        training.RunContext  # noqa: B018
+
+
+def test_load_model_says_what_is_wrong_with_its_path(tmp_path):
+    import mobilenet_zoo
+
+    with pytest.raises(FileNotFoundError, match="No such .keras file"):
+        mobilenet_zoo.load_model(tmp_path / "missing.keras")
+    with pytest.raises(TypeError, match="must be a path to a .keras file"):
+        mobilenet_zoo.load_model(123)
