@@ -71,7 +71,7 @@ def parse_args(argv=None):
     try:
         args.seed_points = tuple(flags.parse_point(v) for v in points)
     except ValueError as err:
-        p.error(usage.format(err))
+        p.error(f"--seed-points takes ALPHA@SIZE pairs, comma-separated: {err}")
     return args
 
 
