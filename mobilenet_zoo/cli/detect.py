@@ -29,13 +29,7 @@ from PIL import Image, ImageDraw
 from mobilenet_zoo.cli import common as cli
 from mobilenet_zoo.cli import start_backend
 
-IMAGE_SUFFIXES = set(cli.IMAGE_SUFFIXES)
 _COLOUR = (230, 25, 75)
-
-
-def expand(inputs: list[str]) -> list[str]:
-    """The image files of ``inputs``: files as given, folders walked recursively (sorted)."""
-    return [item.path for item in cli.collect(inputs)[0]]
 
 
 def load_detector(preset: str | None, model_path: str | None):

@@ -156,13 +156,6 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
 @pytest.mark.parametrize("command", [
     ["-m", "mobilenet_zoo.detect", "--help"],
     ["-m", "mobilenet_zoo.classify", "--help"],
-    ["-m", "mobilenet_zoo", "--help"],
-    ["-m", "mobilenet_zoo", "presets", "--help"],
-    ["-m", "mobilenet_zoo", "detect", "--help"],
-    ["-m", "mobilenet_zoo", "classify", "--help"],
-    ["-m", "mobilenet_zoo", "export", "--help"],
-    ["-m", "mobilenet_zoo", "convert", "--help"],
-    ["-m", "mobilenet_zoo", "presets", "fetch", "--help"],
     ["-m", "mobilenet_zoo.presets", "--help"],
     ["-m", "mobilenet_zoo.presets", "fetch", "--help"],
     ["-m", "mobilenet_zoo.export", "--help"],
@@ -173,6 +166,7 @@ def test_classify_usage_errors_exit_2_before_loading_anything(photos, capsys):
     [str(ROOT / "recipes/imagenet.py"), "--no-such-flag"],
 ])
 def test_help_and_usage_errors_answer_before_tensorflow_is_imported(command):
+    # (`python -m mobilenet_zoo COMMAND --help`: tests/architecture/test_architecture.py)
     # -X importtime lists every module imported (on stderr); MOBILENET_ZOO_TF_LOGS=1
     # keeps the package from silencing stderr while it imports TensorFlow.
     env = dict(os.environ, MOBILENET_ZOO_TF_LOGS="1")
