@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 
@@ -22,3 +23,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# ``atomic_write``'s ``.NAME.tmp-PID.EXT``, the checkpoints' ``.tmp-PID.weights.h5``
+# and the exporters' ``NAME.tmp-PID``: the PID says whose file it is.
+_TEMPORARY = re.compile(r"(?:^\..*\.tmp-|^\.tmp-|\.tmp-)(\d+)(?:\.[^/]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Removes temporary files that a killed write left in ``folder`` (not in its
+    sub-folders): those whose writer process is gone. A live writer's file is left alone.
+    Returns the removed paths."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.search(name)
+        path = os.path.join(folder, name)
+        if match and os.path.isfile(path) and not _alive(int(match.group(1))):
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from mobilenet_zoo.data.seeds import fold, with_example_seeds
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.utils import ConfigMixin
 
@@ -24,12 +25,16 @@ def preprocess(image, size: int, training: bool, seed=None, central_fraction: fl
     if image.shape.rank == 3 and image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
     if training:
-        begin, crop, _ = tf.image.sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros((1, 0, 4)), min_object_covered=0.25,
-            aspect_ratio_range=(0.75, 1.33), area_range=(0.25, 1.0), max_attempts=10,
-            use_image_if_no_bounding_boxes=True, seed=seed or 0,
-        )
-        image = tf.image.random_flip_left_right(tf.slice(image, begin, crop), seed=seed)
+        options = dict(min_object_covered=0.25, aspect_ratio_range=(0.75, 1.33), area_range=(0.25, 1.0),
+                       max_attempts=10, use_image_if_no_bounding_boxes=True)
+        if seed is None or isinstance(seed, int):  # a stateful op seed, as before
+            begin, crop, _ = tf.image.sample_distorted_bounding_box(
+                tf.shape(image), tf.zeros((1, 0, 4)), seed=seed or 0, **options)
+            image = tf.image.random_flip_left_right(tf.slice(image, begin, crop), seed=seed)
+        else:  # a per-example [2] seed (data/seeds.py): the same run for the same --seed
+            begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+                tf.shape(image), tf.zeros((1, 0, 4)), seed=fold(seed, 0), **options)
+            image = tf.image.stateless_random_flip_left_right(tf.slice(image, begin, crop), fold(seed, 1))
     elif central_fraction < 1.0:
         image = tf.image.central_crop(image, central_fraction)
     image = tf.image.resize(image, (size, size))
@@ -42,8 +47,12 @@ def pipeline(ds: tf.data.Dataset, size: int, batch_size: int, training: bool, au
     tf = import_tensorflow("the tf.data input pipeline")
     if training:
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda x, y: (preprocess(x, size, training and augment, seed, central_fraction), y),
-                num_parallel_calls=tf.data.AUTOTUNE)
+        ds = with_example_seeds(ds, seed)  # same --seed, same augmentation
+        ds = ds.map(lambda xy, s: (preprocess(xy[0], size, augment, s, central_fraction), xy[1]),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (preprocess(x, size, False, seed, central_fraction), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from mobilenet_zoo.data.coco import COCO_CATEGORY_IDS, COCO_CLASS_NAMES  # noqa: F401
 from mobilenet_zoo.data.constants import MAX_BOXES
+from mobilenet_zoo.data.seeds import fold, with_example_seeds
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
@@ -196,9 +197,20 @@ def coco_json(annotation_file: str | os.PathLike, image_dir: str | os.PathLike |
 
 
 # ----------------------------------------------------------------- augmentation
+def _uniform(shape, seed, minval=0, maxval=None, dtype=None):
+    """``tf.random.uniform`` for an int op seed or ``None`` (stateful, as before), the
+    stateless op for a per-example ``[2]`` seed tensor (``data.seeds``: reproducible)."""
+    dtype = dtype or tf.float32
+    if seed is None or isinstance(seed, int):
+        return tf.random.uniform(shape, minval, maxval, dtype, seed=seed)
+    return tf.random.stateless_uniform(shape, seed, minval, maxval, dtype)
+
+
 def random_horizontal_flip(image, boxes, seed=None):
-    """Flips image and normalised yxyx boxes together with probability 1/2."""
-    flip = tf.random.uniform([], seed=seed) < 0.5
+    """Flips image and normalised yxyx boxes together with probability 1/2.
+
+    ``seed``: an int (stateful op seed) or a per-example ``[2]`` stateless seed."""
+    flip = _uniform([], seed) < 0.5
     image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
     flipped = tf.stack([boxes[:, 0], 1 - boxes[:, 3], boxes[:, 2], 1 - boxes[:, 1]], axis=1)
     return image, tf.where(flip, flipped, boxes)
@@ -211,16 +223,23 @@ SSD_CROP_MIN_COVERED = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 def ssd_random_crop(image, boxes, classes, is_crowd, seed=None):
     """SSD random crop: a patch covering at least one of the listed fractions of a
-    box, boxes kept when their centre falls inside (SSD paper s.2.2), then clipped."""
-    choice = tf.random.uniform([], 0, len(SSD_CROP_MIN_COVERED) + 1, tf.int32, seed=seed)
+    box, boxes kept when their centre falls inside (SSD paper s.2.2), then clipped.
+
+    ``seed``: an int (stateful op seed) or a per-example ``[2]`` stateless seed."""
+    stateless = not (seed is None or isinstance(seed, int))
+    choice = _uniform([], fold(seed, 1) if stateless else seed, 0, len(SSD_CROP_MIN_COVERED) + 1, tf.int32)
 
     def crop():
         min_covered = tf.gather(tf.constant(SSD_CROP_MIN_COVERED), tf.minimum(choice, 6))
-        begin, size, window = tf.image.sample_distorted_bounding_box(
-            tf.shape(image), bounding_boxes=tf.clip_by_value(boxes, 0, 1)[None],
-            min_object_covered=min_covered, aspect_ratio_range=(0.5, 2.0),
-            area_range=(0.1, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True,
-        )
+        options = dict(min_object_covered=min_covered, aspect_ratio_range=(0.5, 2.0),
+                       area_range=(0.1, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True)
+        bounding_boxes = tf.clip_by_value(boxes, 0, 1)[None]
+        if stateless:
+            begin, size, window = tf.image.stateless_sample_distorted_bounding_box(
+                tf.shape(image), bounding_boxes, seed=fold(seed, 2), **options)
+        else:
+            begin, size, window = tf.image.sample_distorted_bounding_box(
+                tf.shape(image), bounding_boxes=bounding_boxes, seed=seed, **options)
         win = window[0, 0]
         cropped = tf.slice(image, begin, size)
         cy = (boxes[:, 0] + boxes[:, 2]) / 2
@@ -279,16 +298,19 @@ def detection_pipeline(
         ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = with_example_seeds(ds, seed)  # same --seed, same augmentation (data/seeds.py)
+    else:
+        ds = ds.map(lambda ex: (ex, tf.zeros([2], tf.int64)))
 
-    def prepare(ex):
+    def prepare(ex, example_seed):
         image, boxes, classes, crowd = ex["image"], ex["boxes"], ex["classes"], ex["is_crowd"]
         boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
         if training and drop_crowd_in_training:
             keep = crowd == 0
             boxes, classes, crowd = (tf.boolean_mask(t, keep) for t in (boxes, classes, crowd))
         if training and augment:
-            image, boxes = random_horizontal_flip(image, boxes, seed)
-            image, boxes, classes, crowd = ssd_random_crop(image, boxes, classes, crowd, seed)
+            image, boxes = random_horizontal_flip(image, boxes, fold(example_seed, 0))
+            image, boxes, classes, crowd = ssd_random_crop(image, boxes, classes, crowd, example_seed)
             boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
         image = tf.image.resize(tf.cast(image, tf.float32), (h, w))
         image = tf.ensure_shape(image, (h, w, 3))

@@ -13,6 +13,7 @@ import numpy as np
 
 from mobilenet_zoo.data import digits_on_photos
 from mobilenet_zoo.data.constants import IGNORE_LABEL
+from mobilenet_zoo.data.seeds import fold, with_example_seeds
 from mobilenet_zoo.data.tfds_utils import load_split
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
@@ -138,16 +139,19 @@ def segmentation_pipeline(
     size = image_size
     if training:
         ds = ds.shuffle(500, seed=seed, reshuffle_each_iteration=True)
+        ds = with_example_seeds(ds, seed)  # same --seed, same augmentation (data/seeds.py)
+    else:
+        ds = ds.map(lambda ex: (ex, tf.zeros([2], tf.int64)))
 
-    def prepare(ex):
+    def prepare(ex, example_seed):
         image, mask = check_example(ex["image"], ex["mask"], num_classes, ignore_label)
         image = tf.cast(image, tf.float32)
         mask = tf.cast(mask, tf.int32)
         if training:
-            flip = tf.random.uniform([], seed=seed) < 0.5
+            flip = tf.random.stateless_uniform([], fold(example_seed, 0)) < 0.5
             image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
             mask = tf.cond(flip, lambda: tf.image.flip_left_right(mask), lambda: mask)
-            scale = tf.random.uniform([], *scale_range, seed=seed)
+            scale = tf.random.stateless_uniform([], fold(example_seed, 1), *scale_range)
             hw = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale * size / tf.cast(
                 tf.reduce_max(tf.shape(image)[:2]), tf.float32), tf.int32)
             hw = tf.maximum(hw, 1)
@@ -158,7 +162,7 @@ def segmentation_pipeline(
             image = tf.image.pad_to_bounding_box(image, 0, 0, th, tw)
             mask = tf.image.pad_to_bounding_box(mask - ignore_label, 0, 0, th, tw) + ignore_label
             both = tf.concat([image, tf.cast(mask, tf.float32)], -1)
-            both = tf.image.random_crop(both, (size, size, 4), seed=seed)
+            both = tf.image.stateless_random_crop(both, (size, size, 4), fold(example_seed, 2))
             image, mask = both[..., :3], tf.cast(both[..., 3:], tf.int32)
         else:
             image = tf.image.resize(image, (size, size))

@@ -43,6 +43,7 @@ class RunOptions:
 
     out: str
     resume: bool = False
+    overwrite: bool = False
     strategy: str = "default"
     tpu: str = ""
     seed: int = 0

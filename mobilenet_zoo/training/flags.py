@@ -69,7 +69,7 @@ KEEP_CHECKPOINTS = ("last-best", "last", "all", "none")
 # Flags that do not change what a run is: where it writes, how it runs, and how many
 # epochs it goes to (`--resume` with a larger --epochs extends the same run, as Keras'
 # `initial_epoch` does; the learning-rate schedules here decay per step, not per run length).
-RUN_CONTROL_FLAGS = ("out", "resume", "strategy", "tpu", "verbose", "keep_checkpoints", "epochs")
+RUN_CONTROL_FLAGS = ("out", "resume", "overwrite", "strategy", "tpu", "verbose", "keep_checkpoints", "epochs")
 
 
 class _DefaultOut(str):
@@ -100,6 +100,10 @@ def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from the backup in --out (model, optimizer, epoch); "
                         "refused when --out holds a run of another configuration or data")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run in --out (its backups, checkpoints, logs and results "
+                        "are removed first); without --resume or --overwrite a run into a folder "
+                        "that holds a run is refused, nothing changed")
     g.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy; the global batch is split across replicas")
     g.add_argument("--tpu", default="", help="TPU address for --strategy tpu")
@@ -114,6 +118,22 @@ def add_common_flags(parser: argparse.ArgumentParser, out_default: str) -> None:
                    help="Keras verbosity: 1 progress bar, 2 one line per epoch (default: 1 on a "
                         "terminal, 2 when stdout is a file or a pipe, so logs get no progress-bar "
                         "redraws)")
+
+
+YES = ("true", "yes", "1", "on")
+NO = ("false", "no", "0", "off")
+
+
+def yes_no(text: str) -> bool:
+    """An argparse ``type`` for yes/no flags: true/false, yes/no, 1/0, on/off (any case);
+    anything else (``Y``, ``flase``) is a usage error, never silently False."""
+    word = str(text).strip().lower()
+    if word in YES:
+        return True
+    if word in NO:
+        return False
+    raise argparse.ArgumentTypeError(
+        f"expected one of {'/'.join(YES)} or {'/'.join(NO)}, got {text!r}")
 
 
 # ----------------------------------------------------------------------------
@@ -132,8 +152,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config, exclude: tuple[str
         flag = "--" + f.name.replace("_", "-")
         helptext = f"{f.metadata.get('help', '')} (default: {default})"
         if isinstance(default, bool):
-            g.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
-                           help=helptext, metavar="BOOL")
+            g.add_argument(flag, type=yes_no, default=default, help=helptext, metavar="BOOL")
         elif "choices" in f.metadata:
             g.add_argument(flag, type=type(default), default=default, choices=f.metadata["choices"],
                            help=helptext)

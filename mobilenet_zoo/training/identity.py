@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import numpy as np
 
 from mobilenet_zoo import weights_io
+from mobilenet_zoo.files import remove_stale_temporaries
 from mobilenet_zoo.training.checkpoints import resume_epoch
 from mobilenet_zoo.training.flags import RUN_CONTROL_FLAGS
 
@@ -22,7 +24,54 @@ class RunMismatchError(ValueError):
     """``--resume`` on a folder that holds a run of another configuration or data."""
 
 
+class EarlierRunError(ValueError):
+    """A run into an ``--out`` that holds an earlier run, without ``--resume`` or ``--overwrite``."""
+
+
 IDENTITY_FILE = "run_identity.json"
+# What a recipe run leaves in its --out (RunContext.callbacks, save_model, write_results):
+# their presence means the folder holds a run. RUN_STATE is what --overwrite clears so
+# that logs, backups and checkpoints of two runs never mix.
+RUN_STATE = (IDENTITY_FILE, "results.json", "log.csv", "backup", "checkpoints", "tensorboard")
+RUN_MARKERS = (*RUN_STATE, "model.keras")
+
+
+def earlier_run(out_dir: str) -> list[str]:
+    """The names in ``out_dir`` that show it holds a run (empty folders do not count)."""
+    found = []
+    for name in RUN_MARKERS:
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path) or (os.path.isdir(path) and any(os.scandir(path))):
+            found.append(name)
+    return found
+
+
+def claim_out(out_dir: str, resume: bool, overwrite: bool) -> None:
+    """Before a run writes anything: an ``--out`` that holds an earlier run is continued
+    (``--resume``), cleared of that run's state (``--overwrite``: backups, checkpoints,
+    logs, identity, results; other files are replaced as the new run writes them), or
+    refused with ``EarlierRunError``, changing nothing. A run that goes on first removes
+    the temporary files of killed saves (``.model.keras.tmp-PID.keras``, writer gone)."""
+    if resume and overwrite:
+        raise EarlierRunError("--resume continues the run in --out and --overwrite replaces it: "
+                              "give one of them.")
+    found = earlier_run(out_dir)
+    if found and not (resume or overwrite):
+        raise EarlierRunError(
+            f"--out {out_dir} holds an earlier run ({', '.join(found)}); nothing was changed. "
+            "Pass --resume to continue it, --overwrite to replace it, or choose another --out.")
+    for folder in (out_dir, os.path.join(out_dir, "checkpoints"), os.path.join(out_dir, "backup")):
+        remove_stale_temporaries(folder)
+    if not found or resume:
+        return
+    for name in RUN_STATE:
+        path = os.path.join(out_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    print(f"--overwrite: removed the earlier run's {', '.join(n for n in found if n in RUN_STATE)} "
+          f"in {out_dir}", flush=True)
 
 
 def _jsonable(value: Any) -> Any:

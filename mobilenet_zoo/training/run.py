@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +57,10 @@ from mobilenet_zoo.training.flags import (  # noqa: F401  re-exported for the re
 )
 from mobilenet_zoo.training.identity import (  # noqa: F401  re-exported for the recipes
     IDENTITY_FILE,
+    EarlierRunError,
     RunMismatchError,
     check_run_identity,
+    claim_out,
     data_fingerprint,
     identity_of,
     read_run_identity,
@@ -157,6 +160,16 @@ def tfds_data(name: str, data_dir: str | None, smoke: bool, load: Callable[[str,
     return DataChoice("full", f"TFDS {name} from {data_dir}", train, val)
 
 
+def usage_exit(err: Exception) -> SystemExit:
+    """A ``SystemExit`` for a refused run: the one-line ``error: ...`` on stderr, no
+    traceback, exit status 2 (a usage error: nothing was run or changed)."""
+    message = f"error: {err}"
+    print(message, file=sys.stderr, flush=True)
+    exit_ = SystemExit(message)  # str(exit_) is the message, for callers that catch it
+    exit_.code = 2
+    return exit_
+
+
 @dataclass
 class RunContext:
     """Strategy, output folder, seed and chief-only writes of one run.
@@ -175,6 +188,13 @@ class RunContext:
 
     @classmethod
     def start(cls, options: RunOptions) -> RunContext:
+        """Claims ``options.out`` (``claim_out``: an earlier run there is refused unless
+        ``--resume`` or ``--overwrite``; ``SystemExit`` with the message and exit status 2,
+        before anything is written), then creates the strategy."""
+        try:
+            claim_out(options.out, options.resume, options.overwrite)
+        except EarlierRunError as err:
+            raise usage_exit(err) from None
         strategy = get_strategy(options.strategy, options.tpu)
         return cls(options, strategy, output_dir(options.out, strategy))
 
@@ -218,7 +238,7 @@ class RunContext:
             return standard_callbacks(folder, self.options.resume, self.options.keep_checkpoints,
                                       identity_of(self.flags, data))
         except RunMismatchError as err:
-            raise SystemExit(f"error: {err}") from err
+            raise usage_exit(err) from None
 
     def save_model(self, model: keras.Model, name: str = "model.keras") -> str:
         os.makedirs(self.out_dir, exist_ok=True)

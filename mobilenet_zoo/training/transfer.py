@@ -22,6 +22,7 @@ from PIL import Image
 from mobilenet_zoo import presets
 from mobilenet_zoo.backbone import BLOCK_SPECS, MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.data.seeds import with_example_seeds
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
 tf = import_tensorflow("transfer learning data (tf.data)")
@@ -127,11 +128,13 @@ def array_dataset(
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = with_example_seeds(ds, seed)  # stateless flips: same seed, same run
 
-    def prepare(image, label):
+    def prepare(example, example_seed):
+        image, label = example
         image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
         if training:
-            image = tf.image.random_flip_left_right(image, seed=seed)
+            image = tf.image.stateless_random_flip_left_right(image, example_seed)
         return image, label
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
