@@ -278,20 +278,27 @@ class Task(ByNameWeightsMixin, keras.Model):
 
         A preset of this task (same ``task`` in its manifest entry) builds with
         the preset's ``task_config`` (overridden by ``kwargs``) and loads whole;
-        with another ``num_classes`` every layer but the class head loads. Any
-        other preset initialises the backbone only and the head starts fresh
-        (transfer learning), as in KerasHub.
+        with another ``num_classes`` every layer but the class head loads. A
+        classifier preset (the ImageNet family) or a backbone-only preset
+        initialises the backbone only and the head starts fresh (transfer
+        learning), as in KerasHub. A preset of another task head (an SSD preset
+        for a classifier) is refused, naming what fits
+        (``mobilenet_zoo.presets.check_preset_fits``).
 
         Args:
             preset: a name from ``mobilenet_zoo.presets.list_presets()``.
             input_shape: the backbone's input (default: the preset's size;
                 detectors rebuild it at their ``image_size``).
             **kwargs: the task's constructor arguments (``num_classes``...).
+
+        Raises:
+            ValueError: an unknown preset, or a preset of another task head.
         """
         check_known_kwargs(cls, kwargs, "from_preset", skip=("backbone", "weights"))
+        # The rule first, from the metadata: a refused preset is neither downloaded nor built.
+        own = presets.check_preset_fits(presets.preset_metadata(preset), cls) == "whole"
         meta = presets.installed_preset(preset)
         backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
-        own = meta.get("task") == cls.__name__
         config = presets.task_config_of(meta) if own else {}
         if kwargs.get("num_classes", config.get("num_classes")) != config.get("num_classes"):
             config.pop("class_names", None)  # a new head: the preset's names do not apply

@@ -21,6 +21,16 @@ COCO_SSD = "ssd_mobilenet_v1_coco"
 # preset name or a file: "imagenet" follows the model's alpha and input size.
 WEIGHTS_ALIASES: dict[str, str | None] = {"imagenet": "imagenet", "scratch": None, "none": None}
 METADATA_KEYS = ("alpha", "input_size")
+# What each built-in task head is, for the messages of ``check_preset_fits``.
+TASK_KINDS: dict[str, str] = {
+    "MobileNetClassifier": "a classifier",
+    "SSD": "a detector",
+    "FasterRCNN": "a detector",
+    "DeepLabV3": "a segmenter",
+}
+# Presets of these tasks (and backbone-only presets) initialise the backbone of any task:
+# an ImageNet classifier's feature extractor is what the TF OD API and DeepLab start from.
+BACKBONE_SOURCE_TASKS = (None, "MobileNetBackbone", "MobileNetClassifier")
 
 
 def resolve_weights(value: str | None) -> str | None:
@@ -115,3 +125,66 @@ def describe() -> list[dict[str, Any]]:
     return rows
 
 
+
+
+def _an(word: str) -> str:
+    """``"an"`` before a vowel sound (``an SSD``), else ``"a"``."""
+    vowel = word[:1].lower() in "aeiou" or (word[:2].isupper() and word[:1] in "FHLMNRSX")
+    return "an" if vowel else "a"
+
+
+def check_preset_fits(meta: dict[str, Any], task: str | type, whole: bool = False) -> str:
+    """How a preset goes into a model of ``task``: ``"whole"`` or ``"backbone"``, else ValueError.
+
+    The rule every entry point shares (``Task.from_preset``, the CLIs), as data: it imports
+    no Keras, so a command can check its flags before building anything.
+
+    - A preset of the task itself loads whole (another ``num_classes``: every layer but
+      the class head).
+    - A classifier preset (the ``mobilenet_v1_*_imagenet`` family, any preset whose task
+      is ``MobileNetClassifier``) or a backbone-only preset initialises the backbone of
+      any task (transfer learning, as the TF OD API starts from the ImageNet checkpoint).
+    - A preset of another task head (an SSD preset for a classifier) is refused: its head
+      cannot serve this task, and a silently random head gives confident nonsense.
+    - ``MobileNetBackbone`` takes the backbone of any preset.
+
+    Args:
+        meta: the preset's metadata (``get_preset(name)``: ``name`` and ``task``).
+        task: the model class or its registered name (``"SSD"``). A class whose base
+            class is the preset's task (a subclass of ``SSD``) takes its backbone.
+        whole: the caller needs the preset's own head (``classify``, ``detect``,
+            ``export`` of a preset): only ``"whole"`` is accepted.
+    """
+    if not isinstance(meta, dict):
+        raise TypeError(f"`meta` must be a preset's metadata dict (get_preset(name)); got {meta!r}.")
+    if isinstance(task, type):
+        target, lineage = task.__name__, {c.__name__ for c in task.__mro__}
+    elif isinstance(task, str) and task:
+        target, lineage = task, {task}
+    else:
+        raise TypeError(f"`task` must be a model class or its name (e.g. 'SSD'); got {task!r}.")
+    name = meta.get("name", "this preset")
+    theirs = meta.get("task") or None
+    if theirs == "MobileNetBackbone":
+        theirs = None
+    if target == "MobileNetBackbone":
+        return "backbone"
+    if theirs == target:
+        return "whole"
+    if theirs is None:
+        what = f"{name} is a backbone-only preset (features, no task head)"
+    else:
+        kind = TASK_KINDS.get(theirs, f"{_an(theirs)} {theirs} model")
+        what = f"{name} is {_an(theirs)} {theirs} preset ({kind})"
+    if whole:
+        own = sorted(n for n, m in all_presets().items() if m.get("task") == target)
+        raise ValueError(
+            f"{what}; {target} needs a preset of its own task with its trained head "
+            f"({', '.join(own) or f'none is installed; register one with task {target!r}'}). "
+            f"To train a new head on its features: {target}.from_preset({name!r}, num_classes=N), "
+            "then fit.")
+    if theirs in BACKBONE_SOURCE_TASKS or theirs in lineage:
+        return "backbone"
+    raise ValueError(
+        f"{what}; {target} cannot use its head. Use {theirs}.from_preset({name!r}), or "
+        f"MobileNetBackbone.from_preset({name!r}) to reuse its backbone.")

@@ -29,6 +29,7 @@ from mobilenet_zoo.hub.presets import (
     METADATA_KEYS,
     WEIGHTS_ALIASES,
     backbone_weights,
+    check_preset_fits,
     describe,
     get_preset,
     imagenet_preset,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # loaded on first use: they need Keras (mobilenet_zoo.lazy)
         head_matches,
         installed_preset,
         load_into,
+        preset_metadata,
         preset_path,
         register_preset,
         task_config_of,
@@ -61,12 +63,14 @@ __all__ = [
     "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "COCO_SSD", "WEIGHTS_ALIASES",
     "METADATA_KEYS", "cache_dir", "cache_root", "downloads_dir", "weights_dir", "resolve_weights",
     "imagenet_preset", "backbone_weights", "list_presets", "get_preset", "describe", "sha256_of",
+    "check_preset_fits", "preset_metadata",
     "register_preset", "preset_path", "load_into", "build_from_metadata", "task_config_of", "check_metadata", "installed_preset", "head_matches",
 ]
 
 __getattr__ = lazy_getattr(__name__, {name: "mobilenet_zoo.presets.loading" for name in (
     "register_preset",
     "preset_path",
+    "preset_metadata",
     "load_into",
     "build_from_metadata",
     "task_config_of",
