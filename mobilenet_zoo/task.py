@@ -197,7 +197,8 @@ class Task(ByNameWeightsMixin, keras.Model):
         """``fit`` needs a loss: ``compile(loss=...)`` or the task's own ``compute_loss``
         (detectors). Keras raises on TensorFlow and PyTorch but trains on a loss of 0.0
         on JAX."""
-        own_loss = type(self).compute_loss is not keras.Model.compute_loss
+        # A task whose compute_loss only checks the data (the classifier) says own_loss = False.
+        own_loss = getattr(type(self), "own_loss", type(self).compute_loss is not keras.Model.compute_loss)
         if not own_loss and getattr(self, "_compile_loss", None) is None and getattr(
                 self, "loss", None) is None:
             raise ValueError(

@@ -224,6 +224,22 @@ def _tensorflow_only_errors() -> dict[str, str]:
     return said
 
 
+def _label_range_error() -> str:
+    """What ``fit`` says for a class id >= num_classes (on JAX it used to train on a loss of 0.0)."""
+    import keras
+
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
+
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=3)
+    model.compile(keras.optimizers.SGD(1e-3), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    try:
+        model.fit(x, np.array([0, 1, 2, 5]), epochs=1, verbose=0)
+    except Exception as err:  # TF: InvalidArgumentError, JAX: JaxRuntimeError, torch: ValueError
+        return f"{type(err).__name__}: {err}"
+    return "no error"
+
+
 def check(workdir: str) -> dict:
     """This backend: load, predict, fit, save; outputs written for the caller to compare."""
     import keras
@@ -251,6 +267,7 @@ def check(workdir: str) -> dict:
         model.save(os.path.join(workdir, f"{backend}_{name}.keras"))
         arrays[f"{name}_trained"] = flat(model(x, training=False))
     arrays.update(preset_outputs())
+    report["label_error"] = _label_range_error()
     _save_npz(os.path.join(workdir, f"{backend}.npz"), arrays)
     if not tensorflow:
         report["tensorflow_only_errors"] = _tensorflow_only_errors()

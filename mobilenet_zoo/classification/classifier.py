@@ -13,7 +13,7 @@ from mobilenet_zoo.classification.preprocessor import ImageClassifierPreprocesso
 from mobilenet_zoo.hub.tasks import register_task
 from mobilenet_zoo.preprocessing import preprocessing_layer
 from mobilenet_zoo.task import Task
-from mobilenet_zoo.utils import build_piece, check_num_classes
+from mobilenet_zoo.utils import assert_in_graph, build_piece, check_num_classes
 
 
 @register_task()
@@ -98,6 +98,32 @@ class MobileNetClassifier(Task):
         self.classifier_activation = classifier_activation
         if weights is not None:
             presets.load_into(self, weights)
+
+    # ------------------------------------------------------------------ training
+    # The loss is the user's (compile(loss=...)); the labels are checked here, on every
+    # backend: Keras' sparse cross-entropy raises on TensorFlow, but on JAX a label >=
+    # num_classes gathers nothing and trains on a loss of 0.0 without a word.
+    own_loss = False
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        self.check_labels(y)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                    training=training)
+
+    def check_labels(self, y: Any) -> None:
+        """Stops ``fit`` / ``evaluate`` when a class id is outside ``[0, num_classes)``.
+        One-hot labels (last axis ``num_classes``) are taken as they are."""
+        if y is None or isinstance(y, (dict, list, tuple)):
+            return
+        shape = tuple(getattr(y, "shape", ()))
+        if len(shape) >= 2 and shape[-1] == self.num_classes and self.num_classes > 1:
+            return  # one-hot / soft labels for categorical cross-entropy
+        ops = keras.ops
+        assert_in_graph(
+            ops.all(ops.logical_and(y >= 0, y < self.num_classes)),
+            f"{type(self).__name__}(num_classes={self.num_classes}): a label is outside "
+            f"[0, {self.num_classes}); class ids run from 0 to {self.num_classes - 1}. Fix the "
+            f"labels, or build the model with the number of classes the data has.")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

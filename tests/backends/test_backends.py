@@ -138,6 +138,11 @@ def test_a_keras_file_saved_there_loads_here_with_the_same_outputs(run, task):
                                    err_msg=f"{backend} {task} {key}")
 
 
+def test_a_classifier_label_outside_num_classes_stops_fit_on_every_backend(run):
+    backend, _, report, _, _ = run
+    assert "outside [0, 3)" in report["label_error"], (backend, report["label_error"])
+
+
 def test_export_off_the_tensorflow_backend_says_how_to_export(run):
     backend, workdir, report, _, _ = run
     if BLOCK_TENSORFLOW[backend]:
