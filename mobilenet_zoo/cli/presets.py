@@ -8,11 +8,26 @@ the conversion failed (the message says what to do).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
+import urllib.parse
 
 from mobilenet_zoo.cli import start_backend
+
+
+def _origin(row: dict) -> str:
+    """The listing's source line: the URL, or the file a ``fetch --from`` install came from
+    (its path and sha256, as the cache manifest records them)."""
+    url = row["url"] or "-"
+    if url.startswith("file://"):
+        from mobilenet_zoo.hub.presets import get_preset
+
+        digest = get_preset(row["name"]).get("source_sha256")
+        return (f"from file: {urllib.parse.unquote(urllib.parse.urlsplit(url).path)} "
+                f"(`fetch --from`, sha256 {digest})")
+    return f"url: {url}"
 
 
 def _list(argv: list[str]) -> int:
@@ -36,9 +51,23 @@ def _list(argv: list[str]) -> int:
               f"  task: {r['task']}, alpha {r['alpha']}, input {r['input_size']}, "
               f"classes: {r['classes']}{names}\n"
               f"  metric: {r['metric'] or 'none published'}\n  licence: {r['license']}\n"
-              f"  source: {r['source']}\n  url: {r['url'] or '-'}\n"
+              f"  source: {r['source']}\n  {_origin(r)}\n"
               f"  sha256: {r['sha256'] or 'none published (recorded at first download)'}")
     return 0
+
+
+def _unknown_name(name: str) -> str | None:
+    """One line for a name that is no preset (with the closest names), else None.
+
+    Reads only the presets' data (``hub``), so it answers before Keras is imported."""
+    from mobilenet_zoo.hub.registry import all_presets
+
+    names = all_presets()
+    if name in names:
+        return None
+    close = difflib.get_close_matches(name, list(names), n=3)
+    guess = f"; did you mean {', '.join(close)}?" if close else "."
+    return f"unknown preset {name!r}{guess} Run `mobilenet-zoo presets` to list them."
 
 
 def _fetch(argv: list[str]) -> int:
@@ -54,6 +83,10 @@ def _fetch(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true",
                         help="install again even when the cache holds a good copy")
     args = parser.parse_args(argv)
+    unknown = _unknown_name(args.name)  # before Keras: a typo answers at once
+    if unknown:
+        print(f"error: {unknown}", file=sys.stderr)
+        return 2
     start_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo.hub.download import DownloadError, HashMismatchError
     from mobilenet_zoo.hub.presets import get_preset
@@ -82,8 +115,8 @@ def _fetch(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     meta = get_preset(args.name)
-    print(f"installed {args.name}: {path} (sha256 {meta['sha256']}; from {meta['source_url']}, "
-          f"sha256 {meta['source_sha256']}"
+    print(f"installed {args.name}: {path} (sha256 {meta['sha256']}; from "
+          f"{meta.get('source_file') or meta['source_url']}, sha256 {meta['source_sha256']}"
           f"{'' if meta.get('source_sha256_published') else ', no published hash: recorded now'})")
     if meta.get("frozen_graph_check"):
         print(f"checked against the archive's frozen graph: {meta['frozen_graph_check']}")

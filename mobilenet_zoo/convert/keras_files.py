@@ -11,14 +11,30 @@ from typing import Any
 import numpy as np
 
 from mobilenet_zoo import weights_io
+from mobilenet_zoo.hub import catalog
 from mobilenet_zoo.hub.tasks import get_task
 from mobilenet_zoo.spec import BLOCK_SPECS
 
+# keras.applications.mobilenet writes alpha as "1_0", "7_5", "5_0", "2_5" in its file names
+# (BASE_WEIGHT_PATH + "mobilenet_%s_%d_tf.h5" % (alpha_text, rows), "..._tf_no_top.h5").
+_KERAS_ALPHA_TEXT = {text: alpha for alpha, text in catalog.KERAS_ALPHA.items()}
+_KERAS_NAME = re.compile("mobilenet_(" + "|".join(_KERAS_ALPHA_TEXT) + r")_(\d+)_tf(?:_no_top)?\.h5")
+_SLIM_NAME = re.compile(r"mobilenet_v1_(\d+(?:\.\d+)?)_(\d+)")
+
 
 def alpha_from_name(path: str | os.PathLike) -> tuple[float | None, int | None]:
-    """``mobilenet_v1_0.25_128`` -> (0.25, 128); (None, None) when absent."""
-    m = re.search(r"mobilenet_v1_(\d+(?:\.\d+)?)_(\d+)", Path(path).name)
-    return (float(m.group(1)), int(m.group(2))) if m else (None, None)
+    """Alpha and input size read from a published file name; (None, None) when absent.
+
+    TF-slim: ``mobilenet_v1_0.25_128`` (checkpoint, ``.tgz``, frozen graph) -> (0.25, 128);
+    keras.applications: ``mobilenet_2_5_128_tf.h5`` or ``mobilenet_5_0_160_tf_no_top.h5``
+    -> (0.25, 128), (0.5, 160).
+    """
+    name = Path(path).name
+    if m := _KERAS_NAME.search(name):
+        return _KERAS_ALPHA_TEXT[m.group(1)], int(m.group(2))
+    if m := _SLIM_NAME.search(name):
+        return float(m.group(1)), int(m.group(2))
+    return None, None
 
 
 def _keras3_weight_shapes(path: str) -> dict[str, tuple] | None:

@@ -85,15 +85,42 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return parsed
 
 
+class CacheNotWritableError(OSError):
+    """The cache root (``$MOBILENET_ZOO_CACHE``) cannot hold files; the message says
+    which folder, why, and to set the variable to a writable folder."""
+
+
+def writable_cache_folder(directory: str | os.PathLike) -> Path:
+    """``directory`` (a folder under the cache root), created when missing.
+
+    Raises ``CacheNotWritableError`` naming ``$MOBILENET_ZOO_CACHE``, the folder and
+    what to do when it cannot be created or written (a file where a folder should
+    be, a read-only file system, no permission), instead of a bare ``Errno``."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(directory, os.W_OK | os.X_OK) else (
+            "it is not writable (read-only file system or no permission)")
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in (directory, *directory.parents) if p.exists()), directory)
+        problem = f"{blocking} is a file, not a folder"
+    except OSError as err:
+        problem = err.strerror or str(err)
+    if problem is None:
+        return directory
+    env = os.environ.get(ENV_CACHE_DIR)
+    root = f"${ENV_CACHE_DIR}={env}" if env else (
+        f"the default cache {cache_root()} (${ENV_CACHE_DIR} is not set)")
+    raise CacheNotWritableError(
+        f"Cannot use the cache folder {directory}: {problem}. It lies under {root}; set "
+        f"${ENV_CACHE_DIR} to a writable folder, e.g. `export {ENV_CACHE_DIR}="
+        f"$HOME/mobilenet_zoo_cache`.")
+
+
 @contextlib.contextmanager
 def locked_cache() -> Iterator[Path]:
     """The cache folder, locked against other processes for a read-merge-write."""
-    directory = cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(f"Cannot create the presets cache {directory} ({err}); set "
-                      f"${ENV_CACHE_DIR} to a writable folder.") from err
+    directory = writable_cache_folder(cache_dir())
     with file_lock(directory / ".lock"):
         yield directory
 

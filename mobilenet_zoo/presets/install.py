@@ -16,6 +16,7 @@ Per source kind (``catalog.py``):
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import tarfile
@@ -33,7 +34,13 @@ from mobilenet_zoo.convert.pipeline_config import ssd_arguments
 from mobilenet_zoo.convert.slim import read_slim_checkpoint
 from mobilenet_zoo.data.coco import label_map_90
 from mobilenet_zoo.hub import catalog, registry
-from mobilenet_zoo.hub.download import HashMismatchError, download, file_lock, sha256_of
+from mobilenet_zoo.hub.download import (
+    HashMismatchError,
+    download,
+    file_lock,
+    resolve_url,
+    sha256_of,
+)
 from mobilenet_zoo.hub.tasks import get_task
 from mobilenet_zoo.tensorflow_support import (
     TensorFlowRequiredError,
@@ -94,11 +101,14 @@ def install(name: str, from_file: str | os.PathLike | None = None,
     and then finds it installed. A downloaded archive that fails to convert is
     deleted, so the next attempt downloads it again.
     """
-    meta = catalog.remote_presets().get(name)
+    remote = catalog.remote_presets()
+    meta = remote.get(name)
     if meta is None:
         known = registry.all_presets().get(name)
         where = f"a {known['location']} preset, not a published one" if known else "not a preset"
-        raise ValueError(f"{name!r} is {where}; `mobilenet-zoo presets` lists the "
+        close = difflib.get_close_matches(str(name), list(remote), n=3)
+        guess = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{name!r} is {where}.{guess} Run `mobilenet-zoo presets` to list the "
                          "published presets that can be fetched.")
     if from_file is not None:
         if os.path.isdir(from_file):
@@ -120,7 +130,8 @@ def install(name: str, from_file: str | os.PathLike | None = None,
             return done
         archive = _archive(name, meta, chosen, from_file)
         try:
-            target = _convert_and_register(name, meta, chosen, archive)
+            target = _convert_and_register(name, meta, chosen, archive,
+                                           None if from_file is None else Path(from_file))
         except BaseException:
             if from_file is None:
                 archive.unlink(missing_ok=True)  # a bad download is never reused
@@ -164,14 +175,23 @@ def _archive(name: str, meta: dict[str, Any], chosen: dict[str, Any],
 
 
 def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any],
-                          archive: Path) -> Path:
+                          archive: Path, from_file: Path | None = None) -> Path:
+    """Converts ``archive`` and registers it; the cache entry records where it came
+    from: the published URL, or the user's ``--from`` file (its path and sha256)."""
     with tempfile.TemporaryDirectory(dir=_mkdir(registry.downloads_dir())) as work:
         converted = Path(work) / f"{name}.weights.h5"
-        extra = CONVERTERS[chosen["kind"]](archive, converted, meta, Path(work))
+        try:
+            extra = CONVERTERS[chosen["kind"]](archive, converted, meta, Path(work))
+        except (ValueError, OSError) as err:
+            raise _named_by_source(err, archive, Path(work), chosen, from_file) from err
         entry = {k: v for k, v in meta.items() if k not in ("location", "directory", "sources")}
         entry.update(extra, file=converted.name, source_url=chosen["url"],
                      source_kind=chosen["kind"], source_sha256=sha256_of(archive),
                      source_sha256_published=chosen.get("sha256") is not None)
+        if from_file is not None:  # carried in by hand: that file is the source, not the URL
+            carried = from_file.resolve()
+            entry.update(source_url=carried.as_uri(), source_file=str(carried),
+                         source_published_url=chosen["url"])
         with registry.locked_cache() as directory:
             target = directory / converted.name
             weights_io.atomic_write(target, lambda tmp: shutil.copyfile(converted, tmp))
@@ -181,8 +201,28 @@ def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any
 
 
 def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``path`` created; an error naming ``$MOBILENET_ZOO_CACHE`` when it cannot be."""
+    return registry.writable_cache_folder(path)
+
+
+def _named_by_source(err: Exception, archive: Path, work: Path, chosen: dict[str, Any],
+                     from_file: Path | None) -> Exception:
+    """``err`` of a failed conversion, reworded to name what the user knows (the URL,
+    or their ``--from`` file) instead of the download or the extracted members, which
+    are deleted by the time the message is read."""
+    source = str(from_file) if from_file is not None else resolve_url(chosen["url"])  # the mirror's
+    message = str(err).replace(f"{work}{os.sep}", f"{source}, member ").replace(str(work), source)
+    message = message.replace(str(archive), source)
+    if source not in message:
+        message = f"{source}: {message}"
+    if from_file is None:
+        published = ("its sha256 matched the published one" if chosen.get("sha256") else
+                     "no sha256 is published for it, so the host may have served another file")
+        message += f" ({published}; the download was deleted, the next attempt fetches it again.)"
+    try:
+        return type(err)(message)
+    except Exception:  # noqa: BLE001  an exception class with another signature
+        return ValueError(message)
 
 
 def _extract(archive: Path, work: Path, wanted: dict[str, tuple[str, ...]]) -> dict[str, Path]:
@@ -199,7 +239,8 @@ def _extract(archive: Path, work: Path, wanted: dict[str, tuple[str, ...]]) -> d
                             shutil.copyfileobj(src, dst)
                         found.setdefault(key, target)
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise ValueError(f"{archive}: not a readable tar archive, or truncated ({err}).") from err
+        why = " ".join(str(err).split())  # tarfile lists each method it tried, one per line
+        raise ValueError(f"{archive}: not a readable tar archive, or truncated ({why}).") from err
     return found
 
 
