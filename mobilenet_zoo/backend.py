@@ -54,10 +54,8 @@ def configured_backend() -> str | None:
     return None
 
 
-def prepare_backend() -> str:
-    """Applies the TF-free fallback and the quiet TensorFlow import; returns the backend.
-
-    Idempotent; does nothing once Keras is imported (its choice is then made).
+def check_backend() -> str | None:
+    """``configured_backend()``, checked without importing anything.
 
     Raises:
         BackendError: ``KERAS_BACKEND`` or keras.json names no Keras backend.
@@ -67,6 +65,18 @@ def prepare_backend() -> str:
         where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "~/.keras/keras.json"
         raise BackendError(f"{where} names the Keras backend {backend!r}, which Keras does not have; "
                            f"use one of {', '.join(KERAS_BACKENDS)} (or leave it unset).")
+    return backend
+
+
+def prepare_backend() -> str:
+    """Applies the TF-free fallback and the quiet TensorFlow import; returns the backend.
+
+    Idempotent; does nothing once Keras is imported (its choice is then made).
+
+    Raises:
+        BackendError: ``KERAS_BACKEND`` or keras.json names no Keras backend.
+    """
+    backend = check_backend()
     if backend is None:
         if tensorflow_available():
             backend = "tensorflow"  # Keras' own default

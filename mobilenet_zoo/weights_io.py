@@ -226,7 +226,9 @@ def assign_by_name(
         layer.set_weights(found)
         report.loaded.append(layer.name)
     model_names = {layer.name for layer in iter_weighted_layers(model)}
-    report.unused = [n for n in weights if n not in model_names]
+    # Weightless layers (ReLU, Dropout, Reshape: empty lists in a keras.applications .h5)
+    # hold nothing to use, so they are not "unused".
+    report.unused = [n for n in weights if n not in model_names and len(weights[n])]
     return report
 
 
@@ -259,7 +261,7 @@ def assign_matching(
     if not report.loaded:
         raise ValueError(f"{source} shares no layer of matching shape with `{model.name}`.")
     names = {layer.name for layer in iter_weighted_layers(model)}
-    report.unused = [n for n in weights if n not in names]
+    report.unused = [n for n in weights if n not in names and len(weights[n])]  # weighted only
     return report
 
 

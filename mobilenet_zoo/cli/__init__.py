@@ -9,6 +9,11 @@
 Each sub-command module parses its flags first and imports Keras and TensorFlow
 inside its command function, so ``--help`` and usage errors answer at once.
 ``python -m mobilenet_zoo.<command>`` runs the same code.
+
+No command replaces a file it did not write unless ``--overwrite`` is given (a
+batch output takes the next free name, a single ``--out`` is refused), and a
+preset of another task is refused, naming the command that runs it
+(``common.check_preset``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from mobilenet_zoo.backend import BackendError, prepare_backend
+from mobilenet_zoo.backend import BackendError, check_backend, prepare_backend
 
 # Sub-command -> (module under mobilenet_zoo.cli, one-line summary).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,11 +41,12 @@ def _usage() -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_backend() -> None:
+def start_backend(check_only: bool = False) -> None:
     """``backend.prepare_backend()`` for a sub-command, after its flags are parsed: a
-    ``KERAS_BACKEND`` that names no backend is a usage error (one line, exit 2)."""
+    ``KERAS_BACKEND`` that names no backend is a usage error (one line, exit 2).
+    ``check_only``: that check alone, importing nothing (a run with nothing to load)."""
     try:
-        prepare_backend()
+        check_backend() if check_only else prepare_backend()
     except BackendError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -5,6 +5,11 @@ Nothing is written, inputs are only read. An unreadable, oversized
 (``--max-image-pixels``) or failing image is skipped with its reason on stderr and
 the run goes on. Exit codes: 0 every image done, 1 some inputs skipped (listed on
 stderr), 2 usage error (nothing was run), 3 fatal error.
+
+``--preset`` is checked from its metadata before Keras loads: it must be a
+classifier of ImageNet's 1000 classes; a detector, a backbone without a head, or
+a published preset that ``$MOBILENET_ZOO_OFFLINE`` keeps from downloading is a
+usage error naming what to run instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 
 from mobilenet_zoo.cli import common as cli
 from mobilenet_zoo.cli import start_backend
+from mobilenet_zoo.hub.presets import IMAGENET
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+",
                         help="image files (JPEG, PNG, ...) or folders of them (walked recursively)")
     parser.add_argument("--top", type=int, default=5, help="classes per image, in [1, 1000]")
-    parser.add_argument("--preset", default=None,
-                        help="a classification preset (default: the shipped ImageNet MobileNet 1.0 "
-                             "224; list them with mobilenet-zoo presets)")
+    parser.add_argument("--preset", default=IMAGENET,
+                        help="an ImageNet classification preset (default: the shipped "
+                             f"{IMAGENET}; list them with mobilenet-zoo presets)")
     cli.add_image_flags(parser)
     return parser
 
@@ -38,24 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.top <= 1000:
         parser.error(f"--top must be in [1, 1000] (ImageNet has 1000 classes), got {args.top}")
     cli.check_image_flags(parser, args)
+    cli.check_preset(args.preset, "classify")  # from its metadata: before Keras loads
     items, skipped, notes = cli.collect(args.images)
     return cli.run_guarded(lambda: _run(args, items, skipped, notes))
 
 
 def _run(args, items, skipped, notes) -> int:
-    start_backend()  # after parsing: --help and usage errors answer before Keras loads
-    from mobilenet_zoo import presets
-    from mobilenet_zoo.imagenet import DEFAULT_PRESET, _model, classify
+    total = len(items) + len(skipped)
+    start_backend(check_only=not items)  # after the cheap checks: they answer before Keras loads
+    if not items:  # every input missing or without images: no model to load
+        return cli.report(skipped, total, notes)
+    from mobilenet_zoo.imagenet import _model, classify
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
 
-    preset = args.preset or DEFAULT_PRESET
+    preset = args.preset
     try:
-        presets.get_preset(preset)
         _model(preset)  # loaded once here, so a bad preset is a usage error, not N skips
     except (KeyError, ValueError) as err:
         print(f"error: --preset {preset!r}: {err}", file=sys.stderr)
         return cli.EXIT_USAGE
-    total = len(items) + len(skipped)
     for item in items:
         try:
             image = load_rgb(item.path, max_pixels=args.max_image_pixels)

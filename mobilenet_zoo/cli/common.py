@@ -10,21 +10,34 @@ The promises of a batch CLI:
   stopped; outputs already written are complete);
 - inputs are never modified: ``--out`` inside (or equal to) an input folder is a
   usage error, and so is any output that would land on an input file;
+- no existing file is replaced unless ``--overwrite`` is given: an output whose
+  name is taken by a file this run did not write gets the next free counter
+  (``photo-2.png``), and the summary says so (``write_new``);
 - folders are walked recursively (sorted; hidden entries, such as half-written
   temporary files, skipped); one output per image, named by its path under the
   input folder, a counter (``-2``, ``-3`` ...) where two inputs would share a name;
-- one unreadable, oversized or failing image is skipped and the batch goes on.
+- one unreadable, oversized or failing image is skipped and the batch goes on;
+- a preset is checked from its metadata before Keras is imported
+  (``check_preset``): an unknown name, a preset of another task (a detector given
+  to ``classify``), a backbone without a head or a remote preset that cannot be
+  downloaded is a usage error (exit 2) naming the command that fits;
+- an expected error (a download that failed, TensorFlow missing) is one line on
+  stderr, exit 3; only an unexpected one prints its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
+from mobilenet_zoo.hub import presets as hub_presets
+from mobilenet_zoo.hub.download import ENV_OFFLINE, DownloadError, HashMismatchError, offline
 from mobilenet_zoo.images import IMAGE_SUFFIXES
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
@@ -102,18 +115,185 @@ def _walk(root: Path) -> tuple[list[Path], int]:
     return found, other
 
 
-def output_paths(items: list[Item], out: str, suffix: str) -> dict[str, str]:
+def add_overwrite_flag(parser: argparse.ArgumentParser, what: str, batch: bool = True) -> None:
+    """``--overwrite``: the one way to let a CLI replace an existing file. ``what``
+    names the output; ``batch``: outputs named by the CLI (a taken name gets the next
+    counter without the flag), else one file named by the user (refused without it)."""
+    default = ("an output whose name is taken gets the next free one, NAME-2 ..." if batch
+               else "an existing file is refused, exit 2")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace {what} where a file of that name exists (default: no "
+                             f"file is replaced; {default})")
+
+
+def output_paths(items: list[Item], out: str, suffix: str,
+                 keep_existing: bool = False) -> dict[str, str]:
     """``{input path: output path}``, unique: ``name + suffix`` under ``out``, then
-    ``name-2 + suffix`` ... where names collide (``a.jpg`` and ``a.png``)."""
+    ``name-2 + suffix`` ... where names collide (``a.jpg`` and ``a.png``). With
+    ``keep_existing``, a name whose file already exists under ``out`` is passed over
+    too (the run did not write it, so it is not replaced)."""
     taken, paths = set(), {}
     for item in items:
         candidate, n = item.name + suffix, 1
-        while os.path.normcase(candidate) in taken:
+        while os.path.normcase(candidate) in taken or (
+                keep_existing and os.path.lexists(os.path.join(out, candidate))):
             n += 1
             candidate = f"{item.name}-{n}{suffix}"
         taken.add(os.path.normcase(candidate))
         paths[item.path] = os.path.join(out, candidate)
     return paths
+
+
+def write_new(path: str, write: Callable[[str], object], overwrite: bool = False) -> str:
+    """``write(tmp)`` into a hidden temporary file beside ``path``, then moves it to
+    ``path``, complete or not at all; returns where the file went.
+
+    Without ``overwrite`` no existing file is replaced, even one that another process
+    created after the outputs were named: the file is hard-linked to ``path`` (which
+    fails if the name is taken, atomically) or, that taken, to ``NAME-2``, ``NAME-3`` ...
+    With ``overwrite`` it replaces ``path`` (``os.replace``, atomic).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    stem, suffix = os.path.splitext(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}{suffix}")
+    try:
+        write(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+            return path
+        candidate, n = path, 1
+        while True:
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = f"{stem}-{n}{suffix}"
+            except OSError:  # a file system without hard links (FAT, some network shares)
+                if os.path.lexists(candidate):
+                    n += 1
+                    candidate = f"{stem}-{n}{suffix}"
+                    continue
+                os.replace(tmp, candidate)
+                return candidate
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def renamed_note(wanted: str, written: str) -> str:
+    """The summary line for an output written under another name than planned."""
+    return (f"{wanted} already exists and was not written by this run: wrote {written} instead "
+            "(--overwrite replaces existing files)")
+
+
+def usage_exit(message: str) -> NoReturn:
+    """``error: MESSAGE`` on stderr (one line), exit code 2: nothing was run."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+# --- presets, checked from their metadata (no Keras) ---------------------------------
+# The task of a preset's metadata (``weights/manifest.json`` "task"; none, or
+# "MobileNetBackbone", for a backbone without a head: ``register_preset`` records the
+# metadata as given) -> what it is, and the sub-command that runs it on photos.
+TASK_ROLES: dict[str, tuple[str, str | None]] = {
+    "MobileNetClassifier": ("a classifier", "classify"),
+    "SSD": ("a detector", "detect"),
+    "FasterRCNN": ("a detector", "detect"),
+    "DeepLabV3": ("a segmenter", None),
+}
+# The tasks each sub-command takes, and what they are (export: any task model with a head).
+COMMAND_TASKS: dict[str, tuple[str, ...] | None] = {
+    "classify": ("MobileNetClassifier",),
+    "detect": ("SSD", "FasterRCNN"),
+    "export": None,
+}
+COMMAND_ROLES: dict[str, str] = {"classify": "a classifier", "detect": "a detector"}
+IMAGENET_CLASSES = 1000
+
+
+def preset_task(meta: dict[str, Any]) -> str | None:
+    """The preset's task class name; ``None`` for a backbone without a head."""
+    task = meta.get("task")
+    return None if task in (None, "", "MobileNetBackbone") else str(task)
+
+
+def _num_classes(meta: dict[str, Any]) -> int | None:
+    value = meta.get("num_classes", (meta.get("task_config") or {}).get("num_classes"))
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def _article(word: str) -> str:
+    """"an SSD", "a MobileNetClassifier": an acronym by its letters' sound."""
+    if word.isupper():
+        return "an" if word[:1] in tuple("AEFHILMNORSX") else "a"
+    return "an" if word[:1].lower() in tuple("aeiou") else "a"
+
+
+def check_preset(name: str, command: str) -> dict[str, Any]:
+    """The metadata of preset ``name`` for ``mobilenet-zoo COMMAND``, read without
+    Keras; a usage error (one line, exit 2) when the command cannot run it:
+
+    - an unknown name (the closest names are suggested);
+    - a preset of another task: ``classify`` takes a classifier of ImageNet's 1000
+      classes, ``detect`` a detector (SSD, Faster R-CNN), ``export`` any task model;
+      the message names the preset's task and the command that runs it;
+    - a backbone-only preset (no task head: nothing to classify, detect or export);
+    - a published preset not installed yet, where it cannot be downloaded:
+      ``$MOBILENET_ZOO_OFFLINE`` is set, or the command never downloads (export).
+    """
+    try:
+        meta = hub_presets.get_preset(name)
+    except ValueError:
+        names = hub_presets.list_presets()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "no preset has a similar name;"
+        usage_exit(f"Unknown preset {name!r} (--preset): {hint} `mobilenet-zoo presets` lists "
+                   f"the {len(names)} presets with their tasks.")
+    task = preset_task(meta)
+    wanted = COMMAND_TASKS[command]
+    if task is None:
+        doing = {"classify": "classify photos", "detect": "detect objects",
+                 "export": "be exported (no task reads its feature maps)"}[command]
+        usage_exit(
+            f"{name} is a backbone-only preset (MobileNet features, no task head), so it cannot "
+            f"{doing}: build a task on it in Python, e.g. MobileNetClassifier(MobileNetBackbone."
+            f"from_preset({name!r}), num_classes=N), train it, save it (model.save('FILE.keras')) "
+            "and run `mobilenet-zoo export --model FILE.keras --out FILE.tflite`.")
+    if wanted is not None and task not in wanted:
+        role, fits = TASK_ROLES.get(task, (f"a {task} model", None))
+        if fits is not None:
+            run = f"run `mobilenet-zoo {fits} --preset {name} ...`"
+        else:
+            run = (f"no command runs it on photos; export it (`mobilenet-zoo export --preset {name} "
+                   f"--out FILE.tflite`) or load it in Python ({task}.from_preset({name!r}))")
+        usage_exit(f"{name} is {_article(task)} {task} preset ({role}): {run}; it is not "
+                   f"{COMMAND_ROLES[command]} ({' or '.join(wanted)}), which `mobilenet-zoo "
+                   f"{command}` needs (`mobilenet-zoo presets` lists each preset's task).")
+    classes = _num_classes(meta)
+    if command == "classify" and classes is not None and classes != IMAGENET_CLASSES:
+        usage_exit(f"{name} is a classifier of {classes} classes, but `mobilenet-zoo classify` "
+                   f"prints ImageNet's {IMAGENET_CLASSES} classes: give it an ImageNet preset "
+                   f"(e.g. {hub_presets.IMAGENET}), or load this one in Python "
+                   f"(MobileNetClassifier.from_preset({name!r})).")
+    if meta.get("location") == "remote":
+        url = ((meta.get("sources") or [{}])[0]).get("url") or "its published file"
+        try:
+            no_network = command == "export" or offline()
+        except ValueError as err:  # $MOBILENET_ZOO_OFFLINE set to a word that means neither
+            usage_exit(str(err))
+        if no_network and command == "export":
+            usage_exit(f"preset {name} is not installed and export reads nothing from the "
+                       f"network: install it first with `mobilenet-zoo presets fetch {name}` "
+                       f"(downloads {url}), or `mobilenet-zoo presets fetch {name} --from FILE` "
+                       "with that file downloaded elsewhere.")
+        if no_network:
+            usage_exit(f"preset {name} is not installed and ${ENV_OFFLINE} is set, so it cannot "
+                       f"be downloaded: download {url} elsewhere and run `mobilenet-zoo presets "
+                       f"fetch {name} --from FILE`, or unset {ENV_OFFLINE}.")
+    return meta
 
 
 def _real(path: str) -> str:
@@ -157,12 +337,30 @@ def report(skipped: list[tuple[str, str]], total: int, notes: list[str] = ()) ->
     return EXIT_SKIPPED
 
 
+# Errors raised where Keras or TensorFlow is loaded, by (module, class): they count once
+# their module is imported (importing it here would load Keras; before, none is raised).
+_LATE_EXPECTED = (("mobilenet_zoo.tensorflow_support", "TensorFlowRequiredError"),
+                  ("mobilenet_zoo.presets.install", "ConversionCheckError"))
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message says what happened and what to do (a failed download, a
+    bad published file, TensorFlow missing): a CLI prints that one line, no traceback,
+    and exits 3."""
+    late = (getattr(sys.modules.get(module), name, None) for module, name in _LATE_EXPECTED)
+    return (DownloadError, HashMismatchError, *(cls for cls in late if isinstance(cls, type)))
+
+
 def run_guarded(body: Callable[[], int]) -> int:
-    """``body()``; an unexpected exception is fatal: its traceback, then exit code 3."""
+    """``body()``; an expected error (``expected_errors``: a failed download, TensorFlow
+    missing) is fatal in one line, an unexpected exception with its traceback; both exit 3."""
     try:
         return body()
     except (SystemExit, KeyboardInterrupt):
         raise
+    except expected_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
     except Exception as err:  # noqa: BLE001  the promise: a fatal error exits 3, with its traceback
         import traceback
 

@@ -1,12 +1,22 @@
 """``mobilenet-zoo convert SRC --out FILE``: TF-slim checkpoints / frozen graphs,
 keras.applications ``.h5`` / ``.keras`` files and TF OD API SSD checkpoints (or their
 tfjs exports) to the package's by-layer-name weights (``mobilenet_zoo.convert``).
+
+The source is only read: an ``--out`` that is the source, one of its files or inside
+its folder is refused, and an existing ``--out`` is replaced only with
+``--overwrite``; both checks come before TensorFlow loads. "not used" lists the
+source's layers with weights that the model did not take (layers without weights,
+such as ReLU, Dropout or Reshape, are not listed).
 Exit codes: 0 written, 2 bad input, 3 TensorFlow missing."""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 
+from mobilenet_zoo.cli import common as cli
 from mobilenet_zoo.cli import start_backend
 from mobilenet_zoo.hub.download import sha256_of
 from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
@@ -20,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="checkpoint prefix or dir, frozen .pb, keras .h5 or .keras, "
                                     "or a tfjs *weights_manifest.json (TF OD API SSD)")
     parser.add_argument("--out", required=True, help="output file, e.g. weights/NAME.weights.h5")
+    cli.add_overwrite_flag(parser, "--out", batch=False)
     parser.add_argument(
         "--keep-background",
         action="store_true",
@@ -34,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SSD checkpoints: box-spec order the predictor was trained with (2017 model zoo: 2017)",
     )
     args = parser.parse_args(argv)
+    check_out(args.src, args.out, args.overwrite)
     start_backend()  # after parsing: --help and usage errors answer before TensorFlow loads
     from mobilenet_zoo.convert.core import convert
 
@@ -53,6 +65,45 @@ def main(argv: list[str] | None = None) -> int:
     if meta["unused"]:
         print(f"not used: {meta['unused']}")
     return 0
+
+
+def source_files(src: str) -> list[str]:
+    """The files that converting ``src`` reads: the file itself; a TF checkpoint
+    prefix's ``.index`` / ``.data-*`` / ``.meta``; a tfjs manifest's shards; every file
+    under a folder."""
+    if os.path.isdir(src):
+        return [os.path.join(d, f) for d, _, files in os.walk(src) for f in files]
+    prefix = src[: -len(".index")] if src.endswith(".index") else src
+    found = [src, *glob.glob(glob.escape(prefix) + ".*")]
+    if src.endswith(".json") and os.path.isfile(src):
+        try:  # tfjs: [{"paths": ["group1-shard1of1.bin"], "weights": [...]}, ...]
+            with open(src) as f:
+                manifest = json.load(f)
+            shards = [p for group in manifest for p in group.get("paths", [])]
+        except (OSError, ValueError, TypeError, AttributeError):
+            shards = []  # not a manifest: convert() says so
+        found += [os.path.join(os.path.dirname(src), p) for p in shards if isinstance(p, str)]
+    return found
+
+
+def check_out(src: str, out: str, overwrite: bool) -> None:
+    """Usage errors (one line, exit 2) before anything is read: ``--out`` is the source,
+    one of its files or inside its folder; or ``--out`` exists and ``--overwrite`` was
+    not given."""
+    real_out = os.path.realpath(out)
+    real_src = os.path.realpath(src)
+    if real_out == real_src or real_out in {os.path.realpath(f) for f in source_files(src)}:
+        cli.usage_exit(f"--out {out} is the source being converted ({src}); writing it would "
+                       "destroy the input. Choose another --out.")
+    if os.path.isdir(src) and real_out.startswith(real_src.rstrip(os.sep) + os.sep):
+        cli.usage_exit(f"--out {out} is inside the source folder {src}; write it outside the "
+                       "source. Choose another --out.")
+    if os.path.isdir(out):
+        cli.usage_exit(f"--out {out} is a folder; give a file name, e.g. "
+                       f"{os.path.join(out, 'NAME.weights.h5')}")
+    if os.path.lexists(out) and not overwrite:
+        cli.usage_exit(f"--out {out} exists; pass --overwrite to replace it, or choose another "
+                       "--out")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ Examples::
         --quantize int8 --representative photos/ --uint8-io
     mobilenet-zoo export --model my_deeplab.keras --out seg.tflite --image-size 256
 
+An existing ``--out`` is replaced only with ``--overwrite``. A preset is checked
+from its metadata before Keras loads: an unknown name, a backbone-only preset (no
+head: no task reads its feature maps, and TFLite metadata needs one) or a
+published preset that is not installed is a usage error.
+
 Exit codes: 0 written; 2 usage error (nothing was converted); 3 the export failed.
 """
 
@@ -22,6 +27,7 @@ import argparse
 import os
 import sys
 
+from mobilenet_zoo.cli import common as cli
 from mobilenet_zoo.cli import start_backend
 from mobilenet_zoo.cli.common import EXIT_FATAL, EXIT_OK
 from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
@@ -40,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--preset", metavar="NAME", help="a preset (shipped or installed in the cache)")
     source.add_argument("--model", metavar="FILE.keras", help="a model saved with model.save()")
     parser.add_argument("--out", required=True, metavar="FILE.tflite", help="the file to write")
+    cli.add_overwrite_flag(parser, "--out", batch=False)
     parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
                         help="none (float32), dynamic (int8 weights), float16, int8 (needs "
                              "--representative)")
@@ -58,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "as Keras predict) or builtin_nms (the Keras predict layout; "
                              "MediaPipe cannot read it)")
     parser.add_argument("--image-size", type=int, metavar="N",
-                        help="export at N x N (a dynamic-size model needs it)")
+                        help="export at N x N (a dynamic-size model needs it); the file's "
+                             "metadata states N and the model's resize mode")
     parser.add_argument("--no-metadata", action="store_true", help="write no TFLite metadata")
     return parser
 
@@ -87,6 +95,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--image-size must be >= 32, got {args.image_size}")
     if args.max_representative < 1:
         parser.error(f"--max-representative must be >= 1, got {args.max_representative}")
+    if os.path.lexists(args.out) and not args.overwrite:
+        cli.usage_exit(f"--out {args.out} exists; pass --overwrite to replace it, or choose "
+                       "another --out")
+    if args.preset is not None:  # known, a task model, installed: from its metadata alone
+        cli.check_preset(args.preset, "export")
 
 
 def representative_images(folder: str, height: int, width: int, limit: int,
@@ -160,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                          representative_data=samples, image_size=args.image_size,
                          postprocess=postprocess, metadata=False if args.no_metadata else info,
                          uint8_io=args.uint8_io)
-    except (ValueError, TensorFlowRequiredError) as err:
+    except (ValueError, OSError, TensorFlowRequiredError) as err:  # one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
     print(f"wrote {args.out}: {len(flat):,} bytes ({len(flat) / 2**20:.1f} MiB)")
