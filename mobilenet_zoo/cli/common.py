@@ -195,22 +195,16 @@ def usage_exit(message: str) -> NoReturn:
 
 
 # --- presets, checked from their metadata (no Keras) ---------------------------------
-# The task of a preset's metadata (``weights/manifest.json`` "task"; none, or
-# "MobileNetBackbone", for a backbone without a head: ``register_preset`` records the
-# metadata as given) -> what it is, and the sub-command that runs it on photos.
-TASK_ROLES: dict[str, tuple[str, str | None]] = {
-    "MobileNetClassifier": ("a classifier", "classify"),
-    "SSD": ("a detector", "detect"),
-    "FasterRCNN": ("a detector", "detect"),
-    "DeepLabV3": ("a segmenter", None),
-}
+# A preset's task (``weights/manifest.json`` "task"; none, or "MobileNetBackbone", for a
+# backbone without a head) -> the sub-command that runs it on photos; what the task is
+# ("a detector") is hub.presets.TASK_KINDS, shared with Task.from_preset's check.
+COMMAND_OF_TASK: dict[str, str] = {"MobileNetClassifier": "classify", "SSD": "detect", "FasterRCNN": "detect"}
 # The tasks each sub-command takes, and what they are (export: any task model with a head).
 COMMAND_TASKS: dict[str, tuple[str, ...] | None] = {
     "classify": ("MobileNetClassifier",),
     "detect": ("SSD", "FasterRCNN"),
     "export": None,
 }
-COMMAND_ROLES: dict[str, str] = {"classify": "a classifier", "detect": "a detector"}
 IMAGENET_CLASSES = 1000
 
 
@@ -223,13 +217,6 @@ def preset_task(meta: dict[str, Any]) -> str | None:
 def _num_classes(meta: dict[str, Any]) -> int | None:
     value = meta.get("num_classes", (meta.get("task_config") or {}).get("num_classes"))
     return int(value) if isinstance(value, (int, float)) else None
-
-
-def _article(word: str) -> str:
-    """"an SSD", "a MobileNetClassifier": an acronym by its letters' sound."""
-    if word.isupper():
-        return "an" if word[:1] in tuple("AEFHILMNORSX") else "a"
-    return "an" if word[:1].lower() in tuple("aeiou") else "a"
 
 
 def check_preset(name: str, command: str) -> dict[str, Any]:
@@ -263,14 +250,15 @@ def check_preset(name: str, command: str) -> dict[str, Any]:
             f"from_preset({name!r}), num_classes=N), train it, save it (model.save('FILE.keras')) "
             "and run `mobilenet-zoo export --model FILE.keras --out FILE.tflite`.")
     if wanted is not None and task not in wanted:
-        role, fits = TASK_ROLES.get(task, (f"a {task} model", None))
+        role = hub_presets.TASK_KINDS.get(task, f"a {task} model")
+        fits = COMMAND_OF_TASK.get(task)
         if fits is not None:
             run = f"run `mobilenet-zoo {fits} --preset {name} ...`"
         else:
             run = (f"no command runs it on photos; export it (`mobilenet-zoo export --preset {name} "
                    f"--out FILE.tflite`) or load it in Python ({task}.from_preset({name!r}))")
-        usage_exit(f"{name} is {_article(task)} {task} preset ({role}): {run}; it is not "
-                   f"{COMMAND_ROLES[command]} ({' or '.join(wanted)}), which `mobilenet-zoo "
+        usage_exit(f"{name} is {hub_presets.article(task)} {task} preset ({role}): {run}; it is not "
+                   f"{hub_presets.TASK_KINDS[wanted[0]]} ({' or '.join(wanted)}), which `mobilenet-zoo "
                    f"{command}` needs (`mobilenet-zoo presets` lists each preset's task).")
     classes = _num_classes(meta)
     if command == "classify" and classes is not None and classes != IMAGENET_CLASSES:

@@ -127,7 +127,7 @@ def describe() -> list[dict[str, Any]]:
 
 
 
-def _an(word: str) -> str:
+def article(word: str) -> str:
     """``"an"`` before a vowel sound (``an SSD``), else ``"a"``."""
     vowel = word[:1].lower() in "aeiou" or (word[:2].isupper() and word[:1] in "FHLMNRSX")
     return "an" if vowel else "a"
@@ -174,8 +174,8 @@ def check_preset_fits(meta: dict[str, Any], task: str | type, whole: bool = Fals
     if theirs is None:
         what = f"{name} is a backbone-only preset (features, no task head)"
     else:
-        kind = TASK_KINDS.get(theirs, f"{_an(theirs)} {theirs} model")
-        what = f"{name} is {_an(theirs)} {theirs} preset ({kind})"
+        kind = TASK_KINDS.get(theirs, f"{article(theirs)} {theirs} model")
+        what = f"{name} is {article(theirs)} {theirs} preset ({kind})"
     if whole:
         own = sorted(n for n, m in all_presets().items() if m.get("task") == target)
         raise ValueError(
