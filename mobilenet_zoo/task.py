@@ -175,7 +175,7 @@ class Task(ByNameWeightsMixin, keras.Model):
             raise ValueError(
                 f"{type(self).__name__}.{where} expects images of shape (batch, "
                 f"{', '.join('any' if e is None else str(e) for e in expected)}); got {tuple(shape)}. "
-                "Resize (or letterbox with model.preprocessor) and give RGB images."
+                "Give RGB images of that size (detectors resize other sizes themselves, with model.preprocessor.resize)."
             )
 
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):

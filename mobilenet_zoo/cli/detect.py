@@ -6,7 +6,10 @@ per image to ``--out``, each written atomically (complete or absent). Folders ar
 walked recursively; an image's PNG keeps its path under the folder
 (``photos/2024/a.jpg`` -> ``OUT/2024/a.png``), with ``-2``, ``-3`` ... where two
 inputs would share a name. Inputs are never modified: ``--out`` inside an input
-folder is refused. Non-square images are letterboxed, so boxes map back exactly.
+folder is refused. No existing file is replaced without ``--overwrite``: a name
+taken by a file this run did not write gets the next counter (``a-2.png``), and
+the summary on stderr says so. Images are resized as the model was trained (its
+resize mode: stretch, or pad to a square); boxes map back to each image's own pixels.
 
 An unreadable, oversized (``--max-image-pixels``) or failing image is skipped with
 its reason on stderr and the run goes on. Exit codes: 0 every image done, 1 some
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -28,20 +32,31 @@ from PIL import Image, ImageDraw
 
 from mobilenet_zoo.cli import common as cli
 from mobilenet_zoo.cli import start_backend
+from mobilenet_zoo.hub.presets import FACE_SSD
 
 _COLOUR = (230, 25, 75)
 
 
-def load_detector(preset: str | None, model_path: str | None):
+def load_detector(preset: str | None, model_path: str | None, load: bool = True):
     """The detector (any ``Detector``: SSD, Faster R-CNN) of ``--model`` or ``--preset``;
-    ``SystemExit`` with a message (exit code 2, nothing was run) when it cannot be one."""
-    from mobilenet_zoo import presets
+    ``SystemExit`` with a message (exit code 2, nothing was run) when it cannot be one.
+
+    The checks that need no Keras come first (the file exists; the preset is known, a
+    detector, and installed or downloadable: ``common.check_preset``); with
+    ``load=False`` (no image to read) only they run, and ``None`` is returned."""
+    preset = preset or FACE_SSD
+    if model_path and not os.path.isfile(model_path):
+        _usage_exit(f"--model {model_path}: no such file (a detector saved with "
+                    "model.save('NAME.keras'))")
+    meta = {} if model_path else cli.check_preset(preset, "detect")
+    start_backend(check_only=not load)  # after the cheap checks: they answer before Keras loads
+    if not load:
+        return None
     from mobilenet_zoo.detection import SSD, Detector, FasterRCNN
     from mobilenet_zoo.models import load_model
     from mobilenet_zoo.weights_io import check_finite
 
     classes = {cls.__name__: cls for cls in (SSD, FasterRCNN)}
-    preset = preset or presets.FACE_SSD
     if model_path:
         try:
             model = load_model(model_path)
@@ -55,13 +70,6 @@ def load_detector(preset: str | None, model_path: str | None):
         except ValueError as err:
             _usage_exit(str(err))
         return model
-    detectors = [n for n in presets.list_presets() if presets.get_preset(n).get("task") in classes]
-    try:
-        meta = presets.get_preset(preset)
-    except (KeyError, ValueError) as err:
-        _usage_exit(f"unknown --preset {preset!r} ({err}); detectors: {detectors}.")
-    if meta.get("task") not in classes:
-        _usage_exit(f"preset {preset!r} is not a detector; detectors: {detectors}.")
     return classes[meta["task"]].from_preset(preset)
 
 
@@ -71,11 +79,15 @@ def _usage_exit(message: str):
 
 
 def detect_image(model, image: np.ndarray, min_score: float) -> list[dict]:
-    """Detections of one uint8 RGB image, boxes in its own pixels."""
+    """Detections of one uint8 RGB image, boxes ``[x1, y1, x2, y2]`` in its own pixels.
+
+    The image is resized as the model was trained (``model.preprocessor.resize_mode``:
+    stretched for the COCO SSDs, padded to a square for the face preset), the same
+    input that ``model.predict`` and MediaPipe (for a stretch model) give it."""
     pre = model.preprocessor
-    canvas, scale, offset = pre.letterbox(image)
-    dets = {k: np.asarray(v)[0] for k, v in model.predict_on_batch(canvas[None]).items()}
-    boxes = pre.boxes_to_original(dets["boxes"], scale, offset, image.shape[:2])
+    x, frame = pre.resize(image)
+    dets = {k: np.asarray(v)[0] for k, v in model.predict_on_batch(x[None]).items()}
+    boxes = pre.boxes_to_image(dets["boxes"], image.shape[:2], frame, target_format="xyxy")
     names = model.class_names or [f"class_{i}" for i in range(model.num_classes)]
     out = []
     for box, cls, score in zip(boxes, dets["classes"], dets["scores"]):
@@ -111,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score", type=float, default=0.5, help="minimum score to report, in [0, 1]")
     parser.add_argument("--out", default="detections",
                         help="folder for the annotated PNGs; not inside an input folder")
+    cli.add_overwrite_flag(parser, "an annotated PNG")
     cli.add_image_flags(parser)
     return parser
 
@@ -122,19 +135,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--score must be in [0, 1], got {args.score}")
     cli.check_image_flags(parser, args)
     items, skipped, notes = cli.collect(args.inputs)
-    pngs = cli.output_paths(items, args.out, ".png")
-    cli.check_out(parser, args.out, args.inputs, pngs.values())
-    return cli.run_guarded(lambda: _run(args, items, skipped, notes, pngs))
+    named = cli.output_paths(items, args.out, ".png")
+    cli.check_out(parser, args.out, args.inputs, named.values())
+    # No file this run did not write is replaced: a taken name gets the next counter.
+    pngs = named if args.overwrite else cli.output_paths(items, args.out, ".png", keep_existing=True)
+    return cli.run_guarded(lambda: _run(args, items, skipped, notes, pngs, named))
 
 
-def _run(args, items, skipped, notes, pngs) -> int:
+def _run(args, items, skipped, notes, pngs, named=None) -> int:
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
 
-    start_backend()  # after parsing: --help and usage errors answer before Keras loads
+    # Loaded after the cheap checks; not at all when no input is an image (no Keras).
+    detector = load_detector(args.preset, args.model, bool(items))
+    total = len(items) + len(skipped)
+    if detector is None:
+        return cli.report(skipped, total, notes)
     from mobilenet_zoo.fold import fold_batch_norm
 
-    model = fold_batch_norm(load_detector(args.preset, args.model))  # same detections, faster
-    total = len(items) + len(skipped)
+    model = fold_batch_norm(detector)  # same detections, faster
+    named = named or pngs
     for item in items:
         try:
             image = load_rgb(item.path, max_pixels=args.max_image_pixels)
@@ -145,13 +164,15 @@ def _run(args, items, skipped, notes, pngs) -> int:
         except ImageError as err:
             skipped.append((item.path, _reason(err, item.path)))
             continue
-        png = pngs[item.path]
         try:
             detections = detect_image(model, image, args.score)
-            draw(image, detections, png)
+            png = cli.write_new(pngs[item.path], lambda tmp, im=image, d=detections: draw(im, d, tmp),
+                                overwrite=args.overwrite)
         except Exception as err:  # noqa: BLE001  one bad item never stops the batch
             skipped.append((item.path, f"{type(err).__name__}: {err}"))
             continue
+        if png != named[item.path]:
+            notes.append(cli.renamed_note(named[item.path], png))
         print(json.dumps({"image": item.path, "width": image.shape[1], "height": image.shape[0],
                           "detections": detections, "annotated": png}), flush=True)
     return cli.report(skipped, total, notes)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from mobilenet_zoo import presets
@@ -42,6 +43,7 @@ from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.detection.box_coder import FasterRCNNBoxCoder
 from mobilenet_zoo.detection.postprocess import DetectionDecoder, tflite_ops_argument
 from mobilenet_zoo.detection.preprocessor import (
+    RESIZE_MODES,
     DetectionPreprocessor,
     as_image_size,
     ground_truth_to_model,
@@ -71,13 +73,15 @@ class Detector(Task):
     def detector_inputs(detector: str, num_classes: int, image_size: int | Sequence[int],
                         bounding_box_format: str, preprocessor: Any, class_names: Sequence[str] | None,
                         invalid_boxes: str, weight_decay: float, include_preprocessing: bool,
-                        box_coder: Any, decoder: Any, augment: bool = True):
+                        box_coder: Any, decoder: Any, augment: bool = True,
+                        resize_mode: str | None = None):
         """Checks the common arguments; returns ``(image size (h, w), common)``, ``common``
         the checked arguments for ``_init_detector`` (pieces built: ``common["box_coder"]``).
 
-        A missing preprocessor is built from ``image_size`` and
-        ``bounding_box_format`` (``augment``: the SSD random crop in training); a
-        given one (object or config dict) must agree with both.
+        A missing preprocessor is built from ``image_size``, ``bounding_box_format``
+        and ``resize_mode`` (``None``: ``"stretch"``; ``augment``: the SSD random crop in
+        training); a given one (object or config dict) must agree with all three
+        (``resize_mode=None`` takes the preprocessor's).
         """
         check_num_classes(num_classes)
         if invalid_boxes not in INVALID_BOXES:
@@ -88,8 +92,14 @@ class Detector(Task):
             raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
         size = as_image_size(image_size)
         if preprocessor is None:
-            preprocessor = DetectionPreprocessor(size, bounding_box_format, augment=augment)
+            preprocessor = DetectionPreprocessor(size, bounding_box_format, augment=augment,
+                                                 resize_mode=resize_mode or "stretch")
         preprocessor = build_piece(preprocessor, DetectionPreprocessor)
+        if resize_mode is not None and resize_mode != preprocessor.resize_mode:
+            raise ValueError(
+                f"The preprocessor has resize_mode={preprocessor.resize_mode!r}; the {detector} was "
+                f"given resize_mode={resize_mode!r}. Give one of them (resize_modes: {RESIZE_MODES})."
+            )
         if (preprocessor.image_size, preprocessor.bounding_box_format) != (size, bounding_box_format):
             raise ValueError(
                 f"The preprocessor has image_size={preprocessor.image_size} and "
@@ -189,6 +199,85 @@ class Detector(Task):
         return super().metrics + list(self.loss_trackers.values())
 
     # ---------------------------------------------------------------- inference
+    @property
+    def resize_mode(self) -> str:
+        """How an image of another size becomes the input: ``"stretch"`` or ``"pad"``
+        (the preprocessor's; part of a preset's metadata)."""
+        return self.preprocessor.resize_mode
+
+    def _images_of_any_size(self, x: Any):
+        """``x`` for ``predict``: a list of ``(H, W, C)`` images of any sizes, one such
+        image, or a batch array of another size -> (model-size float32 batch, each
+        image's (height, width), each frame); ``None`` when ``x`` is already model-size
+        or is something else (a dataset, a generator: passed to Keras as it is)."""
+        channels = self.inputs[0].shape[-1]
+        if isinstance(x, (list, tuple)) and x and all(hasattr(i, "shape") for i in x):
+            images = [np.asarray(i) for i in x]
+            bad = [i.shape for i in images if i.ndim != 3 or i.shape[-1] != channels]
+            if bad:
+                raise ValueError(f"{type(self).__name__}.predict takes a list of (height, width, "
+                                 f"{channels}) images; got shapes {bad[:3]}.")
+        elif hasattr(x, "shape") and len(x.shape) in (3, 4) and not isinstance(x, dict):
+            shape = tuple(x.shape)
+            if len(shape) == 3:  # one image: a batch of one
+                if shape[-1] != channels:
+                    return None  # _check_images names the expected shape
+                images = [np.asarray(x)]
+            elif shape[1:3] == tuple(self.image_size) or shape[-1] != channels:
+                return None  # the model's own size: predict as before
+            else:
+                images = [np.asarray(x)]  # one size: resized together
+        else:
+            return None
+        batches, sizes, frames = [], [], []
+        for image in images:
+            batch = image if image.ndim == 4 else image[None]
+            resized, frame = self.preprocessor.resize_images(batch)
+            batches.append(resized)
+            sizes += [tuple(batch.shape[1:3])] * len(batch)
+            frames += [frame] * len(batch)
+        return np.concatenate(batches), sizes, frames
+
+    def _boxes_to_images(self, dets: dict, sizes: list, frames: list) -> dict:
+        """Boxes on the model input -> each image's own (``boxes_to_image``); padding
+        rows stay -1."""
+        dets = {k: np.asarray(v) for k, v in dets.items()}
+        boxes = dets["boxes"].copy()
+        for i, (size, frame) in enumerate(zip(sizes, frames)):
+            if size == frame == tuple(self.image_size):
+                continue  # a model-size image: its boxes are already its own
+            valid = dets["classes"][i] >= 0
+            boxes[i, valid] = self.preprocessor.boxes_to_image(boxes[i, valid], size, frame)
+        dets["boxes"] = boxes
+        return dets
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict`` that also takes images of any size.
+
+        ``x``: a batch array of the model's input size (predicted as it is), or a list of
+        ``(H, W, C)`` images of any sizes, one such image, or a batch array of another
+        size: resized through ``preprocessor`` with the model's ``resize_mode``, as the
+        detect CLI does. Returns ``{"boxes", "classes", "scores", "num_detections"}``
+        with a batch axis (one row per image, a single image included); each image's
+        ``boxes`` are in ``bounding_box_format`` of *its own* pixels (``rel_`` formats:
+        fractions of its own height and width), padding -1.
+        """
+        prepared = self._images_of_any_size(x)
+        if prepared is None:
+            return super().predict(x, *args, **kwargs)
+        images, sizes, frames = prepared
+        return self._boxes_to_images(super().predict(images, *args, **kwargs), sizes, frames)
+
+    def predict_on_batch(self, x):
+        """``keras.Model.predict_on_batch`` that takes images of any size, as ``predict``."""
+        prepared = self._images_of_any_size(x)
+        if prepared is None:
+            self._check_images(x, "predict_on_batch")
+            return super().predict_on_batch(x)
+        images, sizes, frames = prepared
+        self._check_images(images, "predict_on_batch")
+        return self._boxes_to_images(super().predict_on_batch(images), sizes, frames)
+
     def decode(self, outputs: dict, tflite_ops: bool) -> dict:
         """Raw outputs -> detections with normalised yxyx boxes (``DetectionDecoder``'s dict)."""
         raise NotImplementedError
@@ -230,7 +319,7 @@ class Detector(Task):
         config = super().get_config()
         config["image_size"] = list(self.image_size)
         for name in ("num_classes", "bounding_box_format", "include_preprocessing", "box_coder", "decoder",
-                     "weight_decay", "class_names", "invalid_boxes", *self.config_attributes):
+                     "weight_decay", "class_names", "invalid_boxes", "resize_mode", *self.config_attributes):
             value = getattr(self, name)
             if isinstance(value, (tuple, dict)):
                 config[name] = list(value) if isinstance(value, tuple) else dict(value)

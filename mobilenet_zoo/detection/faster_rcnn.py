@@ -88,7 +88,7 @@ class FasterRCNN(Detector):
             on conv and dense kernels, slim convention): both stages.
         preprocessor: a ``DetectionPreprocessor`` (built from image_size and
             bounding_box_format when omitted; no SSD augmentation).
-        class_names / invalid_boxes / include_preprocessing: as ``SSD``.
+        class_names / invalid_boxes / include_preprocessing / resize_mode: as ``SSD``.
         tflite_ops: build NMS and the ROI crop from TFLite builtins (export graphs).
 
     Every piece is an object or a dict of its arguments (``proposal_layer={
@@ -154,6 +154,7 @@ class FasterRCNN(Detector):
         class_names: Sequence[str] | None = None,
         invalid_boxes: str = "drop",
         tflite_ops: bool = False,
+        resize_mode: str | None = None,  # "stretch" (None: the preprocessor's); see SSD
         **kwargs: Any,
     ) -> None:
         given = {"proposal_layer": proposal_layer, "roi_crop": roi_crop, "rpn_sampler": rpn_sampler,
@@ -162,7 +163,8 @@ class FasterRCNN(Detector):
         proposal_layer, roi_crop, rpn_sampler, box_sampler, box_depth = (kwargs.pop(k) for k in given)
         size, common = self.detector_inputs(
             "FasterRCNN", num_classes, image_size, bounding_box_format, preprocessor, class_names, invalid_boxes,
-            weight_decay, include_preprocessing, box_coder, build_piece(decoder, FRCNN_DECODER), augment=False)
+            weight_decay, include_preprocessing, box_coder, build_piece(decoder, FRCNN_DECODER), augment=False,
+            resize_mode=resize_mode)
         check_int("rpn_depth", rpn_depth)
         check_int("box_depth", box_depth)
         weights = dict(LOSS_WEIGHTS, **(loss_weights or {}))

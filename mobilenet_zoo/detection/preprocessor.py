@@ -25,6 +25,13 @@ BOX_FORMATS = (
 )  # fmt: skip
 # The detectors' internal format (TF OD API box lists: normalised ymin, xmin, ymax, xmax).
 MODEL_BOX_FORMAT = "rel_yxyx"
+# How an image of another size becomes the model input, as the model was trained:
+# "stretch": the whole image resized to the input, aspect ratio not kept (TF OD API
+#   `image_resizer { fixed_shape_resizer }`, the COCO SSDs' pipeline.config);
+# "pad": padded with black at the bottom and right to the input's aspect ratio, then
+#   resized (face-api.js `NetInput.toBatchTensor(512, false)` / `padToSquare(x, false)`,
+#   the face SSD): the image keeps its top-left corner and its aspect ratio.
+RESIZE_MODES = ("stretch", "pad")
 
 
 def as_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -48,18 +55,46 @@ def keep_aspect_ratio_size(height: int, width: int, min_dimension: int = 600,
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def resize_bilinear(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(B, H, W, C)`` -> ``(B, h, w, C)`` float32, bilinear, without antialiasing and
+    without half-pixel centres: TF 1.x ``tf.image.resize_images`` (``align_corners=False``),
+    the resize of the TF OD API's ``fixed_shape_resizer`` that trained the COCO SSDs.
+    MediaPipe Tasks' image-to-tensor step gives the same tensor (measured: the same
+    detections as a ``.tflite`` fed this resize); NumPy, so the same on every backend."""
+    x = np.asarray(images, np.float32)
+    for axis, out in ((1, size[0]), (2, size[1])):
+        n = x.shape[axis]
+        if n == out:
+            continue
+        src = np.arange(out, dtype=np.float64) * (n / out)
+        lo = np.floor(src).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        shape = [1, 1, 1, 1]
+        shape[axis] = out
+        w = (src - lo).astype(np.float32).reshape(shape)
+        x = np.take(x, lo, axis=axis) * (1 - w) + np.take(x, hi, axis=axis) * w
+    return x
+
+
 @keras.saving.register_keras_serializable(package="mobilenet_zoo")
 class DetectionPreprocessor(ConfigMixin):
     """Image size, box format and training augmentation of a detector.
 
     Args:
-        image_size: the model's input side or ``(height, width)``; images are
-            resized to it (TF OD API ``fixed_shape_resizer``).
+        image_size: the model's input side or ``(height, width)``; images of
+            another size are resized to it as ``resize_mode`` says.
         bounding_box_format: format of the boxes given to ``fit`` and returned
             by ``predict`` (absolute formats are pixels of the resized image).
         max_boxes: ground-truth boxes per image after padding with -1.
         augment: random horizontal flip and SSD random crop in training
             (``ssd_mobilenet_v1_coco.config`` data_augmentation_options).
+        resize_mode: how ``predict``, the detect CLI and ``resize`` fit an image of
+            another size to ``image_size``, as the weights were trained:
+            ``"stretch"`` (default; TF OD API ``fixed_shape_resizer``: the whole
+            image, aspect ratio not kept) or ``"pad"`` (black padding at the bottom
+            and right to the input's aspect ratio, then resized: face-api.js
+            ``padToSquare``). Boxes map back to each image's own pixels either way.
+            The tf.data ``pipeline`` stretches in both modes.
 
     Example:
 
@@ -74,7 +109,12 @@ class DetectionPreprocessor(ConfigMixin):
         bounding_box_format: str = MODEL_BOX_FORMAT,
         max_boxes: int = MAX_BOXES,
         augment: bool = True,
+        resize_mode: str = "stretch",
     ) -> None:
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"`resize_mode` must be one of {RESIZE_MODES} (how the model was trained: "
+                             f"'stretch' = TF OD API fixed_shape_resizer, 'pad' = pad to the input's "
+                             f"aspect ratio), got {resize_mode!r}.")
         if bounding_box_format not in BOX_FORMATS:
             raise ValueError(
                 f"`bounding_box_format` must be one of {BOX_FORMATS}, got {bounding_box_format!r}."
@@ -85,6 +125,7 @@ class DetectionPreprocessor(ConfigMixin):
         self.bounding_box_format = bounding_box_format
         self.max_boxes = max_boxes
         self.augment = augment
+        self.resize_mode = resize_mode
 
     def _convert(self, boxes, source: str, target: str):
         h, w = self.image_size
@@ -99,8 +140,67 @@ class DetectionPreprocessor(ConfigMixin):
         """The model's normalised yxyx -> ``bounding_box_format``."""
         return self._convert(boxes, MODEL_BOX_FORMAT, self.bounding_box_format)
 
+    # ------------------------------------------------- images of any size (resize_mode)
+    def frame_of(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` region that ``resize`` maps onto the model input for an
+        image of this size: the image itself (``"stretch"``), or the image padded at the
+        bottom and right to the input's aspect ratio (``"pad"``)."""
+        if self.resize_mode == "stretch":
+            return int(height), int(width)
+        target_h, target_w = self.image_size
+        scale = max(height / target_h, width / target_w)
+        return max(int(height), round(scale * target_h)), max(int(width), round(scale * target_w))
+
+    def resize_images(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """A batch ``(B, H, W, C)`` of one size -> ``(B, h, w, C)`` float32 model inputs
+        (pixels as given) and the frame (``frame_of``) that became the input, resized
+        with ``resize_bilinear`` (the TF OD API's resize, which MediaPipe reproduces)."""
+        images = np.asarray(images)
+        if images.ndim != 4:
+            raise ValueError(f"resize_images takes a (batch, height, width, channels) array, got shape "
+                             f"{images.shape}; give one image as image[None].")
+        height, width = images.shape[1:3]
+        frame = self.frame_of(height, width)
+        x = images.astype(np.float32, copy=False)
+        if frame != (height, width):  # "pad": black at the bottom and right (face-api.js)
+            x = np.pad(x, ((0, 0), (0, frame[0] - height), (0, frame[1] - width), (0, 0)))
+        if frame != self.image_size:
+            x = resize_bilinear(x, self.image_size)
+        return x, frame
+
+    def resize(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """One ``(H, W, C)`` image -> the ``(h, w, C)`` float32 model input and its frame
+        (``resize_images`` for one image); map boxes back with ``boxes_to_image``."""
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise ValueError(f"resize takes one (height, width, channels) image, got shape {image.shape}.")
+        x, frame = self.resize_images(image[None])
+        return x[0], frame
+
+    def boxes_to_image(self, boxes, image_size: tuple[int, int], frame: tuple[int, int] | None = None,
+                       target_format: str | None = None) -> np.ndarray:
+        """Boxes in ``bounding_box_format`` on the model input -> boxes of the original
+        image of ``image_size`` ``(height, width)`` that ``resize`` turned into that input
+        (its ``frame``; default ``frame_of(*image_size)``), clipped to the image.
+
+        ``target_format`` (default ``bounding_box_format``): absolute formats are pixels
+        of the original image, ``rel_`` formats fractions of its own height and width.
+        """
+        height, width = (int(v) for v in image_size)
+        frame_h, frame_w = frame or self.frame_of(height, width)
+        h, w = self.image_size
+        rel = keras.ops.convert_to_numpy(keras.utils.bounding_boxes.convert_format(
+            np.asarray(boxes, np.float32), source=self.bounding_box_format, target=MODEL_BOX_FORMAT,
+            height=h, width=w))
+        rel = np.clip(rel * np.array([frame_h / height, frame_w / width] * 2, np.float32), 0.0, 1.0)
+        return keras.ops.convert_to_numpy(keras.utils.bounding_boxes.convert_format(
+            rel, source=MODEL_BOX_FORMAT, target=target_format or self.bounding_box_format,
+            height=height, width=width)).astype(np.float32)
+
     def letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
-        """Fits an ``(h, w, 3)`` uint8 image into ``image_size`` keeping its aspect ratio.
+        """Fits an ``(h, w, 3)`` uint8 image into ``image_size`` keeping its aspect ratio,
+        centred. Kept for earlier callers: the detectors and the detect CLI use
+        ``resize`` (the model's own ``resize_mode``).
 
         Returns the float32 canvas (pixels 0-255, the rest black), the scale and
         the (top, left) offset, for ``boxes_to_original``.
@@ -154,6 +254,7 @@ class DetectionPreprocessor(ConfigMixin):
             "bounding_box_format": self.bounding_box_format,
             "max_boxes": self.max_boxes,
             "augment": self.augment,
+            "resize_mode": self.resize_mode,
         }
 
 

@@ -78,10 +78,17 @@ class SSD(Detector):
         invalid_boxes: ground-truth boxes that are non-finite, empty or wholly
             outside the image are never trained on: ``"drop"`` (default; counted
             in the ``invalid_boxes`` metric) or ``"raise"``.
+        resize_mode: how ``predict`` and the detect CLI fit images of another size,
+            as the weights were trained: ``"stretch"`` (default; the TF OD API's
+            ``fixed_shape_resizer``, the COCO presets) or ``"pad"`` (black padding at
+            the bottom and right to a square, then resized: the face preset, as
+            face-api.js). ``None``: the preprocessor's. Saved in the preprocessor.
 
     Training data: images plus ``{"boxes": (B, M, 4), "classes": (B, M)}`` padded
     with -1. ``predict`` returns ``{"boxes", "classes", "scores",
-    "num_detections"}`` in ``bounding_box_format``.
+    "num_detections"}`` in ``bounding_box_format``; images of another size (a list
+    of ``(H, W, 3)`` arrays, or a batch) are resized with ``resize_mode`` and their
+    boxes come back in each image's own pixels.
 
     Example:
 
@@ -112,11 +119,12 @@ class SSD(Detector):
         preprocessor: DetectionPreprocessor | dict | None = None,
         class_names: Sequence[str] | None = None,
         invalid_boxes: str = "drop",
+        resize_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         size, common = self.detector_inputs(
             "SSD", num_classes, image_size, bounding_box_format, preprocessor, class_names, invalid_boxes,
-            weight_decay, include_preprocessing, box_coder, decoder)
+            weight_decay, include_preprocessing, box_coder, decoder, resize_mode=resize_mode)
         check_backbone(backbone, "SSD", levels=("P4", "P5"), strides={"P4": 16, "P5": 32})
         if class_prior is not None and not 0 < class_prior < 1:
             raise ValueError(f"`class_prior` must be in (0, 1), got {class_prior}.")

@@ -12,6 +12,7 @@ Keras models (not tasks) export their outputs as they are.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -106,6 +107,26 @@ def _write_archive(model: keras.Model, serving_function, directory: str) -> None
     archive.write_out(directory, verbose=False)
 
 
+SERVING_NOTES = os.path.join("assets.extra", "mobilenet_zoo.json")
+
+
+def _write_serving_notes(model: keras.Model, directory: str) -> None:
+    """What a client must do before calling ``serve``, beside the signature: the input
+    size and, for a detector, its ``resize_mode`` and box format (``assets.extra/``: files
+    that TensorFlow's loaders and TF Serving carry but never read)."""
+    pre = getattr(model, "preprocessor", None)
+    if getattr(pre, "resize_mode", None) is None:
+        return
+    height, width = (int(v) for v in model.inputs[0].shape[1:3])
+    notes = {"input": f"float32 RGB images (batch, {height}, {width}, 3)",
+             "image_size": [height, width], "resize_mode": pre.resize_mode,
+             "resize": tflite_metadata.RESIZE_MODE_TEXT[pre.resize_mode].format(h=height, w=width),
+             "bounding_box_format": pre.bounding_box_format}
+    os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
+    with open(os.path.join(directory, SERVING_NOTES), "w") as f:
+        json.dump(notes, f, indent=2)
+
+
 def export_saved_model(
     model: keras.Model, path: str | os.PathLike, image_size: int | tuple | None = None,
     fold: bool = True,
@@ -115,7 +136,9 @@ def export_saved_model(
     ``fold=True`` serves ``fold_batch_norm(model)`` (same outputs, about 1.5x
     faster on CPU) for this package's models.
 
-    For a task model the results are ``predict``'s (detections for a ``Detector``). The
+    For a task model the results are ``predict``'s on model-size images (detections for
+    a ``Detector``, boxes on the model input; the client resizes as the model's
+    ``resize_mode`` says, written to ``assets.extra/mobilenet_zoo.json``). The
     directory is written beside ``path`` and renamed into place, so an existing
     export is replaced only by a complete one. ``path`` must be new, empty or an
     earlier SavedModel (it holds ``saved_model.pb``): any other file or folder is
@@ -147,6 +170,7 @@ def export_saved_model(
     try:
         model, fn = _serving_model(model, image_size, argmax=False, fold=fold)
         _write_archive(model, fn, tmp)
+        _write_serving_notes(model, tmp)
         if os.path.isdir(path):
             os.replace(path, old)  # keep the earlier export until the new one is in place
         try:
@@ -336,7 +360,22 @@ def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: b
 class TFLiteRunner:
     """Runs a ``.tflite`` model with LiteRT (``ai_edge_litert``), TF's interpreter as fallback.
 
-    ``runner(images)`` returns a dict of output arrays named as the Keras outputs.
+    ``runner(images)`` returns a dict of output arrays named as the Keras outputs, each
+    with a batch axis, as ``keras.Model.predict``: ``images`` is a batch ``(N, H, W, C)``
+    of any ``N`` or one image ``(H, W, C)`` (results with a batch axis of 1). The files
+    this package writes have a fixed batch (1 by default; their ``Reshape`` and
+    ``TFLite_Detection_PostProcess`` ops cannot be resized), so a batch of another size
+    runs in chunks of the file's batch, the last one padded with zeros (dropped from the
+    results). Images are not resized: ``H, W, C`` must be the file's (a detector's
+    ``model.preprocessor.resize`` makes them so).
+
+    Example:
+
+    ```python
+    runner = TFLiteRunner("ssd.tflite")
+    detections = runner(images)          # (N, 300, 300, 3) -> boxes (N, K, 4), ...
+    one = runner(image)                  # (300, 300, 3)    -> boxes (1, K, 4), ...
+    ```
     """
 
     def __init__(self, model_content: bytes | str | os.PathLike, num_threads: int = 2) -> None:
@@ -351,7 +390,29 @@ class TFLiteRunner:
             kwargs["model_path"] = os.fspath(model_content)
         self.interpreter = Interpreter(**kwargs)
         self.runner = self.interpreter.get_signature_runner()
-        self.input_name = next(iter(self.runner.get_input_details()))
+        self.input_name, details = next(iter(self.runner.get_input_details().items()))
+        #: the file's input shape (batch, height, width, channels) and dtype.
+        self.input_shape = tuple(int(v) for v in details["shape"])
+        self.input_dtype = np.dtype(details["dtype"])
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runner(**{self.input_name: np.asarray(images, np.float32)})
+        images = np.asarray(images)
+        expected = self.input_shape[1:]
+        if images.ndim == len(expected):  # one image: a batch of one
+            images = images[None]
+        if images.ndim != len(self.input_shape) or tuple(images.shape[1:]) != expected or not len(images):
+            raise ValueError(
+                f"TFLiteRunner: the file takes images of shape {expected} (one image) or "
+                f"(N, {', '.join(map(str, expected))}) (a batch); got {images.shape}. Resize them first "
+                "(a detector: model.preprocessor.resize(image), with the model's resize_mode).")
+        batch = self.input_shape[0] if self.input_shape[0] > 0 else len(images)
+        images = images.astype(self.input_dtype, copy=False)
+        chunks = []
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            if len(chunk) < batch:  # the file's batch is fixed: pad, then drop the padding
+                pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            chunks.append(self.runner(**{self.input_name: chunk}))
+        n = len(images)
+        return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}

@@ -123,7 +123,10 @@ def _ssd_entry(file: str, alpha: float, metric: float, note: str) -> dict[str, A
         "published_metric": f"COCO mAP {metric:g} (TF OD API model zoo)",
         "license": APACHE,
         "labels": "coco",
-        "preprocessing": "RGB in [0, 255] -> x / 127.5 - 1 (inside the model), resized to 300x300",
+        "preprocessing": "RGB in [0, 255] -> x / 127.5 - 1 (inside the model), stretched to 300x300",
+        # pipeline.config image_resizer { fixed_shape_resizer { height: 300 width: 300 } }:
+        # the whole image resized to 300x300, aspect ratio not kept.
+        "resize_mode": "stretch",
         "source": f"TF Object Detection API TF1 model zoo, {file} ({note}); built from its "
                   "pipeline.config and checkpoint, checked against its frozen graph",
         "sources": [{"kind": "od_api_tar", "file": file, "url": OD_API_URL.format(file=file),

@@ -70,18 +70,52 @@ from mobilenet_zoo.export.metadata.schema import (  # noqa: F401  (the format's 
 from mobilenet_zoo.segmentation.deeplab import DeepLabV3
 from mobilenet_zoo.version import __version__
 
+# How a detector's image of another size becomes its input (DetectionPreprocessor
+# resize_mode), in words for the phone code that prepares the tensor itself. The metadata
+# schema (metadata_schema.fbs 1.5: ImageProperties = colour space and size only) has no
+# field for it, so it is stated in the input's description as "resize_mode: MODE".
+RESIZE_MODE_TEXT = {
+    "stretch": "stretch the whole image to {h}x{w} (aspect ratio not kept; TF OD API "
+               "fixed_shape_resizer, what MediaPipe Tasks do)",
+    "pad": "pad the image with black at the bottom and right to a square (aspect ratio "
+           "{h}:{w}), then resize it to {h}x{w}; boxes are fractions of that padded image "
+           "(face-api.js padToSquare). MediaPipe Tasks stretch: pad the image yourself first",
+}
+
+
+def resize_mode_of(tflite: bytes) -> str | None:
+    """The ``resize_mode`` that the input description of a ``.tflite`` file names
+    (``"stretch"`` / ``"pad"``), or None (no metadata, or not a detector of this package)."""
+    meta = read_metadata(tflite)
+    if not meta:
+        return None
+    for tensor in meta["subgraph_metadata"][0].get("input_tensor_metadata") or []:
+        text = tensor.get("description") or ""
+        for mode in RESIZE_MODE_TEXT:
+            if f"resize_mode: {mode}." in text or f"resize_mode: {mode} " in text:
+                return mode
+    return None
+
 
 # --------------------------------------------------------------- tensor builders
 def image_input(height: int, width: int, mean: float, std: float, dtype: str,
-                name: str = "image") -> T:
+                name: str = "image", resize_mode: str | None = None) -> T:
     """An RGB image input: normalisation ``(pixel - mean) / std`` for a float
-    input; a uint8 input takes the pixels as they are (camera frames)."""
+    input; a uint8 input takes the pixels as they are (camera frames).
+    ``resize_mode`` (detectors): how an image of another size becomes this input,
+    stated in the description (``resize_mode_of`` reads it back)."""
     if std <= 0:
         raise ValueError(f"the normalisation std must be > 0, got {std}")
+    if resize_mode is not None and resize_mode not in RESIZE_MODE_TEXT:
+        raise ValueError(f"resize_mode must be one of {sorted(RESIZE_MODE_TEXT)}, got {resize_mode!r}")
     lo, hi = (0.0, 255.0) if dtype == "uint8" else ((0 - mean) / std, (255 - mean) / std)
+    resize = "" if resize_mode is None else (
+        f" resize_mode: {resize_mode}. Images of another size: "
+        + RESIZE_MODE_TEXT[resize_mode].format(h=height, w=width) + ".")
     return T("TensorMetadata", name=name,
              description=f"Input image, RGB, {height}x{width}; pixels in [0, 255]"
-             + ("" if dtype == "uint8" else f", normalised as (pixel - {mean:g}) / {std:g}") + ".",
+             + ("" if dtype == "uint8" else f", normalised as (pixel - {mean:g}) / {std:g}") + "."
+             + resize,
              content=T("Content", content_properties=(
                  "ImageProperties", T("ImageProperties", color_space=COLOR_RGB,
                                       default_size=T("ImageSize", width=width, height=height)))),
@@ -209,18 +243,25 @@ def tensors_of(tflite: bytes) -> dict[str, list[dict]]:
             "outputs": [info(i) for i in graph.OutputsAsNumpy()]}
 
 
-def preset_info(name: str) -> dict[str, Any]:
-    """Name, description, version, author (source) and licence of a preset, for the metadata."""
+def preset_info(name: str, input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Name, description, version, author (source) and licence of a preset, for the metadata.
+
+    ``input_size``: ``(height, width)`` of the exported file when known (an export at
+    another ``image_size`` than the preset's), so the description says the real size."""
 
     meta = presets.get_preset(name)
     what = {"SSD": "object detector", "FasterRCNN": "object detector",
             "MobileNetClassifier": "image classifier", "DeepLabV3": "image segmenter"}.get(
         meta.get("task"), "MobileNet v1 model")
     metric = meta.get("published_top1")
+    size = meta.get("input_size") if input_size is None else (
+        input_size[0] if input_size[0] == input_size[1] else f"{input_size[0]}x{input_size[1]}")
+    resized = input_size is not None and size != meta.get("input_size")
     return {
         "name": name,
-        "description": f"MobileNet v1 {what} (alpha {meta.get('alpha')}, input "
-                       f"{meta.get('input_size')}), preset {name} of mobilenet_zoo"
+        "description": f"MobileNet v1 {what} (alpha {meta.get('alpha')}, input {size}"
+                       + (f"; the preset's weights, trained at {meta.get('input_size')}" if resized else "")
+                       + f"), preset {name} of mobilenet_zoo"
                        + (f"; published top-1 {metric}%" if metric else "") + ".",
         "version": f"mobilenet_zoo {__version__}, weights sha256 {str(meta.get('sha256', ''))[:16]}",
         "author": str(meta.get("source") or "unknown source"),
@@ -292,17 +333,20 @@ def for_model(model, tflite: bytes, info: dict[str, Any] | None = None,
     """
 
     info = check_info(info)
-    base = preset_info(info["preset"]) if info.get("preset") else _generic_info(model)
-    base.update({k: v for k, v in info.items() if k in ("name", "description", "version", "author",
-                                                          "license") and v})
     tensors = tensors_of(tflite)
     if len(tensors["inputs"]) != 1 or len(tensors["inputs"][0]["shape"]) != 4:
         raise ValueError("metadata needs one image input (batch, height, width, channels); the file "
                          f"has {[t['shape'] for t in tensors['inputs']]}. Export with metadata=False.")
     inp = tensors["inputs"][0]
     _, height, width, _ = inp["shape"]
+    # The size of the file's input, not the preset's: an export at another image_size.
+    base = preset_info(info["preset"], (height, width)) if info.get("preset") else _generic_info(model)
+    base.update({k: v for k, v in info.items() if k in ("name", "description", "version", "author",
+                                                          "license") and v})
     mean, std = _normalization(model, info)
-    inputs = [image_input(height, width, mean, std, inp["dtype"])]
+    resize_mode = getattr(getattr(model, "preprocessor", None), "resize_mode", None)
+    inputs = [image_input(height, width, mean, std, inp["dtype"],
+                          resize_mode=resize_mode if resize_mode in RESIZE_MODE_TEXT else None)]
     outs = tensors["outputs"]
     keys = [o["name"] for o in outs]
     if layout is None:
@@ -388,6 +432,8 @@ def describe(tflite: bytes) -> str:
             for f in md.get("associated_files", []):
                 n = files.get(f["name"], b"").decode("utf8", "replace").count("\n")
                 extra.append(f"labels {f['name']} ({n} names)")
+            if kind == "input" and meta and resize_mode_of(tflite):
+                extra.append(f"resize_mode {resize_mode_of(tflite)}")
             label = f" [{md['name']}]" if md.get("name") else ""
             lines.append(f"{kind} {t['name']}{label}: {t['dtype']}{t['shape']}{q}"
                          + (f"; {'; '.join(extra)}" if extra else ""))

@@ -1,0 +1,43 @@
+"""TFLiteRunner as the README uses it (issue 28): `TFLiteRunner("ssd.tflite")(images)` took
+only the file's batch of 1 ("XNNPack delegate failed to reshape" for any other batch and
+for one (H, W, 3) image). Now any batch runs, in chunks of the file's batch, and one
+image gives results with a batch axis of 1, as keras predict on image[None]."""
+
+import numpy as np
+import pytest
+
+from mobilenet_zoo import SSD, MobileNetBackbone
+from mobilenet_zoo.export import TFLiteRunner, to_tflite
+
+
+@pytest.fixture(scope="module")
+def ssd_file(tmp_path_factory):
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    path = tmp_path_factory.mktemp("runner") / "ssd.tflite"
+    to_tflite(model, path, postprocess="detection_postprocess_fast")  # the export CLI's layout
+    return str(path)
+
+
+def test_runner_takes_any_batch_and_one_image_with_the_per_image_results(ssd_file, rng):
+    runner = TFLiteRunner(ssd_file)
+    assert runner.input_shape == (1, 128, 128, 3)
+    images = rng.uniform(0, 255, (3, 128, 128, 3)).astype(np.float32)
+    batch = runner(images)  # before: "XNNPack delegate failed to reshape"
+    one_by_one = [runner(image[None]) for image in images]
+    assert set(batch) == {"boxes", "classes", "scores", "num_detections"}
+    for key, value in batch.items():
+        assert value.shape[0] == 3
+        np.testing.assert_allclose(value, np.concatenate([r[key] for r in one_by_one]), atol=1e-5)
+    single = runner(images[1])  # one (H, W, 3) image: a batch axis of 1
+    assert single["boxes"].shape == (1, *batch["boxes"].shape[1:])
+    np.testing.assert_allclose(single["scores"], batch["scores"][1:2], atol=1e-5)
+    uint8 = runner(images.astype(np.uint8))  # camera pixels: cast to the file's float32 input
+    assert uint8["boxes"].shape == batch["boxes"].shape
+
+
+def test_runner_refuses_images_of_another_size_naming_the_files_shape(ssd_file):
+    runner = TFLiteRunner(ssd_file)
+    for bad in (np.zeros((2, 300, 300, 3), np.float32), np.zeros((128, 128), np.float32),
+                np.zeros((0, 128, 128, 3), np.float32)):
+        with pytest.raises(ValueError, match=r"\(128, 128, 3\).*preprocessor.resize"):
+            runner(bad)
