@@ -257,6 +257,28 @@ def ssd_random_crop(image, boxes, classes, is_crowd, seed=None):
     return tf.cond(choice < len(SSD_CROP_MIN_COVERED), crop, keep)
 
 
+def _resize(image, boxes, size: tuple[int, int], mode: str):
+    """``image`` to ``size``, normalised yxyx ``boxes`` with it: TF 1.x ``resize_images``
+    (bilinear, no half-pixel centres: ``detection.preprocessor.resize_bilinear``, the
+    TF OD API's ``fixed_shape_resizer``); ``"pad"`` keeps the aspect ratio and pads the
+    bottom and right with zeros (face-api.js ``padToSquare``)."""
+    h, w = size
+    resize = tf.compat.v1.image.resize  # align_corners=False, half_pixel_centers=False
+    if mode == "stretch":
+        return resize(image, (h, w), method=tf.image.ResizeMethod.BILINEAR), boxes
+    # As DetectionPreprocessor.resize: pad to the input's aspect ratio, then resize the frame.
+    shape = tf.shape(image)[:2]
+    hf, wf = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    scale = tf.maximum(hf / h, wf / w)
+    frame_h = tf.maximum(shape[0], tf.cast(tf.round(scale * h), tf.int32))
+    frame_w = tf.maximum(shape[1], tf.cast(tf.round(scale * w), tf.int32))
+    image = tf.image.pad_to_bounding_box(image, 0, 0, frame_h, frame_w)
+    image = resize(image, (h, w), method=tf.image.ResizeMethod.BILINEAR)
+    fy = hf / tf.cast(frame_h, tf.float32)
+    fx = wf / tf.cast(frame_w, tf.float32)
+    return image, boxes * tf.stack([fy, fx, fy, fx])
+
+
 def sanitize_boxes(boxes, classes, is_crowd, min_size=1e-3):
     """Clips normalised boxes to [0, 1] and drops degenerate ones (never NaN)."""
     boxes = tf.clip_by_value(tf.where(tf.math.is_finite(boxes), boxes, 0.0), 0.0, 1.0)
@@ -282,6 +304,7 @@ def detection_pipeline(
     drop_crowd_in_training: bool = True,
     seed: int | None = None,
     cache: bool = False,
+    resize_mode: str = "stretch",
 ) -> tf.data.Dataset:
     """Batches of ``(images float32 [0, 255], y)`` for ``SSD.fit`` / ``evaluate_coco``.
 
@@ -291,7 +314,12 @@ def detection_pipeline(
     with -1, plus ``is_crowd``, ``image_id`` and ``original_size`` for evaluation.
     Training adds random horizontal flip and SSD random crop (TF OD API
     ``ssd_mobilenet_v1_coco`` data_augmentation_options) and drops crowd boxes.
+    Images are resized as the model's preprocessor resizes at ``predict`` (``resize``):
+    ``"stretch"`` to ``image_size`` or ``"pad"`` (aspect kept, padded bottom-right),
+    both with TF 1.x bilinear (no half-pixel centres), the TF OD API's resize.
     """
+    if resize_mode not in ("stretch", "pad"):
+        raise ValueError(f"`resize_mode` must be 'stretch' or 'pad', got {resize_mode!r}.")
     ds = source.dataset if isinstance(source, DetectionSource) else source
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     if cache:
@@ -312,7 +340,7 @@ def detection_pipeline(
             image, boxes = random_horizontal_flip(image, boxes, fold(example_seed, 0))
             image, boxes, classes, crowd = ssd_random_crop(image, boxes, classes, crowd, example_seed)
             boxes, classes, crowd = sanitize_boxes(boxes, classes, crowd)
-        image = tf.image.resize(tf.cast(image, tf.float32), (h, w))
+        image, boxes = _resize(tf.cast(image, tf.float32), boxes, (h, w), resize_mode)
         image = tf.ensure_shape(image, (h, w, 3))
         out_boxes = keras.utils.bounding_boxes.convert_format(
             boxes, source="rel_yxyx", target=bounding_box_format, height=h, width=w

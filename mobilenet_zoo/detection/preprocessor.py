@@ -245,7 +245,7 @@ class DetectionPreprocessor(ConfigMixin):
         return ddata.detection_pipeline(
             source, self.image_size, batch_size, training=training, augment=self.augment,
             bounding_box_format=self.bounding_box_format, max_boxes=self.max_boxes, seed=seed,
-            **kwargs,
+            **{"resize_mode": self.resize_mode, **kwargs},
         )
 
     def get_config(self) -> dict[str, Any]:

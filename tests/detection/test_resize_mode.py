@@ -217,3 +217,25 @@ def test_detect_cli_and_mediapipe_give_the_same_boxes_for_a_stretch_model_on_a_n
         score, box = max(phone, key=lambda p: _iou_xyxy(p[1], det["box"]))
         assert _iou_xyxy(box, det["box"]) >= 0.95, (det, box)
         assert abs(score - det["score"]) <= 0.01
+
+
+@pytest.mark.parametrize("mode", ["stretch", "pad"])
+def test_the_training_pipeline_resizes_as_predict_does(mode):
+    """tf.data (training, evaluation) and ``predict`` give the model the same pixels."""
+    tf = pytest.importorskip("tensorflow")
+    from skimage import data
+
+    from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+
+    photo = data.coffee()[:, :500]  # 400 x 500
+    pre = DetectionPreprocessor(image_size=128, resize_mode=mode, augment=False)
+    example = {"image": photo, "boxes": np.array([[0.25, 0.2, 0.75, 0.6]], np.float32),
+               "classes": np.array([1], np.int64), "is_crowd": np.zeros(1, np.int64),
+               "image_id": np.int64(0), "original_size": np.array(photo.shape[:2], np.int32)}
+    ds = tf.data.Dataset.from_tensors(example)
+    images, y = next(iter(pre.pipeline(ds, batch_size=1)))
+    expected, frame = pre.resize(photo)
+    np.testing.assert_allclose(images[0].numpy(), expected, atol=0.01)
+    # the box follows the image: on the model input it maps back onto the photo's box
+    back = pre.boxes_to_image(y["boxes"].numpy()[0, :1], photo.shape[:2], frame, target_format="rel_yxyx")
+    np.testing.assert_allclose(back, [[0.25, 0.2, 0.75, 0.6]], atol=1e-4)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from mobilenet_zoo.training import flags
 from mobilenet_zoo.training.identity import EarlierRunError, claim_out
 
 ROOT = Path(__file__).resolve().parents[2]
