@@ -55,9 +55,9 @@ if TYPE_CHECKING:  # loaded on first use: they need Keras (mobilenet_zoo.lazy)
         load_into,
         preset_metadata,
         preset_path,
-        register_preset,
         task_config_of,
     )
+    from mobilenet_zoo.presets.register import register_preset
 
 __all__ = [
     "ENV_CACHE_DIR", "ENV_WEIGHTS_DIR", "IMAGENET", "FACE_SSD", "COCO_SSD", "WEIGHTS_ALIASES",
@@ -67,15 +67,17 @@ __all__ = [
     "register_preset", "preset_path", "load_into", "build_from_metadata", "task_config_of", "check_metadata", "installed_preset", "head_matches",
 ]
 
-__getattr__ = lazy_getattr(__name__, {name: "mobilenet_zoo.presets.loading" for name in (
-    "register_preset",
-    "preset_path",
-    "preset_metadata",
-    "load_into",
-    "build_from_metadata",
-    "task_config_of",
-    "check_metadata",
-    "installed_preset",
-    "head_matches",
-)})
+__getattr__ = lazy_getattr(__name__, {
+    "register_preset": "mobilenet_zoo.presets.register",
+    **{name: "mobilenet_zoo.presets.loading" for name in (
+        "preset_path",
+        "preset_metadata",
+        "load_into",
+        "build_from_metadata",
+        "task_config_of",
+        "check_metadata",
+        "installed_preset",
+        "head_matches",
+    )},
+})
 __dir__ = lazy_dir(globals())
