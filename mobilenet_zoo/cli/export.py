@@ -103,7 +103,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def representative_images(folder: str, height: int, width: int, limit: int,
-                          minus_one_to_one: bool) -> list:
+                          minus_one_to_one: bool, resize_mode: str | None = None) -> list:
     """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to the
     model's input, float32 pixels in [0, 255] (or [-1, 1] for a model without
     its own preprocessing), batch 1 each (``export.checks.folder_samples``)."""
@@ -111,7 +111,7 @@ def representative_images(folder: str, height: int, width: int, limit: int,
 
     skipped: list[str] = []
     try:
-        samples = folder_samples(folder, height, width, limit, minus_one_to_one, skipped)
+        samples = folder_samples(folder, height, width, limit, minus_one_to_one, skipped, resize_mode)
     finally:
         for line in skipped:
             print(f"skipped calibration image {line}", file=sys.stderr)
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # First: without TensorFlow, one clear error before any work.
         from mobilenet_zoo.export import to_tflite
+        from mobilenet_zoo.export.checks import resize_mode_of
 
         model, info = load_source(args)
         samples = None
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             if h is None or w is None:
                 raise ValueError("the model takes any size: give --image-size N")
             samples = representative_images(args.representative, h, w, args.max_representative,
-                                            not getattr(model, "include_preprocessing", True))
+                                            not getattr(model, "include_preprocessing", True),
+                                            resize_mode_of(model))
         from mobilenet_zoo.detection.ssd import SSD
         from mobilenet_zoo.export import metadata as tflite_metadata
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.detection.detector import Detector
+from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
 from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.export import metadata as tflite_metadata
 from mobilenet_zoo.export import ssd_postprocess as detection_postprocess
@@ -89,12 +91,25 @@ def open_target(path: str):
 MAX_REPRESENTATIVE = 100
 
 
+def resize_mode_of(model: Any) -> str | None:
+    """A detector's resize mode (its preprocessor's), else None."""
+    return getattr(getattr(model, "preprocessor", None), "resize_mode", None)
+
+
 def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRESENTATIVE,
-                   minus_one_to_one: bool = False, skipped: list | None = None) -> list[np.ndarray]:
+                   minus_one_to_one: bool = False, skipped: list | None = None,
+                   resize_mode: str | None = None) -> list[np.ndarray]:
     """Up to ``limit`` images of ``folder`` (recursive, sorted) resized to
     ``(height, width)``, float32 pixels in [0, 255] (or [-1, 1] for a model
     without its own preprocessing), batch 1 each. Unreadable files are named in
-    ``skipped``; a folder without a readable image is an error."""
+    ``skipped``; a folder without a readable image is an error.
+
+    ``resize_mode``: a detector's (``"stretch"`` / ``"pad"``): the images are resized as
+    its ``predict`` resizes them (``DetectionPreprocessor.resize``), so int8 ranges are
+    calibrated on what the model will see; ``None``: ``tf.image.resize`` (classifiers).
+    """
+    detector_resize = (DetectionPreprocessor((height, width), resize_mode=resize_mode).resize
+                       if resize_mode is not None else None)
 
     tf = import_tensorflow("TFLite export")
 
@@ -111,7 +126,10 @@ def folder_samples(folder: str, height: int, width: int, limit: int = MAX_REPRES
             if skipped is not None:
                 skipped.append(f"{path}: {err}")
             continue
-        x = tf.image.resize(np.asarray(image, np.float32)[None], (height, width)).numpy()
+        if detector_resize is not None:
+            x = detector_resize(np.asarray(image, np.float32))[0][None]
+        else:
+            x = tf.image.resize(np.asarray(image, np.float32)[None], (height, width)).numpy()
         samples.append(x / 127.5 - 1.0 if minus_one_to_one else x)
     if not samples:
         raise ValueError(f"calibration images: {folder!r} holds no readable image "
@@ -179,7 +197,8 @@ def representative_samples(representative_data, shape: tuple, model=None) -> lis
         folder = os.fspath(representative_data)
         if not os.path.isdir(folder):
             raise ValueError(f"{what}; {folder!r} is not a folder.")
-        return folder_samples(folder, shape[1], shape[2], minus_one_to_one=minus_one_to_one)
+        return folder_samples(folder, shape[1], shape[2], minus_one_to_one=minus_one_to_one,
+                              resize_mode=resize_mode_of(model))
     data = representative_data() if callable(representative_data) else representative_data
     if isinstance(data, np.ndarray) and data.ndim == len(shape):  # one array: a batch of samples
         data = [x[None] for x in data]

@@ -239,3 +239,21 @@ def test_the_training_pipeline_resizes_as_predict_does(mode):
     # the box follows the image: on the model input it maps back onto the photo's box
     back = pre.boxes_to_image(y["boxes"].numpy()[0, :1], photo.shape[:2], frame, target_format="rel_yxyx")
     np.testing.assert_allclose(back, [[0.25, 0.2, 0.75, 0.6]], atol=1e-4)
+
+
+def test_int8_calibration_images_are_resized_as_the_detector_resizes(tmp_path):
+    """A pad-trained detector is calibrated on padded photos, not stretched ones."""
+    from PIL import Image
+    from skimage import data
+
+    from mobilenet_zoo.detection.preprocessor import DetectionPreprocessor
+    from mobilenet_zoo.export.checks import folder_samples
+
+    photo = data.coffee()  # 400 x 600
+    Image.fromarray(photo).save(tmp_path / "coffee.png")
+    padded = folder_samples(str(tmp_path), 128, 128, resize_mode="pad")[0]
+    np.testing.assert_allclose(padded[0], DetectionPreprocessor(128, resize_mode="pad").resize(photo)[0],
+                               atol=1e-3)
+    assert np.all(padded[0, 90:] == 0)  # the bottom third is the padding
+    stretched = folder_samples(str(tmp_path), 128, 128, resize_mode="stretch")[0]
+    assert stretched[0, 90:].mean() > 20
