@@ -82,9 +82,19 @@ def _variables_kept_on_failure(model: keras.Model):
     except BaseException:
         for group in groups:
             for v in group:
-                if v._value is None and id(v) in kept:
+                if id(v) in kept and _emptied(v):
                     v.assign(kept[id(v)])
         raise
+
+
+def _emptied(variable) -> bool:
+    """True when the JAX trainer left ``variable`` without a usable value: emptied
+    (``None``) or holding an array the failed step donated (deleted)."""
+    value = variable._value
+    if value is None:
+        return True
+    is_deleted = getattr(value, "is_deleted", None)
+    return bool(is_deleted()) if callable(is_deleted) else False
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Raises ``NonFiniteLossError`` at the first NaN / inf batch loss.
