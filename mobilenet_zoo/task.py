@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -85,6 +86,12 @@ def _variables_kept_on_failure(model: keras.Model):
                 if id(v) in kept and _emptied(v):
                     v.assign(kept[id(v)])
         raise
+
+
+def _requires(cls: type, argument: str) -> bool:
+    """True when ``cls(...)`` needs ``argument`` (a parameter without a default)."""
+    parameter = inspect.signature(cls.__init__).parameters.get(argument)
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def _emptied(variable) -> bool:
@@ -219,7 +226,21 @@ class Task(ByNameWeightsMixin, keras.Model):
 
     def predict(self, x, *args, **kwargs):
         self._check_images(x, "predict")
+        self._warn_unit_range(x)
         return super().predict(x, *args, **kwargs)
+
+    def _warn_unit_range(self, x: Any) -> None:
+        """A warning when photos look scaled to [0, 1]: the model takes pixels in [0, 255]
+        (its preprocessing maps them to [-1, 1]), and [0, 1] gives confident nonsense."""
+        if not getattr(self, "include_preprocessing", True):
+            return
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.size and x.ndim >= 3:
+            low, high = float(x.min()), float(x.max())
+            if low >= 0.0 and 0.0 < high <= 1.0:
+                warnings.warn(
+                    f"{type(self).__name__}.predict: the images' pixels lie in [0, {high:.3g}]; the "
+                    "model takes pixels in [0, 255] (as decoded from a file). Multiply [0, 1] "
+                    "images by 255.", UserWarning, stacklevel=3)
 
     def predict_step(self, *args):
         # The backend trainer's own step (JAX passes (state, data) and returns
@@ -308,6 +329,11 @@ class Task(ByNameWeightsMixin, keras.Model):
         check_known_kwargs(cls, kwargs, "from_preset", skip=("backbone", "weights"))
         # The rule first, from the metadata: a refused preset is neither downloaded nor built.
         own = presets.check_preset_fits(presets.preset_metadata(preset), cls) == "whole"
+        if not own and "num_classes" not in kwargs and _requires(cls, "num_classes"):
+            raise ValueError(
+                f"{preset} initialises only the backbone of {cls.__name__} (a new head): give the "
+                f"number of classes of your data, e.g. {cls.__name__}.from_preset({preset!r}, "
+                "num_classes=N).")
         meta = presets.installed_preset(preset)
         backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
         config = presets.task_config_of(meta) if own else {}

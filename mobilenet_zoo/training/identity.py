@@ -135,21 +135,22 @@ def check_run_identity(out_dir: str, identity: dict[str, Any], resume: bool) -> 
             except (OSError, ValueError) as err:
                 raise RunMismatchError(
                     f"--resume: {path} is unreadable ({err}), so the run in {out_dir} cannot be "
-                    "verified; nothing was changed. Drop --resume to start anew there.") from err
+                    "verified; nothing was changed. Pass --overwrite instead of --resume to start anew "
+                    "there, or choose another --out.") from err
         elif resume_epoch(out_dir) or os.path.isfile(os.path.join(out_dir, "results.json")):
             raise RunMismatchError(
                 f"--resume: {out_dir} holds a run without a record of its configuration and data "
                 f"({IDENTITY_FILE}; written by an older version or another program), so it cannot be "
-                "verified; nothing was changed. Drop --resume to start anew there, or choose "
-                "another --out.")
+                "verified; nothing was changed. Pass --overwrite instead of --resume to start anew "
+                "there, or choose another --out.")
         if recorded is not None:
             diffs = _differences(recorded, current)
             if diffs:
                 raise RunMismatchError(
                     f"--resume: {out_dir} holds a run of another configuration or data; nothing was "
                     "changed. Differences (recorded there, given now): " + "; ".join(diffs)
-                    + ". Resume with the same flags and data, choose another --out, or drop "
-                    "--resume to start anew there.")
+                    + ". Resume with the same flags and data, choose another --out, or pass "
+                    "--overwrite instead of --resume to start anew there.")
             return
     text = json.dumps(current, indent=2, sort_keys=True)
     weights_io.atomic_write(path, lambda tmp: open(tmp, "w").write(text))

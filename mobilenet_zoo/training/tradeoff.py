@@ -143,7 +143,7 @@ def load_done(out_dir: str, run: Run, identity: dict[str, Any] | None = None,
         raise training.RunMismatchError(
             f"--resume: {folder} holds a finished run of another schedule; nothing was changed. "
             f"Differences (recorded there, given now): config.epochs: {epochs!r} there, "
-            f"{epochs_expected!r} now. Choose another --out, or drop --resume to start anew there.")
+            f"{epochs_expected!r} now. Choose another --out, or pass --overwrite instead of --resume to start anew there.")
     return result
 
 

@@ -257,3 +257,14 @@ def test_int8_calibration_images_are_resized_as_the_detector_resizes(tmp_path):
     assert np.all(padded[0, 90:] == 0)  # the bottom third is the padding
     stretched = folder_samples(str(tmp_path), 128, 128, resize_mode="stretch")[0]
     assert stretched[0, 90:].mean() > 20
+
+
+def test_predict_warns_when_photos_are_scaled_to_0_1():
+    """Pixels in [0, 1] give a face score of 0.1 instead of 0.96: a warning names the fix."""
+    from skimage import data
+
+    from mobilenet_zoo import SSD
+
+    model = SSD.from_preset("ssd_mobilenet_v1_face_512")
+    with pytest.warns(UserWarning, match=r"pixels in \[0, 255\].*Multiply \[0, 1\] images by 255"):
+        model.predict([data.astronaut() / 255.0], verbose=0)

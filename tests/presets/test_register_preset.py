@@ -204,3 +204,10 @@ def test_the_registered_entry_is_plain_json_with_the_file_hash(classifier, cache
     assert entry["file"] == "clf.weights.h5"
     assert entry["sha256"] == presets.sha256_of(cache / "clf.weights.h5")
     assert entry["task_config"]["num_classes"] == 3
+
+
+def test_a_backbone_preset_for_a_new_head_asks_for_the_number_of_classes():
+    from mobilenet_zoo import SSD
+
+    with pytest.raises(ValueError, match=r"give the number of classes.*num_classes=N"):
+        SSD.from_preset("mobilenet_v1_1.0_224_imagenet")

@@ -57,6 +57,7 @@ def test_a_refused_resume_is_one_line_without_a_traceback(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: --resume:" in result.stderr and "another configuration or data" in result.stderr
+    assert "pass --overwrite instead of --resume" in result.stderr  # a fix that works
 
 
 def test_overwrite_clears_the_earlier_runs_state_and_resume_with_overwrite_is_refused(tmp_path, capsys):
