@@ -40,9 +40,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+def remove_stale_temporaries(folder: str | os.PathLike,
+                             prefix: str | tuple[str, ...] = "") -> list[str]:
     """Removes temporary files that a killed write left in ``folder`` (not in its
     sub-folders): those whose writer process is gone. A live writer's file is left alone.
+    ``prefix``: only names starting with it (or one of them), so a folder shared with the
+    user's own files is searched only for the temporaries of the file being written.
     Returns the removed paths."""
     removed = []
     try:
@@ -50,7 +53,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
     except OSError:
         return removed
     for name in names:
-        match = _TEMPORARY.search(name)
+        match = _TEMPORARY.search(name) if name.startswith(prefix) else None
         path = os.path.join(folder, name)
         if match and os.path.isfile(path) and not _alive(int(match.group(1))):
             try:

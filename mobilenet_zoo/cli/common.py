@@ -22,7 +22,10 @@ The promises of a batch CLI:
   to ``classify``), a backbone without a head or a remote preset that cannot be
   downloaded is a usage error (exit 2) naming the command that fits;
 - an expected error (a download that failed, TensorFlow missing) is one line on
-  stderr, exit 3; only an unexpected one prints its traceback.
+  stderr, exit 3; only an unexpected one prints its traceback; Ctrl-C is one line
+  saying what is kept, exit 130 (``run_guarded``);
+- the temporary files that a killed run left where this one writes (their writer
+  process gone) are removed at start (``remove_stale_temporaries_in``, ``_of``).
 """
 
 from __future__ import annotations
@@ -36,13 +39,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from mobilenet_zoo.files import remove_stale_temporaries
 from mobilenet_zoo.hub import presets as hub_presets
 from mobilenet_zoo.hub.download import ENV_OFFLINE, DownloadError, HashMismatchError, offline
 from mobilenet_zoo.images import IMAGE_SUFFIXES
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
+# 128 + SIGINT (2): the shell's code for a command stopped by Ctrl-C (bash manual,
+# "Exit Status": "128+n" for a command terminated by fatal signal n).
+EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = ("exit codes: 0 all inputs done; 1 some inputs skipped (listed on stderr); "
-                   "2 usage error (nothing was run); 3 fatal error (the run stopped)")
+                   "2 usage error (nothing was run); 3 fatal error (the run stopped); "
+                   "130 interrupted (Ctrl-C)")
 # PIL's default Image.MAX_IMAGE_PIXELS (PIL docs, Image.open: "DecompressionBombWarning
 # ... if the number of pixels in an image is over a certain limit, MAX_IMAGE_PIXELS").
 PIL_DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
@@ -158,7 +166,9 @@ def write_new(path: str, write: Callable[[str], object], overwrite: bool = False
     stem, suffix = os.path.splitext(path)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}{suffix}")
     try:
-        write(tmp)
+        write(tmp)  # `write` writes tmp itself: one temporary per output, never a nested one
+        with open(tmp, "rb") as f:  # on disk before its name appears (files.atomic_write)
+            os.fsync(f.fileno())
         if overwrite:
             os.replace(tmp, path)
             return path
@@ -180,6 +190,38 @@ def write_new(path: str, write: Callable[[str], object], overwrite: bool = False
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temporaries_in(folders: Iterable[str]) -> list[str]:
+    """Removes the hidden temporary files (``.NAME.tmp-PID.EXT``, ``write_new`` and
+    ``files.atomic_write``) that a killed run left in ``folders``, the folders a batch
+    writes into; a live writer's file, and every file not hidden, is left alone.
+    Returns the removed paths."""
+    removed: list[str] = []
+    for folder in sorted(set(folders)):
+        removed += remove_stale_temporaries(folder, prefix=".")
+    return removed
+
+
+def remove_stale_temporaries_of(path: str) -> list[str]:
+    """Removes the temporary files of ``path`` (``PATH.tmp-PID``, as ``to_tflite``
+    writes, and ``.NAME.tmp-PID.EXT``, as ``files.atomic_write``) that a killed run left
+    beside it, their writer process gone; other files in the folder are not touched."""
+    base = os.path.basename(path)
+    return remove_stale_temporaries(os.path.dirname(os.path.abspath(path)),
+                                    prefix=(f"{base}.tmp-", f".{base}.tmp-"))
+
+
+def file_in_the_way(path: str) -> str | None:
+    """The existing file (not a folder) among ``path``'s parent folders, if any: a
+    ``path`` under it cannot be created (``cachefile/x.tflite``)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            return None
+        parent = up
+    return None if os.path.isdir(parent) else parent
 
 
 def renamed_note(wanted: str, written: str) -> str:
@@ -252,7 +294,14 @@ def check_preset(name: str, command: str) -> dict[str, Any]:
     if wanted is not None and task not in wanted:
         role = hub_presets.TASK_KINDS.get(task, f"a {task} model")
         fits = COMMAND_OF_TASK.get(task)
-        if fits is not None:
+        classes = _num_classes(meta)
+        if fits == "classify" and classes not in (None, IMAGENET_CLASSES):
+            # `classify` prints ImageNet's classes only (the check below): not a fit.
+            run = (f"it has {classes} classes, not ImageNet's {IMAGENET_CLASSES}, so `mobilenet-zoo "
+                   f"classify` does not take it either: load it in Python ({task}.from_preset("
+                   f"{name!r})) or export it (`mobilenet-zoo export --preset {name} --out "
+                   "FILE.tflite`)")
+        elif fits is not None:
             run = f"run `mobilenet-zoo {fits} --preset {name} ...`"
         else:
             run = (f"no command runs it on photos; export it (`mobilenet-zoo export --preset {name} "
@@ -294,6 +343,10 @@ def check_out(parser: argparse.ArgumentParser, out: str, inputs: list[str],
     or if any output path is an input file."""
     if os.path.exists(out) and not os.path.isdir(out):
         parser.error(f"--out {out} is an existing file; --out takes a folder (created if missing)")
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        parser.error(f"--out {out} cannot be created: {blocker} is a file, not a folder; "
+                     "choose an --out outside it")
     real_out = _real(out)
     for given in inputs:
         if os.path.isdir(given):
@@ -313,16 +366,21 @@ def check_out(parser: argparse.ArgumentParser, out: str, inputs: list[str],
                          "choose another --out")
 
 
-def report(skipped: list[tuple[str, str]], total: int, notes: list[str] = ()) -> int:
-    """Prints the notes and the skipped inputs on stderr; returns the exit code."""
+def report(skipped: list[tuple[str, str]], total: int, notes: list[str] = (),
+           renamed: int = 0) -> int:
+    """Prints the notes and the skipped inputs on stderr, then, last, how many outputs
+    got a new name because theirs was taken (``renamed``); returns the exit code."""
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    if not skipped:
-        return EXIT_OK
-    print(f"skipped {len(skipped)} of {total} input(s):", file=sys.stderr)
-    for path, why in skipped:
-        print(f"  {path}: {why}", file=sys.stderr)
-    return EXIT_SKIPPED
+    if skipped:
+        print(f"skipped {len(skipped)} of {total} input(s):", file=sys.stderr)
+        for path, why in skipped:
+            print(f"  {path}: {why}", file=sys.stderr)
+    if renamed:
+        print(f"{renamed} output(s) written under a new name (NAME-2 ...) because the name was "
+              "taken by a file this run did not write; pass --overwrite to replace them",
+              file=sys.stderr)
+    return EXIT_SKIPPED if skipped else EXIT_OK
 
 
 # Errors raised where Keras or TensorFlow is loaded, by (module, class): they count once
@@ -339,12 +397,18 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return (DownloadError, HashMismatchError, *(cls for cls in late if isinstance(cls, type)))
 
 
-def run_guarded(body: Callable[[], int]) -> int:
+def run_guarded(body: Callable[[], int], kept: str = "nothing was written") -> int:
     """``body()``; an expected error (``expected_errors``: a failed download, TensorFlow
-    missing) is fatal in one line, an unexpected exception with its traceback; both exit 3."""
+    missing) is fatal in one line, an unexpected exception with its traceback; both exit 3.
+    Ctrl-C (``KeyboardInterrupt``) is one line, ``interrupted; KEPT`` (what the run leaves),
+    no traceback, exit 130; ``body``'s ``finally`` blocks (which remove its temporary
+    files) have run by then."""
     try:
         return body()
-    except (SystemExit, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        print(f"interrupted; {kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
         raise
     except expected_errors() as err:
         print(f"error: {err}", file=sys.stderr)

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     check_out(args.src, args.out, args.overwrite)
+    cli.remove_stale_temporaries_of(args.out)  # a killed conversion's, its writer gone
     start_backend()  # after parsing: --help and usage errors answer before TensorFlow loads
     from mobilenet_zoo.convert.core import convert
 

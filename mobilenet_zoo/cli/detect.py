@@ -101,13 +101,19 @@ def draw(image: np.ndarray, detections: list[dict], path: str) -> None:
     """Writes ``image`` with its boxes as a PNG at ``path``, atomically."""
     from mobilenet_zoo.weights_io import atomic_write
 
+    canvas = annotate(image, detections)
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+
+
+def annotate(image: np.ndarray, detections: list[dict]) -> Image.Image:
+    """``image`` with its boxes and labels drawn, as a PIL image."""
     canvas = Image.fromarray(image)
     pen = ImageDraw.Draw(canvas)
     width = max(2, round(max(image.shape[:2]) / 300))
     for d in detections:
         pen.rectangle(d["box"], outline=_COLOUR, width=width)
         pen.text((d["box"][0] + 3, d["box"][1] + 2), f"{d['label']} {d['score']:.2f}", fill=_COLOUR)
-    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+    return canvas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,12 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     cli.check_out(parser, args.out, args.inputs, named.values())
     # No file this run did not write is replaced: a taken name gets the next counter.
     pngs = named if args.overwrite else cli.output_paths(items, args.out, ".png", keep_existing=True)
-    return cli.run_guarded(lambda: _run(args, items, skipped, notes, pngs, named))
+    return cli.run_guarded(lambda: _run(args, items, skipped, notes, pngs, named),
+                           kept=f"the annotated PNGs written so far in {args.out} are complete "
+                                "(none is half-written); rerun to do the rest")
 
 
 def _run(args, items, skipped, notes, pngs, named=None) -> int:
     from mobilenet_zoo.images import ImageError, ImageTooLarge, load_rgb
 
+    # A killed run's temporaries (its writer gone) where this one writes: removed.
+    cli.remove_stale_temporaries_in(os.path.dirname(os.path.abspath(p)) for p in pngs.values())
     # Loaded after the cheap checks; not at all when no input is an image (no Keras).
     detector = load_detector(args.preset, args.model, bool(items))
     total = len(items) + len(skipped)
@@ -154,6 +164,7 @@ def _run(args, items, skipped, notes, pngs, named=None) -> int:
 
     model = fold_batch_norm(detector)  # same detections, faster
     named = named or pngs
+    renamed = 0
     for item in items:
         try:
             image = load_rgb(item.path, max_pixels=args.max_image_pixels)
@@ -166,16 +177,19 @@ def _run(args, items, skipped, notes, pngs, named=None) -> int:
             continue
         try:
             detections = detect_image(model, image, args.score)
-            png = cli.write_new(pngs[item.path], lambda tmp, im=image, d=detections: draw(im, d, tmp),
+            # write_new makes the one temporary file (not draw's atomic_write inside it).
+            png = cli.write_new(pngs[item.path],
+                                lambda tmp, im=image, d=detections: annotate(im, d).save(tmp, format="PNG"),
                                 overwrite=args.overwrite)
         except Exception as err:  # noqa: BLE001  one bad item never stops the batch
             skipped.append((item.path, f"{type(err).__name__}: {err}"))
             continue
         if png != named[item.path]:
             notes.append(cli.renamed_note(named[item.path], png))
+            renamed += 1
         print(json.dumps({"image": item.path, "width": image.shape[1], "height": image.shape[0],
                           "detections": detections, "annotated": png}), flush=True)
-    return cli.report(skipped, total, notes)
+    return cli.report(skipped, total, notes, renamed=renamed)
 
 
 def _reason(err: Exception, path: str) -> str:

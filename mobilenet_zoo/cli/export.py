@@ -18,7 +18,9 @@ from its metadata before Keras loads: an unknown name, a backbone-only preset (n
 head: no task reads its feature maps, and TFLite metadata needs one) or a
 published preset that is not installed is a usage error.
 
-Exit codes: 0 written; 2 usage error (nothing was converted); 3 the export failed.
+Exit codes: 0 written; 2 usage error (nothing was converted); 3 the export failed;
+130 interrupted (Ctrl-C): ``--out`` is as it was. The temporary files of ``--out`` that a
+killed export left (``OUT.tmp-PID``, its writer gone) are removed at start.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mobilenet-zoo export",
         description="Export a preset or a .keras model to a .tflite file with TFLite metadata "
                     "(MediaPipe Tasks: ObjectDetector, ImageClassifier, ImageSegmenter).",
-        epilog="exit codes: 0 written; 2 usage error (nothing was converted); 3 export failed")
+        epilog="exit codes: 0 written; 2 usage error (nothing was converted); 3 export failed; "
+               "130 interrupted (Ctrl-C; --out left as it was)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", metavar="NAME", help="a preset (shipped or installed in the cache)")
     source.add_argument("--model", metavar="FILE.keras", help="a model saved with model.save()")
@@ -82,6 +85,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--out {args.out!r}: the file name must end with .tflite")
     if os.path.isdir(args.out):
         parser.error(f"--out {args.out!r} is a folder; give a file name inside it")
+    blocker = cli.file_in_the_way(args.out)
+    if blocker is not None:  # `--out cachefile/x.tflite`: a usage error, before any loading
+        cli.usage_exit(f"--out {args.out} cannot be written: {blocker} is a file, not a folder; "
+                       "choose an --out outside it")
     if args.quantize == "int8" and not args.representative:
         parser.error("--quantize int8 needs --representative DIR (calibration images)")
     if args.representative and args.quantize != "int8":
@@ -146,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
+    kept = (f"{args.out} is as it was" if os.path.lexists(args.out)
+            else f"{args.out} was not written")
+    return cli.run_guarded(lambda: _export(args), kept=kept + " (no temporary file is left)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Loads the model, converts it and writes ``--out``; the exit code."""
+    # A killed export's temporary files of --out (their writer gone): removed.
+    cli.remove_stale_temporaries_of(args.out)
     start_backend()  # after parsing: --help and usage errors answer before Keras loads
     try:
         # First: without TensorFlow, one clear error before any work.

@@ -1,8 +1,8 @@
 """``mobilenet-zoo presets [--json]`` lists every preset;
 ``mobilenet-zoo presets fetch NAME [--from FILE] [--source KIND]`` installs one.
 
-Exit codes: 0 done, 2 usage error (unknown preset, bad file), 3 the download or
-the conversion failed (the message says what to do).
+Exit codes: 0 done, 2 usage error (unknown preset, bad ``--from`` file), 3 the download,
+the published file or the conversion failed (the message says what to do).
 """
 
 from __future__ import annotations
@@ -90,7 +90,12 @@ def _fetch(argv: list[str]) -> int:
     start_backend()  # after parsing: --help and usage errors answer before Keras loads
     from mobilenet_zoo.hub.download import DownloadError, HashMismatchError
     from mobilenet_zoo.hub.presets import get_preset
-    from mobilenet_zoo.presets.install import ConversionCheckError, _installed, install
+    from mobilenet_zoo.presets.install import (
+        ConversionCheckError,
+        PublishedFileError,
+        _install,
+        _installed,
+    )
     from mobilenet_zoo.tensorflow_support import TensorFlowRequiredError
 
     try:
@@ -103,20 +108,27 @@ def _fetch(argv: list[str]) -> int:
             print(f"{args.name} is already installed ({_installed(args.name)}); --force installs "
                   "it again.")
             return 0
-        path = install(args.name, from_file=args.from_file, source=args.source,
-                       force=args.force or meta["location"] == "cache")
+        path, ours = _install(args.name, from_file=args.from_file, source=args.source,
+                              force=args.force or meta["location"] == "cache")
     except HashMismatchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if args.from_file else 3
-    except (DownloadError, ConversionCheckError, OSError, TensorFlowRequiredError) as err:
+    except (DownloadError, ConversionCheckError, PublishedFileError, OSError,
+            TensorFlowRequiredError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     meta = get_preset(args.name)
+    mirror = (f" (a mirror of {meta['source_published_url']})"
+              if meta.get("source_published_url") and not meta.get("source_file") else "")
+    if not ours:  # it waited on the install lock while another process installed it
+        print(f"{args.name} was installed meanwhile by another process: {path} "
+              f"(sha256 {meta['sha256']}; from {meta.get('source_file') or meta['source_url']}{mirror})")
+        return 0
     print(f"installed {args.name}: {path} (sha256 {meta['sha256']}; from "
-          f"{meta.get('source_file') or meta['source_url']}, sha256 {meta['source_sha256']}"
+          f"{meta.get('source_file') or meta['source_url']}{mirror}, sha256 {meta['source_sha256']}"
           f"{'' if meta.get('source_sha256_published') else ', no published hash: recorded now'})")
     if meta.get("frozen_graph_check"):
         print(f"checked against the archive's frozen graph: {meta['frozen_graph_check']}")

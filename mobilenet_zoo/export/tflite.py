@@ -366,8 +366,9 @@ class TFLiteRunner:
     this package writes have a fixed batch (1 by default; their ``Reshape`` and
     ``TFLite_Detection_PostProcess`` ops cannot be resized), so a batch of another size
     runs in chunks of the file's batch, the last one padded with zeros (dropped from the
-    results). Images are not resized: ``H, W, C`` must be the file's (a detector's
-    ``model.preprocessor.resize`` makes them so).
+    results). Images are not resized: ``H, W, C`` must be the file's, RGB (a detector's
+    ``x, frame = model.preprocessor.resize(image)`` makes ``x`` so; ``frame`` maps the
+    boxes back to the image).
 
     Example:
 
@@ -397,14 +398,12 @@ class TFLiteRunner:
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = np.asarray(images)
+        given = tuple(images.shape)
         expected = self.input_shape[1:]
         if images.ndim == len(expected):  # one image: a batch of one
             images = images[None]
         if images.ndim != len(self.input_shape) or tuple(images.shape[1:]) != expected or not len(images):
-            raise ValueError(
-                f"TFLiteRunner: the file takes images of shape {expected} (one image) or "
-                f"(N, {', '.join(map(str, expected))}) (a batch); got {images.shape}. Resize them first "
-                "(a detector: model.preprocessor.resize(image), with the model's resize_mode).")
+            raise ValueError(self._shape_error(given))
         batch = self.input_shape[0] if self.input_shape[0] > 0 else len(images)
         images = images.astype(self.input_dtype, copy=False)
         chunks = []
@@ -416,3 +415,24 @@ class TFLiteRunner:
             chunks.append(self.runner(**{self.input_name: chunk}))
         n = len(images)
         return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
+
+    def _shape_error(self, got: tuple[int, ...]) -> str:
+        """What is wrong with images of shape ``got`` (as given), and how to fix it."""
+        expected = self.input_shape[1:]
+        takes = (f"TFLiteRunner: the file takes images of shape {expected} (one image) or "
+                 f"(N, {', '.join(map(str, expected))}) (a batch)")
+        # `resize` returns the model's input and the frame that maps boxes back
+        # (detection.preprocessor: (x, frame)); only x goes to the runner.
+        resize = ("x, frame = model.preprocessor.resize(image) makes a detector's input that "
+                  "size (in the model's resize_mode); pass x")
+        rgb = len(expected) == 3 and expected[-1] == 3
+        if len(got) == len(expected) + 1 and got[0] == 0:
+            return f"{takes}; got an empty batch {got}: pass at least one image. ({resize}.)"
+        if rgb and (len(got) == 2 or (len(got) in (3, 4) and got[-1] == 1)):
+            return (f"{takes}, (H, W, 3) RGB; got {got}, a grayscale image (one channel): convert "
+                    "it to RGB (PIL: Image.convert('RGB'); NumPy: np.stack([image] * 3, -1) for "
+                    f"(H, W)). Then, if its size differs: {resize}.")
+        if rgb and len(got) in (3, 4) and got[-1] == 4:
+            return (f"{takes}, (H, W, 3) RGB; got {got}, RGBA (4 channels): drop the alpha "
+                    f"channel (image[..., :3]). Then, if its size differs: {resize}.")
+        return f"{takes}; got {got}. Resize them first: {resize}."

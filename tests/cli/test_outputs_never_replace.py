@@ -227,3 +227,170 @@ def test_a_backbone_only_preset_is_refused_by_classify_detect_and_export(tmp_pat
                                "no task head), so it cannot"), line
         assert "MobileNetBackbone.from_preset('my_features')" in line
     assert not (tmp_path / "o").exists() and not (tmp_path / "f.tflite").exists()
+
+
+# --- careless-user sweep: killed and interrupted runs, misleading hints -------------------
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    done = subprocess.run([sys.executable, "-c", "import os;print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def _no_sigint_ignore():
+    """A child started from a background shell job inherits SIGINT ignored; Ctrl-C reaches
+    an interactive command, so restore the default (Python then raises KeyboardInterrupt)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    """A 3-class classifier saved with model.save(): a fast export."""
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
+
+    path = tmp_path_factory.mktemp("small") / "clf3.keras"
+    MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(96, 96, 3)), num_classes=3).save(path)
+    return path
+
+
+def test_detect_writes_one_temporary_per_output_and_removes_those_a_killed_run_left(
+        tmp_path, capsys, monkeypatch):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    (photos / "sub").mkdir(parents=True)
+    (out / "sub").mkdir(parents=True)
+    small = skdata.astronaut()[::4, ::4]
+    Image.fromarray(small).save(photos / "a.png")
+    Image.fromarray(small).save(photos / "sub" / "b.png")
+    dead = _dead_pid()
+    # What a run SIGKILLed mid-write left (the nested name: write_new around draw's atomic_write).
+    stale = [out / f"..a.png.tmp-{dead}.png.tmp-{dead}.png", out / f".a.png.tmp-{dead}.png",
+             out / "sub" / f".b.png.tmp-{dead}.png"]
+    live = out / f".c.png.tmp-{os.getpid()}.png"  # another run, still writing
+    users = out / f"notes.tmp-{dead}.txt"  # not hidden: not a temporary of ours
+    for path in (*stale, live, users):
+        path.write_bytes(b"partial")
+    saved = []
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        saved.append(os.path.basename(fp))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    code = detect_main([str(photos), "--out", str(out)])
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    assert not any(path.exists() for path in stale)
+    assert live.read_bytes() == b"partial" and users.read_bytes() == b"partial"
+    pid = os.getpid()  # one temporary per output, not a temporary inside a temporary
+    assert sorted(saved) == [f".a.png.tmp-{pid}.png", f".b.png.tmp-{pid}.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.png", "sub", live.name, users.name])
+    assert [p.name for p in (out / "sub").iterdir()] == ["b.png"]
+
+
+def test_a_rerun_of_detect_into_the_same_out_ends_saying_how_many_got_a_new_name(tmp_path, capsys):
+    photo = tmp_path / "a.png"
+    Image.fromarray(skdata.astronaut()[::4, ::4]).save(photo)
+    out = tmp_path / "dk"
+    assert detect_main([str(photo), "--out", str(out)]) == cli.EXIT_OK
+    assert "new name" not in capsys.readouterr().err
+    assert detect_main([str(photo), "--out", str(out)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        "1 output(s) written under a new name (NAME-2 ...) because the name was taken by a file "
+        "this run did not write; pass --overwrite to replace them")
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png"]
+    assert detect_main([str(photo), "--out", str(out), "--overwrite"]) == cli.EXIT_OK
+    assert "new name" not in capsys.readouterr().err
+
+
+def test_export_and_convert_remove_the_temporaries_a_killed_run_left_for_their_out(
+        tmp_path, small_keras, capsys):
+    out = tmp_path / "user.tflite"
+    out.write_text("x\n")
+    dead = _dead_pid()
+    stale = [tmp_path / f"user.tflite.tmp-{dead}", tmp_path / f".user.tflite.tmp-{dead}.tflite"]
+    kept = [tmp_path / f"user.tflite.tmp-{os.getpid()}",  # a live export's
+            tmp_path / f"other.tflite.tmp-{dead}"]  # another file's: not this run's business
+    for path in (*stale, *kept):
+        path.write_bytes(b"")
+    code, stdout, err, _ = _cli("export", "--model", small_keras, "--out", out, "--overwrite")
+    assert code == cli.EXIT_OK, err
+    assert stdout.startswith(f"wrote {out}:") and out.read_bytes()[4:8] == b"TFL3"
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+
+    weights = tmp_path / "w.weights.h5"
+    stale = tmp_path / f".w.weights.h5.tmp-{dead}.h5"
+    stale.write_bytes(b"")
+    (tmp_path / "bogus.h5").write_bytes(b"not hdf5")
+    with pytest.raises(SystemExit):
+        convert_main([str(tmp_path / "bogus.h5"), "--out", str(weights)])
+    capsys.readouterr()
+    assert not stale.exists() and not weights.exists()
+
+
+def test_ctrl_c_during_export_keeps_the_old_file_in_one_line_exit_130(tmp_path, small_keras):
+    import signal
+    import time
+
+    out = tmp_path / "user.tflite"
+    out.write_text("my earlier export\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MOBILENET_ZOO_TF_LOGS="0")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mobilenet_zoo", "export", "--model", str(small_keras), "--out", str(out),
+         "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_no_sigint_ignore)
+    tmp = Path(f"{out}.tmp-{child.pid}")  # created just before the conversion starts
+    deadline = time.monotonic() + 120
+    while not tmp.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tmp.exists(), "the export ended before it could be interrupted"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == cli.EXIT_INTERRUPTED == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == \
+        f"interrupted; {out} is as it was (no temporary file is left)"
+    assert out.read_text() == "my earlier export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user.tflite"]
+
+
+def test_export_to_a_path_under_a_file_is_a_usage_error_before_loading(tmp_path):
+    (tmp_path / "clf3.keras").write_bytes(b"never read")
+    (tmp_path / "cachefile").write_text("a file\n")
+    out = tmp_path / "cachefile" / "x.tflite"
+    code, stdout, err, imported = _cli("export", "--model", tmp_path / "clf3.keras", "--out", out)
+    assert code == cli.EXIT_USAGE and _no_keras(imported) and stdout == ""
+    assert err.strip() == (f"error: --out {out} cannot be written: {tmp_path / 'cachefile'} is a file, "
+                           "not a folder; choose an --out outside it")
+    Image.fromarray(skdata.astronaut()[::4, ::4]).save(tmp_path / "a.png")  # detect's --out too
+    code, stdout, err, imported = _cli("detect", tmp_path / "a.png", "--out", tmp_path / "cachefile" / "dk")
+    assert code == cli.EXIT_USAGE and _no_keras(imported) and stdout == ""
+    assert f"{tmp_path / 'cachefile'} is a file, not a folder" in err
+
+
+def test_detect_of_a_classifier_of_other_classes_suggests_python_not_classify(tmp_path, monkeypatch):
+    from mobilenet_zoo import MobileNetBackbone, MobileNetClassifier
+    from mobilenet_zoo.weights_io import save_by_name
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(presets.ENV_CACHE_DIR, str(cache))
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(96, 96, 3)), num_classes=3)
+    save_by_name(model, tmp_path / "clf3.weights.h5")
+    presets.register_preset("p_keras", tmp_path / "clf3.weights.h5", {
+        "alpha": 0.25, "input_size": 96, "task": "MobileNetClassifier", "num_classes": 3})
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "x.png")
+    env = {"MOBILENET_ZOO_CACHE": str(cache)}
+    code, stdout, err, imported = _cli("detect", "--preset", "p_keras", tmp_path / "x.png",
+                                       "--out", tmp_path / "o", env=env)
+    assert code == cli.EXIT_USAGE and _no_keras(imported) and stdout == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: p_keras is a MobileNetClassifier preset (a classifier): it has 3 "
+                           "classes, not ImageNet's 1000, so `mobilenet-zoo classify` does not take it")
+    assert "MobileNetClassifier.from_preset('p_keras')" in line and "`mobilenet-zoo classify --preset" not in line
+    # The advice holds: classify refuses it too, pointing at the same Python call.
+    code, _, err, _ = _cli("classify", "--preset", "p_keras", tmp_path / "x.png", env=env)
+    assert code == cli.EXIT_USAGE and "MobileNetClassifier.from_preset('p_keras')" in err
+    assert not (tmp_path / "o").exists()

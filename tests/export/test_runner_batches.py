@@ -41,3 +41,27 @@ def test_runner_refuses_images_of_another_size_naming_the_files_shape(ssd_file):
                 np.zeros((0, 128, 128, 3), np.float32)):
         with pytest.raises(ValueError, match=r"\(128, 128, 3\).*preprocessor.resize"):
             runner(bad)
+
+
+def test_runner_errors_say_what_is_wrong_and_the_resize_hint_works_as_written(ssd_file):
+    from skimage import data as skdata
+
+    runner = TFLiteRunner(ssd_file)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) RGB; got \(128, 128\), a grayscale image") as err:
+        runner(np.zeros((128, 128), np.float32))
+    assert "Image.convert('RGB')" in str(err.value) and "Resize them first" not in str(err.value)
+    with pytest.raises(ValueError, match=r"got \(128, 128, 4\), RGBA .*image\[\.\.\., :3\]"):
+        runner(np.zeros((128, 128, 4), np.float32))
+    with pytest.raises(ValueError, match=r"got an empty batch \(0, 128, 128, 3\): pass at least one image") as err:
+        runner(np.zeros((0, 128, 128, 3), np.float32))
+    assert "Resize them first" not in str(err.value)
+    with pytest.raises(ValueError, match=r"got \(2, 300, 300, 3\)\. Resize them first") as err:
+        runner(np.zeros((2, 300, 300, 3), np.float32))
+    hint = "x, frame = model.preprocessor.resize(image)"
+    assert hint in str(err.value)
+    # Followed as written (before: `runner(model.preprocessor.resize(image))`, the (x, frame)
+    # tuple, failed in NumPy with "inhomogeneous shape").
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
+    image = skdata.astronaut()
+    x, frame = model.preprocessor.resize(image)
+    assert runner(x)["boxes"].shape[:2] == (1, runner(x[None])["boxes"].shape[1])
