@@ -210,9 +210,14 @@ class _Progress:
             print(f"  {share}{self.done / 1e6:.1f}{of} MB, {_rate_text(self.rate())}",
                   file=sys.stderr, flush=True)
 
-    def close(self) -> None:
+    def end_line(self) -> None:
+        """Ends the terminal's bar line (the transfer stopped before the end)."""
         if self.tty and self.total:
             sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        self.end_line()
         print(f"  done: {self.done / 1e6:.1f} MB in {time.monotonic() - self.began:.1f} s "
               f"({_rate_text(self.rate())})", file=sys.stderr, flush=True)
 
@@ -328,19 +333,24 @@ def _fetch_once(url: str, part: Path, timeout: float, limits: _Limits,
         progress = _Progress(url.rsplit("/", 1)[-1], total, start)
         read = getattr(response, "read1", None) or response.read  # returns what has arrived
         with open(part, "ab" if start else "wb") as out:
-            while True:
-                chunk = read(CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                progress.update(len(chunk))
-                limits.check(len(chunk))
+            try:
+                while True:
+                    chunk = read(CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    progress.update(len(chunk))
+                    limits.check(len(chunk))
+            except BaseException:
+                progress.end_line()  # a cut, a timeout or a limit: the caller says which
+                raise
             out.flush()
             os.fsync(out.fileno())
+        size = part.stat().st_size
+        if total is not None and size < total:  # the host closed early: not done
+            progress.end_line()
+            raise http.client.IncompleteRead(b"", total - size)
         progress.close()
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise http.client.IncompleteRead(b"", total - size)
     return True
 
 
@@ -411,7 +421,7 @@ def _fetch_attempts(url: str, dest: Path, part: Path, timeout: float, limits: _L
                     sha256: str | None, hint: str) -> None:
     """Up to ``ATTEMPTS`` requests, resuming a cut connection while it makes progress."""
     last_error: Exception | None = None
-    attempt = 0
+    attempt = cuts = 0
     while attempt < ATTEMPTS:
         attempt += 1
         before = part.stat().st_size if part.exists() else 0
@@ -429,16 +439,52 @@ def _fetch_attempts(url: str, dest: Path, part: Path, timeout: float, limits: _L
                 f"{part.name} ({size} bytes) is kept and resumed next time. {hint}".rstrip()) from None
         except (http.client.IncompleteRead, ConnectionError, TimeoutError) as err:
             last_error = err  # a cut connection: resume while it makes progress
-            if (part.stat().st_size if part.exists() else 0) <= before:
-                _fail(url, dest, err, hint)
+            cuts += 1
+            size = part.stat().st_size if part.exists() else 0
+            if size <= before or attempt >= ATTEMPTS:
+                _fail(url, dest, err, hint, cuts)
+            print(f"  {_stop_text(err)} at {_of_total(part, size)}, resuming", file=sys.stderr,
+                  flush=True)
         except (urllib.error.URLError, OSError, ValueError) as err:
             _fail(url, dest, err, hint)
-    _fail(url, dest, last_error, hint)
+    _fail(url, dest, last_error, hint, cuts)
 
 
-def _fail(url: str, dest: Path, error: Exception | None, hint: str) -> None:
+def _timed_out(error: BaseException | None) -> bool:
+    return isinstance(error, TimeoutError) or str(error) == "timed out"
+
+
+def _stop_text(error: BaseException) -> str:
+    """How a transfer stopped, for the line before it is resumed."""
+    if _timed_out(error):
+        return f"no data for ${ENV_TIMEOUT}={timeout_seconds():g} s"
+    return "connection cut"
+
+
+def _of_total(part: Path, size: int) -> str:
+    """``2.1 MB of 5.2 MB`` (the size the host announced, from ``FILE.part.json``)."""
+    total = _read_info(part).get("total")
+    return f"{size / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+
+
+def _fail(url: str, dest: Path, error: Exception | None, hint: str, cuts: int = 0) -> None:
+    """Raises the DownloadError of a failed download: the URL, what happened in words (a
+    timeout names ``$MOBILENET_ZOO_TIMEOUT``; a cut connection, how often and how much
+    arrived), whether the ``.part`` is kept, and ``hint``."""
     if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
         error = error.reason  # e.g. [Errno 111] Connection refused
     kept = dest.with_name(dest.name + ".part")
+    size = kept.stat().st_size if kept.exists() else 0
+    total = _read_info(kept).get("total") if kept.exists() else None
+    received = f"{size} of {total} bytes received" if total else f"{size} bytes received"
+    times = f"{cuts} time{'s' if cuts != 1 else ''}"
+    if _timed_out(error):
+        what = (f"no data arrived for ${ENV_TIMEOUT}={timeout_seconds():g} s (timed out"
+                f"{f' {times}, {received}' if size else ''}). On a slow link raise "
+                f"${ENV_TIMEOUT} (seconds per socket operation)")
+    elif cuts and isinstance(error, (http.client.IncompleteRead, ConnectionError)):
+        what = f"the connection was cut {times} before the end of the file, {received}"
+    else:
+        what = str(error)
     partial = f" The partial file {kept.name} is kept and resumed next time." if kept.exists() else ""
-    raise DownloadError(f"Could not download {url} into {dest.parent}: {error}.{partial} {hint}".rstrip())
+    raise DownloadError(f"Could not download {url} into {dest.parent}: {what}.{partial} {hint}".rstrip())

@@ -56,6 +56,11 @@ class ConversionCheckError(ValueError):
     """The converted model does not reproduce the archive's own frozen graph."""
 
 
+class PublishedFileError(ValueError):
+    """A downloaded file is not the preset's archive (an HTML page, another or a truncated
+    file); it was deleted. The host's fault, not the caller's: exit 3 in the CLI."""
+
+
 def kind_of_file(path: str | os.PathLike) -> str:
     """Source kind from a carried-in file's name."""
     name = os.fspath(path).lower()
@@ -101,6 +106,13 @@ def install(name: str, from_file: str | os.PathLike | None = None,
     and then finds it installed. A downloaded archive that fails to convert is
     deleted, so the next attempt downloads it again.
     """
+    return _install(name, from_file, source, force)[0]
+
+
+def _install(name: str, from_file: str | os.PathLike | None = None,
+             source: str | None = None, force: bool = False) -> tuple[Path, bool]:
+    """``install``, and whether this call installed it (False: another process did while
+    this one waited for the lock)."""
     remote = catalog.remote_presets()
     meta = remote.get(name)
     if meta is None:
@@ -127,7 +139,7 @@ def install(name: str, from_file: str | os.PathLike | None = None,
             "with TensorFlow and copy the cache folder (MOBILENET_ZOO_CACHE).")
     with file_lock(_mkdir(registry.downloads_dir()) / f"{name}.install.lock"):
         if not force and from_file is None and (done := _installed(name)) is not None:
-            return done
+            return done, False
         archive = _archive(name, meta, chosen, from_file)
         try:
             target = _convert_and_register(name, meta, chosen, archive,
@@ -138,7 +150,7 @@ def install(name: str, from_file: str | os.PathLike | None = None,
             raise
         if from_file is None:
             archive.unlink(missing_ok=True)  # converted and registered: not needed
-    return target
+    return target, True
 
 
 def _installed(name: str) -> Path | None:
@@ -181,13 +193,18 @@ def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any
     with tempfile.TemporaryDirectory(dir=_mkdir(registry.downloads_dir())) as work:
         converted = Path(work) / f"{name}.weights.h5"
         try:
+            if from_file is None:
+                _refuse_html(archive)
             extra = CONVERTERS[chosen["kind"]](archive, converted, meta, Path(work))
         except (ValueError, OSError) as err:
             raise _named_by_source(err, archive, Path(work), chosen, from_file) from err
         entry = {k: v for k, v in meta.items() if k not in ("location", "directory", "sources")}
-        entry.update(extra, file=converted.name, source_url=chosen["url"],
+        fetched = resolve_url(chosen["url"])  # $MOBILENET_ZOO_MIRROR's URL when set
+        entry.update(extra, file=converted.name, source_url=fetched,
                      source_kind=chosen["kind"], source_sha256=sha256_of(archive),
                      source_sha256_published=chosen.get("sha256") is not None)
+        if fetched != chosen["url"]:  # the bytes came from the mirror, not the published host
+            entry["source_published_url"] = chosen["url"]
         if from_file is not None:  # carried in by hand: that file is the source, not the URL
             carried = from_file.resolve()
             entry.update(source_url=carried.as_uri(), source_file=str(carried),
@@ -198,6 +215,16 @@ def _convert_and_register(name: str, meta: dict[str, Any], chosen: dict[str, Any
             entry["sha256"] = sha256_of(target)
             registry.write_entry(name, entry)
     return target
+
+
+def _refuse_html(archive: Path) -> None:
+    """A ValueError when the download is an HTML page (a login, captive-portal or error page
+    served with status 200) instead of the archive."""
+    with open(archive, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html")):
+        raise ValueError(f"{archive}: the server sent an HTML page, not the archive (a login or "
+                         "error page?).")
 
 
 def _mkdir(path: Path) -> Path:
@@ -219,6 +246,8 @@ def _named_by_source(err: Exception, archive: Path, work: Path, chosen: dict[str
         published = ("its sha256 matched the published one" if chosen.get("sha256") else
                      "no sha256 is published for it, so the host may have served another file")
         message += f" ({published}; the download was deleted, the next attempt fetches it again.)"
+    if from_file is None and type(err) is ValueError:  # the host's file, not the caller's input
+        return PublishedFileError(message)
     try:
         return type(err)(message)
     except Exception:  # noqa: BLE001  an exception class with another signature

@@ -20,6 +20,7 @@ import pytest
 from mobilenet_zoo.cli import presets as cli
 from mobilenet_zoo.convert import alpha_from_name, convert
 from mobilenet_zoo.hub import catalog, download, registry
+from mobilenet_zoo.presets import install
 
 SMALL = "mobilenet_v1_0.25_128_imagenet"
 KERAS_FILE, SLIM_FILE = "mobilenet_2_5_128_tf.h5", "mobilenet_v1_0.25_128.tgz"
@@ -231,7 +232,7 @@ def test_registering_into_a_file_shaped_cache_names_the_variable(monkeypatch, tm
 def test_an_unhashed_archive_that_fails_to_convert_names_its_url(allowed, monkeypatch, capsys):
     with pl.FileServer({SLIM_FILE: b"<html>503 Service Unavailable</html>"}) as server:
         monkeypatch.setenv("MOBILENET_ZOO_MIRROR", server.url)
-        assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 2
+        assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 3  # a bad published file
     error = capsys.readouterr().err
     assert f"{server.url}/{SLIM_FILE}" in error and "no sha256 is published" in error
     assert str(registry.downloads_dir()) not in error
@@ -290,3 +291,116 @@ def test_alpha_and_size_are_read_from_keras_applications_file_names(name, expect
 def test_a_keras_applications_128_file_converts_as_a_128_model(keras_h5, tmp_path):
     meta = convert(keras_h5, tmp_path / "small.weights.h5")
     assert meta["input_size"] == 128 and meta["alpha"] == 0.25
+
+
+# ---------------------------------------------------------------- careless use (sweep of fetch)
+class _Cutting(BaseHTTPRequestHandler):
+    """``cut``: every response stops at 40% of what it owes (Range honoured); ``lie``: the
+    Content-Length announces twice the file, Range ignored. The connection then closes."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        data, mode = self.server.data, self.server.mode
+        rng = self.headers.get("Range")
+        start = int(rng.split("=")[1].split("-")[0]) if rng and mode == "cut" else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body) * (2 if mode == "lie" else 1)))
+        self.end_headers()
+        self.wfile.write(body[: int(len(body) * 0.4)] if mode == "cut" else body)
+
+
+def test_a_mirror_install_records_and_prints_the_url_the_bytes_came_from(
+        allowed, monkeypatch, keras_h5, capsys):
+    digest = download.sha256_of(keras_h5)
+    monkeypatch.setitem(catalog.KERAS_APPLICATIONS_SHA256, "2_5_128", (digest, "0" * 64))
+    published = catalog.remote_presets()[SMALL]["sources"][0]["url"]
+    with pl.FileServer({KERAS_FILE: keras_h5.read_bytes()}) as server:
+        monkeypatch.setenv("MOBILENET_ZOO_MIRROR", f"{server.url}/m")
+        assert cli.main(["fetch", SMALL]) == 0
+    fetched = f"{server.url}/m/{KERAS_FILE}"
+    entry = registry.read_manifest(registry.cache_dir())[SMALL]
+    assert entry["source_url"] == fetched and entry["source_published_url"] == published
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"installed {SMALL}") and f"from {fetched} (a mirror of {published})" in line
+
+
+@pytest.mark.parametrize("served,why", [
+    (b"\n  <!DOCTYPE html><html><body>Sign in to continue</body></html>",
+     "the server sent an HTML page, not the archive (a login or error page?)"),
+    (DATA, "not a readable tar archive")], ids=["html_page", "random_bytes"])
+def test_a_bad_published_archive_is_exit_3_naming_the_url(allowed, monkeypatch, capsys, served,
+                                                          why):
+    with pl.FileServer({SLIM_FILE: served}) as server:
+        monkeypatch.setenv("MOBILENET_ZOO_MIRROR", server.url)
+        assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 3
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: {server.url}/{SLIM_FILE}: ") and why in error
+    assert not (registry.downloads_dir() / SLIM_FILE).exists()
+
+
+def test_a_timeout_names_mobilenet_zoo_timeout_and_its_value(allowed, monkeypatch, tmp_path,
+                                                            capsys):
+    monkeypatch.setenv("MOBILENET_ZOO_TIMEOUT", "0.5")
+    monkeypatch.setenv("MOBILENET_ZOO_MIN_RATE", "0")
+    dest = tmp_path / KERAS_FILE
+    with DribbleServer(DATA, step=1, pause=3) as server:  # a byte, then silence
+        url = f"{server.url}/{KERAS_FILE}"
+        with pytest.raises(download.DownloadError) as err:
+            download.download(url, dest, DIGEST)
+    message = str(err.value)
+    assert url in message and "$MOBILENET_ZOO_TIMEOUT=0.5 s (timed out 3 times" in message
+    assert f"3 of {len(DATA)} bytes received" in message and "raise $MOBILENET_ZOO_TIMEOUT" in message
+    assert dest.with_name(f"{dest.name}.part").stat().st_size == 3
+    assert "no data for $MOBILENET_ZOO_TIMEOUT=0.5 s at 0.0 MB of 0.3 MB, resuming" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode,cuts", [("cut", 3), ("lie", 2)])
+def test_a_cut_connection_says_so_in_words_and_keeps_the_part(allowed, tmp_path, capsys, mode,
+                                                              cuts):
+    dest = tmp_path / KERAS_FILE
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Cutting)
+    httpd.daemon_threads, httpd.data, httpd.mode = True, DATA, mode
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/{KERAS_FILE}"
+    try:
+        with pytest.raises(download.DownloadError) as err:
+            download.download(url, dest, DIGEST)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    part = dest.with_name(f"{dest.name}.part")
+    total = len(DATA) * (2 if mode == "lie" else 1)
+    message, log = str(err.value), capsys.readouterr().err
+    assert url in message and f"the connection was cut {cuts} times" in message
+    assert f"{part.stat().st_size} of {total} bytes received" in message
+    assert f"{part.name} is kept" in message and "IncompleteRead" not in message
+    assert "done:" not in log
+    assert len(re.findall(r"^  connection cut at \d+\.\d MB of \d+\.\d MB, resuming$", log,
+                          re.MULTILINE)) == cuts - 1, log
+
+
+def test_a_fetch_that_waited_for_another_process_says_it_did_not_install(allowed, keras_h5):
+    if not os.path.exists("/proc/locks"):
+        pytest.skip("needs Linux's /proc/locks to see the second process wait")
+    meta = catalog.remote_presets()[SMALL]
+    lock = registry.downloads_dir() / f"{SMALL}.install.lock"
+    with download.file_lock(lock):  # "another process" installs; this fetch must wait
+        fetch = subprocess.Popen(  # offline: it would fail if it downloaded instead of waiting
+            [sys.executable, "-m", "mobilenet_zoo", "presets", "fetch", SMALL],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(MOBILENET_ZOO_CACHE=os.environ["MOBILENET_ZOO_CACHE"],
+                     MOBILENET_ZOO_OFFLINE="1"))
+        deadline = time.monotonic() + 120
+        while f"-> FLOCK  ADVISORY  WRITE {fetch.pid} " not in open("/proc/locks").read():
+            assert fetch.poll() is None and time.monotonic() < deadline, fetch.communicate()
+            time.sleep(0.1)
+        install._convert_and_register(SMALL, meta, meta["sources"][0], keras_h5)
+    out, err = fetch.communicate(timeout=120)
+    assert fetch.returncode == 0, err
+    assert out.startswith(f"{SMALL} was installed meanwhile by another process: "), out
+    assert f"installed {SMALL}:" not in out and "frozen graph" not in out

@@ -466,7 +466,7 @@ def test_imagenet_recipe_refuses_to_evaluate_random_weights(capsys, monkeypatch)
 # ---------------------------------------------------------------- careless use (sweep)
 def test_a_bad_download_without_published_hash_is_deleted_not_reused(online, published):
     online.files[SLIM_FILE] = b"<html>503 Service Unavailable</html>"  # a broken mirror
-    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 2
+    assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 3  # bad published file: fatal
     assert not (registry.downloads_dir() / SLIM_FILE).exists()
     online.files[SLIM_FILE] = published["files"][SLIM_FILE]  # the mirror is fixed
     assert cli.main(["fetch", SMALL, "--source", "tf_slim_tgz"]) == 0
