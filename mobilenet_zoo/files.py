@@ -25,9 +25,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
             os.remove(tmp)
 
 
-# ``atomic_write``'s ``.NAME.tmp-PID.EXT``, the checkpoints' ``.tmp-PID.weights.h5``
-# and the exporters' ``NAME.tmp-PID``: the PID says whose file it is.
-_TEMPORARY = re.compile(r"(?:^\..*\.tmp-|^\.tmp-|\.tmp-)(\d+)(?:\.[^/]*)?$")
+# Exactly the shapes this package writes, the PID saying whose file it is: ``atomic_write``'s
+# ``.NAME.tmp-PID.EXT``, the checkpoints' ``.tmp-PID.weights.h5`` and the exporters'
+# ``NAME.tmp-PID`` (nothing after the PID). A user's ``notes.tmp-2023.txt`` is none of them.
+_TEMPORARY = re.compile(r"^(?:\..+\.tmp-(\d+)(?:\.[^.]+)?|\.tmp-(\d+)\.weights\.h5|[^.].*\.tmp-(\d+))$")
 
 
 def _alive(pid: int) -> bool:
@@ -55,7 +56,8 @@ def remove_stale_temporaries(folder: str | os.PathLike,
     for name in names:
         match = _TEMPORARY.search(name) if name.startswith(prefix) else None
         path = os.path.join(folder, name)
-        if match and os.path.isfile(path) and not _alive(int(match.group(1))):
+        pid = next((g for g in match.groups() if g), None) if match else None
+        if pid and os.path.isfile(path) and not _alive(int(pid)):
             try:
                 os.remove(path)
                 removed.append(path)

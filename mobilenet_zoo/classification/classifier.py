@@ -119,10 +119,12 @@ class MobileNetClassifier(Task):
         if len(shape) >= 2 and shape[-1] == self.num_classes and self.num_classes > 1:
             return  # one-hot / soft labels for categorical cross-entropy
         ops = keras.ops
+        # One output unit: a binary classifier (sigmoid), labels 0 and 1 (or in between).
+        top = max(self.num_classes, 2)
         assert_in_graph(
-            ops.all(ops.logical_and(y >= 0, y < self.num_classes)),
+            ops.all(ops.logical_and(y >= 0, y < top)),
             f"{type(self).__name__}(num_classes={self.num_classes}): a label is outside "
-            f"[0, {self.num_classes}); class ids run from 0 to {self.num_classes - 1}. Fix the "
+            f"[0, {top}); class ids run from 0 to {top - 1}. Fix the "
             f"labels, or build the model with the number of classes the data has.")
 
     def get_config(self) -> dict[str, Any]:

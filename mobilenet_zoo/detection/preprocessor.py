@@ -94,7 +94,7 @@ class DetectionPreprocessor(ConfigMixin):
             image, aspect ratio not kept) or ``"pad"`` (black padding at the bottom
             and right to the input's aspect ratio, then resized: face-api.js
             ``padToSquare``). Boxes map back to each image's own pixels either way.
-            The tf.data ``pipeline`` stretches in both modes.
+            The tf.data ``pipeline`` (training, evaluation) resizes the same way.
 
     Example:
 

@@ -393,7 +393,11 @@ class TFLiteRunner:
         self.runner = self.interpreter.get_signature_runner()
         self.input_name, details = next(iter(self.runner.get_input_details().items()))
         #: the file's input shape (batch, height, width, channels) and dtype.
-        self.input_shape = tuple(int(v) for v in details["shape"])
+        shape = [int(v) for v in details["shape"]]
+        signature = details.get("shape_signature")
+        if signature is not None and len(signature) and int(signature[0]) < 0:
+            shape[0] = -1  # a batch of any size (the signature runner resizes the input)
+        self.input_shape = tuple(shape)
         self.input_dtype = np.dtype(details["dtype"])
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -405,6 +409,9 @@ class TFLiteRunner:
         if images.ndim != len(self.input_shape) or tuple(images.shape[1:]) != expected or not len(images):
             raise ValueError(self._shape_error(given))
         batch = self.input_shape[0] if self.input_shape[0] > 0 else len(images)
+        if self.input_dtype.kind in "iu" and images.dtype.kind == "f":  # uint8 input: round, clip
+            info = np.iinfo(self.input_dtype)
+            images = np.clip(np.rint(images), info.min, info.max)
         images = images.astype(self.input_dtype, copy=False)
         chunks = []
         for start in range(0, len(images), batch):

@@ -398,6 +398,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None,
         if part.exists() and ((sha256 and info.get("sha256") and info["sha256"] != sha256)
                               or (info.get("total") and part.stat().st_size > info["total"])):
             _discard(part)  # a part of another file, or longer than it: never resumed
+        elif part.exists() and sha256 is None and not (info.get("etag") or info.get("last_modified")):
+            # Without a published hash and without the host's validator (If-Range) nothing
+            # could tell a corrupt or foreign part from a good one: start whole.
+            _discard(part)
         for whole_again in (False, True):
             limits.appended = False
             _fetch_attempts(url, dest, part, timeout, limits, sha256, hint)

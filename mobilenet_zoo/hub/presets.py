@@ -169,8 +169,8 @@ def check_preset_fits(meta: dict[str, Any], task: str | type, whole: bool = Fals
         theirs = None
     if target == "MobileNetBackbone":
         return "backbone"
-    if theirs == target:
-        return "whole"
+    if theirs == target or (theirs is not None and theirs in lineage):
+        return "whole"  # its own task, or a subclass of it (an SSD subclass and an SSD preset)
     if theirs is None:
         what = f"{name} is a backbone-only preset (features, no task head)"
     else:

@@ -287,7 +287,7 @@ def _metadata_of_model(model: keras.Model, metadata: dict[str, Any], label: str)
     contradictions = [
         f"{key}={metadata[key]!r} (the file: {value!r})" for key, value in derived.items()
         if key in metadata and key != "task_config" and metadata[key] != value]
-    for key, value in metadata.get("task_config", {}).items():
+    for key, value in (metadata.get("task_config") or {}).items():
         if key in derived.get("task_config", {}) and derived["task_config"][key] != value:
             contradictions.append(f"task_config[{key!r}]={value!r} (the file: "
                                   f"{derived['task_config'][key]!r})")
@@ -297,7 +297,7 @@ def _metadata_of_model(model: keras.Model, metadata: dict[str, Any], label: str)
                          "says them itself.")
     merged = {**metadata, **{k: v for k, v in derived.items() if k != "task" or v is not None}}
     if derived.get("task_config"):
-        merged["task_config"] = {**derived["task_config"], **metadata.get("task_config", {})}
+        merged["task_config"] = {**derived["task_config"], **(metadata.get("task_config") or {})}
     return merged
 
 

@@ -36,42 +36,77 @@ RUN_STATE = (IDENTITY_FILE, "results.json", "log.csv", "backup", "checkpoints", 
 RUN_MARKERS = (*RUN_STATE, "model.keras")
 
 
+# The temporaries a killed run can leave in its folders (files.remove_stale_temporaries):
+# hidden ones (atomic_write, checkpoints) and the exported model's.
+_RUN_TEMPORARIES = (".", "model.tflite.tmp-")
+
+
+def _has(path: str) -> bool:
+    """A file, or a folder with something in it."""
+    if os.path.isfile(path):
+        return True
+    if not os.path.isdir(path):
+        return False
+    with os.scandir(path) as entries:
+        return any(True for _ in entries)
+
+
+def _run_folders(out_dir: str) -> list[str]:
+    """``out_dir`` and its sub-folders one level down (not hidden): recipes keep stages
+    there (``transfer.py``: ``head/``, ``fine_tune/``; ``tradeoff.py``: one per point)."""
+    folders = [out_dir]
+    if os.path.isdir(out_dir):
+        with os.scandir(out_dir) as entries:
+            folders += sorted(e.path for e in entries if e.is_dir() and not e.name.startswith(".")
+                              and e.name not in RUN_MARKERS)
+    return folders
+
+
 def earlier_run(out_dir: str) -> list[str]:
-    """The names in ``out_dir`` that show it holds a run (empty folders do not count)."""
+    """The paths under ``out_dir`` (relative, one sub-folder level) that show it holds a
+    run; empty folders do not count."""
     found = []
-    for name in RUN_MARKERS:
-        path = os.path.join(out_dir, name)
-        if os.path.isfile(path) or (os.path.isdir(path) and any(os.scandir(path))):
-            found.append(name)
+    for folder in _run_folders(out_dir):
+        for name in RUN_MARKERS:
+            if _has(os.path.join(folder, name)):
+                found.append(os.path.relpath(os.path.join(folder, name), out_dir))
     return found
 
 
 def claim_out(out_dir: str, resume: bool, overwrite: bool) -> None:
-    """Before a run writes anything: an ``--out`` that holds an earlier run is continued
-    (``--resume``), cleared of that run's state (``--overwrite``: backups, checkpoints,
-    logs, identity, results; other files are replaced as the new run writes them), or
-    refused with ``EarlierRunError``, changing nothing. A run that goes on first removes
-    the temporary files of killed saves (``.model.keras.tmp-PID.keras``, writer gone)."""
+    """Before a run writes anything: an ``--out`` that holds an earlier run (in it or in a
+    stage's sub-folder) is continued (``--resume``), cleared of that run's state
+    (``--overwrite``: backups, checkpoints, logs, identity, results; other files are
+    replaced as the new run writes them), or refused with ``EarlierRunError``, changing
+    nothing. A run that goes on first removes the temporary files of killed saves
+    (``.model.keras.tmp-PID.keras``, writer gone); a user's own files are not touched."""
     if resume and overwrite:
         raise EarlierRunError("--resume continues the run in --out and --overwrite replaces it: "
                               "give one of them.")
     found = earlier_run(out_dir)
     if found and not (resume or overwrite):
+        shown = ", ".join(found[:8]) + (f", ... ({len(found)} in all)" if len(found) > 8 else "")
         raise EarlierRunError(
-            f"--out {out_dir} holds an earlier run ({', '.join(found)}); nothing was changed. "
+            f"--out {out_dir} holds an earlier run ({shown}); nothing was changed. "
             "Pass --resume to continue it, --overwrite to replace it, or choose another --out.")
-    for folder in (out_dir, os.path.join(out_dir, "checkpoints"), os.path.join(out_dir, "backup")):
-        remove_stale_temporaries(folder)
+    for folder in _run_folders(out_dir):
+        for sub in ("", "checkpoints", "backup"):
+            remove_stale_temporaries(os.path.join(folder, sub), prefix=_RUN_TEMPORARIES)
     if not found or resume:
         return
-    for name in RUN_STATE:
-        path = os.path.join(out_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-    print(f"--overwrite: removed the earlier run's {', '.join(n for n in found if n in RUN_STATE)} "
-          f"in {out_dir}", flush=True)
+    removed = []
+    for folder in _run_folders(out_dir):
+        for name in RUN_STATE:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+            else:
+                continue
+            removed.append(os.path.relpath(path, out_dir))
+    if removed:
+        print(f"--overwrite: removed the earlier run's {', '.join(removed)} in {out_dir}", flush=True)
 
 
 def _jsonable(value: Any) -> Any:

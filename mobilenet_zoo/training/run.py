@@ -160,7 +160,7 @@ def tfds_data(name: str, data_dir: str | None, smoke: bool, load: Callable[[str,
     return DataChoice("full", f"TFDS {name} from {data_dir}", train, val)
 
 
-def usage_exit(err: Exception) -> SystemExit:
+def refused_run(err: Exception) -> SystemExit:
     """A ``SystemExit`` for a refused run: the one-line ``error: ...`` on stderr, no
     traceback, exit status 2 (a usage error: nothing was run or changed)."""
     message = f"error: {err}"
@@ -188,14 +188,15 @@ class RunContext:
 
     @classmethod
     def start(cls, options: RunOptions) -> RunContext:
-        """Claims ``options.out`` (``claim_out``: an earlier run there is refused unless
-        ``--resume`` or ``--overwrite``; ``SystemExit`` with the message and exit status 2,
-        before anything is written), then creates the strategy."""
-        try:
-            claim_out(options.out, options.resume, options.overwrite)
-        except EarlierRunError as err:
-            raise usage_exit(err) from None
+        """Creates the strategy, then the chief claims ``options.out`` (``claim_out``: an
+        earlier run there is refused unless ``--resume`` or ``--overwrite``; ``SystemExit``
+        with the message and exit status 2, before anything is written)."""
         strategy = get_strategy(options.strategy, options.tpu)
+        if is_chief(strategy):  # the chief's folder: other workers write to their own
+            try:
+                claim_out(options.out, options.resume, options.overwrite)
+            except EarlierRunError as err:
+                raise refused_run(err) from None
         return cls(options, strategy, output_dir(options.out, strategy))
 
     @property
@@ -238,7 +239,7 @@ class RunContext:
             return standard_callbacks(folder, self.options.resume, self.options.keep_checkpoints,
                                       identity_of(self.flags, data))
         except RunMismatchError as err:
-            raise usage_exit(err) from None
+            raise refused_run(err) from None
 
     def save_model(self, model: keras.Model, name: str = "model.keras") -> str:
         os.makedirs(self.out_dir, exist_ok=True)

@@ -30,3 +30,13 @@ def test_labels_in_range_and_one_hot_labels_train():
     model.compile(keras.optimizers.SGD(1e-3), loss="categorical_crossentropy")
     one_hot = keras.utils.to_categorical([0, 1, 2, 1], 3)
     assert model.fit(x, one_hot, verbose=0).history["loss"][-1] > 0
+
+
+def test_a_binary_classifier_with_one_sigmoid_output_takes_labels_0_and_1():
+    model = MobileNetClassifier(MobileNetBackbone(alpha=0.25, input_shape=(32, 32, 3)), num_classes=1,
+                                classifier_activation="sigmoid")
+    model.compile(keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    assert np.isfinite(model.fit(x, np.array([0, 1, 1, 0]), verbose=0).history["loss"][-1])
+    with pytest.raises(Exception, match=r"a label is outside \[0, 2\)"):
+        model.fit(x, np.array([0, 1, 2, 0]), verbose=0)

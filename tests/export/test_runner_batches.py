@@ -65,3 +65,21 @@ def test_runner_errors_say_what_is_wrong_and_the_resize_hint_works_as_written(ss
     image = skdata.astronaut()
     x, frame = model.preprocessor.resize(image)
     assert runner(x)["boxes"].shape[:2] == (1, runner(x[None])["boxes"].shape[1])
+
+
+def test_a_fixed_batch_of_two_runs_three_images_padding_the_last_chunk_and_dropping_it():
+    """The chunking on its own: a file whose batch is 2 (a stand-in signature runner)."""
+    runner = TFLiteRunner.__new__(TFLiteRunner)
+    runner.input_name, runner.input_shape, runner.input_dtype = "images", (2, 4, 4, 3), np.dtype("uint8")
+    seen = []
+
+    def signature_runner(images):
+        seen.append(images.copy())
+        return {"total": images.reshape(len(images), -1).sum(axis=1)}
+
+    runner.runner = signature_runner
+    images = np.stack([np.full((4, 4, 3), v, np.float32) for v in (1.4, 2.6, 300.0)])
+    out = runner(images)
+    assert [chunk.shape[0] for chunk in seen] == [2, 2]  # the file's batch, the last one padded
+    assert seen[0].dtype == np.uint8 and seen[1][1].max() == 0  # padding: zeros, dropped below
+    np.testing.assert_array_equal(out["total"], [48 * 1, 48 * 3, 48 * 255])  # rounded, clipped

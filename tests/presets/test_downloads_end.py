@@ -172,7 +172,9 @@ def test_progress_reaches_a_log_file_every_tenth_with_mb_and_rate(allowed, tmp_p
 # ---------------------------------------------------------------- stale .part files
 @pytest.mark.parametrize("case", ["corrupt", "another_file", "longer", "range_ignored",
                                   "changed_on_host"])
-def test_a_stale_part_is_discarded_before_the_next_attempt(allowed, tmp_path, case):
+def test_a_stale_part_never_makes_a_call_fail(allowed, tmp_path, case):
+    """Another file's or a longer part is discarded before the request; a corrupt one is
+    resumed, fails the hash and is fetched whole in the same call."""
     dest = tmp_path / KERAS_FILE
     part, info = tmp_path / f"{KERAS_FILE}.part", tmp_path / f"{KERAS_FILE}.part.json"
     half = len(DATA) // 2
@@ -199,6 +201,17 @@ def test_a_stale_part_is_discarded_before_the_next_attempt(allowed, tmp_path, ca
                 "range_ignored": [f"bytes={half}-"], "changed_on_host": [f"bytes={half}-", None]}
     assert ranges == expected[case]
     assert not part.exists() and not info.exists()
+
+
+def test_an_unhashed_files_part_without_a_validator_is_not_resumed(allowed, tmp_path):
+    """No published sha256 and no ETag / Last-Modified: nothing could catch a corrupt
+    part, so it is discarded before the request instead of being resumed into the file."""
+    dest = tmp_path / KERAS_FILE
+    part = tmp_path / f"{KERAS_FILE}.part"
+    part.write_bytes(b"\0" * (len(DATA) // 2))
+    with pl.FileServer({KERAS_FILE: DATA}) as server:
+        assert download.download(f"{server.url}/{KERAS_FILE}", dest, None).read_bytes() == DATA
+    assert [r for _, r in server.requests] == [None]
 
 
 # ---------------------------------------------------------------- the cache folder

@@ -110,3 +110,29 @@ def test_yes_no_flags_refuse_any_other_word(word, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--augment" in err and "true/yes/1/on" in err and repr(word) in err
+
+
+def test_a_run_kept_in_a_stage_sub_folder_is_found_and_overwrite_clears_it(tmp_path):
+    """recipes/transfer.py keeps each stage's backup and log in OUT/head, OUT/fine_tune."""
+    (tmp_path / "head" / "backup").mkdir(parents=True)
+    (tmp_path / "head" / "backup" / "latest.weights.h5").write_bytes(b"epoch 3")
+    (tmp_path / "head" / "log.csv").write_text("epoch,loss\n")
+    (tmp_path / "my_photos").mkdir()
+    (tmp_path / "my_photos" / "a.jpg").write_bytes(b"jpeg")
+    with pytest.raises(EarlierRunError, match=r"head/log.csv, head/backup"):
+        claim_out(str(tmp_path), resume=False, overwrite=False)
+    assert (tmp_path / "head" / "backup" / "latest.weights.h5").exists()
+    claim_out(str(tmp_path), resume=False, overwrite=True)
+    assert not (tmp_path / "head" / "backup").exists() and not (tmp_path / "head" / "log.csv").exists()
+    assert (tmp_path / "my_photos" / "a.jpg").read_bytes() == b"jpeg"
+
+
+def test_a_users_files_that_look_like_temporaries_are_never_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    mine = [f"notes.tmp-{dead}.txt", f"report.tmp-{dead}", f"draft.tmp-{dead}.pdf"]
+    for name in mine:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / f"model.tflite.tmp-{dead}").write_bytes(b"half an export")
+    claim_out(str(tmp_path), resume=False, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mine)
