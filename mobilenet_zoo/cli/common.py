@@ -65,6 +65,7 @@ class Item:
 
 
 def add_image_flags(parser: argparse.ArgumentParser) -> None:
+    """``--max-image-pixels``: PIL's decompression-bomb limit for the inputs (0 = none)."""
     parser.add_argument(
         "--max-image-pixels", type=int, default=PIL_DEFAULT_MAX_PIXELS, metavar="N",
         help="skip images with more than N pixels (default: PIL's decompression-bomb limit, "
@@ -72,6 +73,7 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def check_image_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage error (exit 2) for a negative ``--max-image-pixels``."""
     if args.max_image_pixels < 0:
         parser.error(f"--max-image-pixels must be >= 0 (0 = no limit), got {args.max_image_pixels}")
 
@@ -243,8 +245,8 @@ def usage_exit(message: str) -> NoReturn:
 COMMAND_OF_TASK: dict[str, str] = {"MobileNetClassifier": "classify", "SSD": "detect", "FasterRCNN": "detect"}
 # The tasks each sub-command takes, and what they are (export: any task model with a head).
 COMMAND_TASKS: dict[str, tuple[str, ...] | None] = {
-    "classify": ("MobileNetClassifier",),
-    "detect": ("SSD", "FasterRCNN"),
+    **{command: tuple(t for t, c in COMMAND_OF_TASK.items() if c == command)
+       for command in ("classify", "detect")},
     "export": None,
 }
 IMAGENET_CLASSES = 1000

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -46,7 +45,7 @@ def load_detector(preset: str | None, model_path: str | None, load: bool = True)
     ``load=False`` (no image to read) only they run, and ``None`` is returned."""
     preset = preset or FACE_SSD
     if model_path and not os.path.isfile(model_path):
-        _usage_exit(f"--model {model_path}: no such file (a detector saved with "
+        cli.usage_exit(f"--model {model_path}: no such file (a detector saved with "
                     "model.save('NAME.keras'))")
     meta = {} if model_path else cli.check_preset(preset, "detect")
     start_backend(check_only=not load)  # after the cheap checks: they answer before Keras loads
@@ -61,21 +60,16 @@ def load_detector(preset: str | None, model_path: str | None, load: bool = True)
         try:
             model = load_model(model_path)
         except (OSError, ValueError) as err:
-            _usage_exit(f"cannot load --model {model_path}: {err}")
+            cli.usage_exit(f"cannot load --model {model_path}: {err}")
         if not isinstance(model, Detector):
-            _usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector "
+            cli.usage_exit(f"--model {model_path} holds a {type(model).__name__}, not a detector "
                         f"({', '.join(classes)} or another Detector).")
         try:  # NaN / inf weights predict nothing useful (folding would hide them)
             check_finite(model, f"--model {model_path}")
         except ValueError as err:
-            _usage_exit(str(err))
+            cli.usage_exit(str(err))
         return model
     return classes[meta["task"]].from_preset(preset)
-
-
-def _usage_exit(message: str):
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(cli.EXIT_USAGE)
 
 
 def detect_image(model, image: np.ndarray, min_score: float) -> list[dict]:

@@ -12,10 +12,15 @@ on random number generation: stateless RNGs are the deterministic choice).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 
+if TYPE_CHECKING:
+    import tensorflow as tf
 
-def with_example_seeds(ds, seed: int | None):
+
+def with_example_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
     """``ds`` of ``x`` -> ``ds`` of ``(x, seed)``, ``seed`` an int64 ``[2]`` stateless-op seed.
 
     With ``seed=None`` the seeds are random (a different run each time), as before.
@@ -26,7 +31,7 @@ def with_example_seeds(ds, seed: int | None):
     return tf.data.Dataset.zip((ds, seeds))
 
 
-def fold(seed, k: int):
+def fold(seed: tf.Tensor, k: int) -> tf.Tensor:
     """A seed for the ``k``-th random op of one example (``stateless_fold_in``)."""
     tf = import_tensorflow("the tf.data input pipeline")
     return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), k)

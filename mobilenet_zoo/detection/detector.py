@@ -251,7 +251,7 @@ class Detector(Task):
         dets["boxes"] = boxes
         return dets
 
-    def predict(self, x, *args, **kwargs):
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """``keras.Model.predict`` that also takes images of any size.
 
         ``x``: a batch array of the model's input size (predicted as it is), or a list of
@@ -268,7 +268,7 @@ class Detector(Task):
         images, sizes, frames = prepared
         return self._boxes_to_images(super().predict(images, *args, **kwargs), sizes, frames)
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x: Any) -> dict[str, np.ndarray]:
         """``keras.Model.predict_on_batch`` that takes images of any size, as ``predict``."""
         prepared = self._images_of_any_size(x)
         if prepared is None:

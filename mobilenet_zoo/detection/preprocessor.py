@@ -177,7 +177,7 @@ class DetectionPreprocessor(ConfigMixin):
         x, frame = self.resize_images(image[None])
         return x[0], frame
 
-    def boxes_to_image(self, boxes, image_size: tuple[int, int], frame: tuple[int, int] | None = None,
+    def boxes_to_image(self, boxes: Any, image_size: tuple[int, int], frame: tuple[int, int] | None = None,
                        target_format: str | None = None) -> np.ndarray:
         """Boxes in ``bounding_box_format`` on the model input -> boxes of the original
         image of ``image_size`` ``(height, width)`` that ``resize`` turned into that input
