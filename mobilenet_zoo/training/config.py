@@ -22,6 +22,8 @@ class DetectionData:
     eval_split: str | None = None
     embedded_train: int = 600
     embedded_val: int = 100
+    format: str = "auto"
+    skip_bad_labels: bool = False
 
 
 @dataclass(frozen=True)

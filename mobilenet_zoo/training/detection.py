@@ -2,8 +2,9 @@
 and ``recipes/faster_rcnn_coco.py``, which differ in the model, its optimizer and
 their ``Schedules`` only (``DetectionRecipe``).
 
-Choosing the data (TFDS coco/2017 or voc/2007 under ``--data-dir``, or a
-COCO-format folder there; without ``--data-dir`` the embedded digits-on-photos
+Choosing the data (TFDS coco/2017 or voc/2007 under ``--data-dir``, or a labelled
+folder there: COCO JSON, Pascal VOC or YOLO, ``data.layouts``, labels checked before
+training; without ``--data-dir`` the embedded digits-on-photos
 set when TFDS coco/2017 is not prepared, announced on the first line; mock COCO
 for ``--smoke``) returns a ``DataChoice`` whose ``kind`` picks the schedule; the
 outputs (pycocotools metrics, ``model.keras``, ``detections.png``,
@@ -27,6 +28,8 @@ import numpy as np
 from mobilenet_zoo import presets
 from mobilenet_zoo.data import detection as ddata
 from mobilenet_zoo.data import digits_on_photos
+from mobilenet_zoo.data.layouts import LabelError, found_formats
+from mobilenet_zoo.data.layouts.readers import read_detection
 from mobilenet_zoo.data.tfds_utils import default_data_dir, tfds_prepared
 from mobilenet_zoo.detection.coco_eval import evaluate_coco, format_table
 from mobilenet_zoo.detection.visualize import draw_detections
@@ -65,6 +68,9 @@ def _looked_for(data_dir: str, want: str) -> str:
     if want in ("auto", "coco"):
         what += [f"COCO-format annotations {data_dir}/{train[0]} and {data_dir}/{val[0]}"
                  for train, val in COCO_JSON_LAYOUTS]
+    if want == "auto":
+        what.append("a labelled folder: COCO JSON, Pascal VOC (Annotations/, JPEGImages/) or YOLO "
+                    "(data.yaml, labels/); --format forces one")
     return "; ".join(what)
 
 
@@ -102,6 +108,8 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
         return DataChoice("full", f"TFDS voc/2007 from {data_dir}",
                           ddata.tfds_voc(data.train_split or "train+validation", data_dir),
                           ddata.tfds_voc(data.eval_split or "test", data_dir))
+    if given and data.format != "auto":
+        return _labelled_folder(data_dir, data.format, data.skip_bad_labels)
     found = find_coco_json(data_dir) if want in ("auto", "coco") and given else None
     if found:
         (train_ann, train_img), (val_ann, val_img) = found
@@ -111,6 +119,8 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
             raise SystemExit(f"error: --data-dir {data_dir}: {err} Nothing was run.") from err
         return DataChoice("full", f"COCO-format annotations {train_ann} (train) and {val_ann} (eval)",
                           train, val)
+    if given and want == "auto" and found_formats(data_dir):
+        return _labelled_folder(data_dir, None, data.skip_bad_labels)
     if given or want == "coco":
         raise SystemExit(
             f"error: --data-dir {data_dir} holds no dataset this recipe reads (--dataset {want}). "
@@ -119,6 +129,28 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
             "format folder, or pass --dataset digits_on_photos. Nothing was run.")
     return _embedded(data, image_size,
                      f"no --data-dir given and TFDS coco/2017 is not prepared under {data_dir}")
+
+
+def _labelled_folder(data_dir: str, fmt: str | None, skip_bad_labels: bool) -> DataChoice:
+    """A folder the user labelled (COCO JSON, Pascal VOC, YOLO: ``data.layouts``), its labels
+    checked before anything trains; the classes in the data's order."""
+    try:
+        train = read_detection(data_dir, fmt, "train", skip_bad_labels=skip_bad_labels)
+        val = read_detection(data_dir, train.format, "val", skip_bad_labels=skip_bad_labels,
+                             require_every_class=False)
+    except LabelError as err:
+        raise SystemExit(f"error: --data-dir {data_dir}: {err}\nNothing was trained: fix the "
+                         "labels, or pass --skip-bad-labels to drop them.") from None
+    except ValueError as err:
+        raise SystemExit(f"error: --data-dir {data_dir}: {err} Nothing was run.") from None
+    if list(train.class_names) != list(val.class_names):
+        raise SystemExit(f"error: --data-dir {data_dir}: the train and val splits name other classes "
+                         f"({list(train.class_names)} vs {list(val.class_names)}). Nothing was run.")
+    for note in (*train.notes, *val.notes):
+        print(f"data: {note}", flush=True)
+    return DataChoice("full", f"{train.format.upper()} folder {data_dir} ({train.num_examples} train, "
+                      f"{val.num_examples} val images, classes {', '.join(train.class_names)})",
+                      train, val)
 
 
 def _embedded(data: DetectionData, image_size: int | None, why: str) -> DataChoice:

@@ -173,11 +173,21 @@ def add_detection_data_flags(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--dataset", choices=["auto", "coco", "voc", "embedded"], default="auto",
                    help="auto: TFDS coco/2017 when prepared under --data-dir, else the embedded set")
-    d.add_argument("--data-dir", default=None, help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    d.add_argument("--data-dir", default=None,
+                   help="TFDS data dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets), or a folder "
+                        "labelled as COCO JSON, Pascal VOC or YOLO (see --format)")
     d.add_argument("--train-split", default=None, help="TFDS split (coco: train, voc: train+validation)")
     d.add_argument("--eval-split", default=None, help="TFDS split (coco: validation, voc: test)")
     d.add_argument("--embedded-train", type=int, default=600, help="images in the embedded train split")
     d.add_argument("--embedded-val", type=int, default=100, help="images in the embedded val split")
+    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo"], default="auto",
+                   help="the layout of a labelled folder in --data-dir: COCO JSON, Pascal VOC "
+                        "(Annotations/, JPEGImages/, ImageSets/Main/) or YOLO (data.yaml, labels/); "
+                        "auto: detected")
+    d.add_argument("--skip-bad-labels", action="store_true",
+                   help="drop boxes and images whose labels are wrong (outside the image, inverted, "
+                        "unknown class, unreadable image) and say how many; default: list them all "
+                        "and train nothing")
 
 
 def add_detection_eval_flags(p: argparse.ArgumentParser) -> None:
