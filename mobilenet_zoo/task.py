@@ -156,6 +156,8 @@ class Task(ByNameWeightsMixin, keras.Model):
 
     #: kwargs for the backbone that ``from_preset`` builds (e.g. SSD's min_depth 16).
     backbone_defaults: dict[str, Any] = {}
+    #: whether ``predict`` takes images of any size (resized by the preprocessor).
+    predict_resizes: bool = False
 
     def _init_task(self, backbone: keras.Model, preprocessor: Any) -> None:
         self.backbone = backbone
@@ -189,11 +191,16 @@ class Task(ByNameWeightsMixin, keras.Model):
         got = tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
         ok = len(got) == 3 and all(e is None or g is None or e == g for e, g in zip(expected, got))
         if not ok:
-            raise ValueError(
-                f"{type(self).__name__}.{where} expects images of shape (batch, "
-                f"{', '.join('any' if e is None else str(e) for e in expected)}); got {tuple(shape)}. "
-                "Give RGB images of that size (detectors resize other sizes themselves, with model.preprocessor.resize)."
-            )
+            size = ", ".join("any" if e is None else str(e) for e in expected)
+            if self.predict_resizes and where.startswith("predict"):
+                hint = (f"Any height and width is resized by model.preprocessor, but the images "
+                        f"must have {expected[-1]} channels: a (batch, height, width, {expected[-1]}) "
+                        f"array, one (height, width, {expected[-1]}) image or a list of them.")
+            else:
+                hint = ("Give RGB images of that size (resize them first, e.g. with "
+                        "keras.ops.image.resize).")
+            raise ValueError(f"{type(self).__name__}.{where} expects images of shape (batch, "
+                             f"{size}); got {tuple(shape)}. {hint}")
 
     def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` that stops with ``NonFiniteLossError`` on a NaN loss, refuses

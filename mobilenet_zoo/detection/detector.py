@@ -67,6 +67,8 @@ class Detector(Task):
     loss_names: tuple[str, ...] = ()
     #: deprecated keyword -> (new argument, key in that piece's kwargs or None).
     renamed_kwargs: dict[str, tuple[str, str | None]] = {}
+    #: ``predict`` resizes images of any size with the model's ``resize_mode``.
+    predict_resizes: bool = True
 
     # ----------------------------------------------------------- construction
     @staticmethod
