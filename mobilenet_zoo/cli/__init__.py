@@ -5,6 +5,7 @@
     mobilenet-zoo classify PHOTOS...       ImageNet top-5 of photos
     mobilenet-zoo export --preset NAME     write a TFLite file with its metadata
     mobilenet-zoo convert SRC --out FILE   convert TF-slim / keras.applications / TF OD API weights
+    mobilenet-zoo finetune detector DATA   your labelled photos -> model, phone files, report
 
 Each sub-command module parses its flags first and imports Keras and TensorFlow
 inside its command function, so ``--help`` and usage errors answer at once.
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classify", "ImageNet top-5 classes of photos"),
     "export": ("export", "export a preset or a .keras model to a TFLite file (with metadata)"),
     "convert": ("convert", "convert TF-slim, keras.applications or TF OD API weights"),
+    "finetune": ("finetune", "fine-tune a preset on your labelled photos; export and report"),
 }
 
 

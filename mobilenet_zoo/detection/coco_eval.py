@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -26,11 +27,46 @@ def coco_metrics(ground_truth: dict, detections: list[dict], verbose: bool = Fal
 
     With no detections every metric is 0 (pycocotools cannot load an empty list).
     """
+    return coco_evaluation(ground_truth, detections, verbose).metrics
+
+
+#: The recall levels of COCOeval's precision array (``Params.recThrs``: 0, 0.01, ..., 1).
+RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
+
+
+@dataclass
+class CocoEvaluation:
+    """pycocotools' numbers for one set of detections.
+
+    ``metrics``: the 12 summary numbers. ``per_class``: ``{class name: {"AP", "AP50",
+    "AP75", "ground_truth"}}``, COCOeval's per-category average over area "all" and 100
+    detections (-1 for a class without ground truth). ``pr_curves``: ``{class name:
+    precision at each of RECALL_LEVELS}`` at IoU 0.5 (COCOeval's interpolated precision,
+    0 beyond the largest recall reached).
+    """
+
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    pr_curves: dict[str, list[float]] = field(default_factory=dict)
+
+
+def coco_evaluation(ground_truth: dict, detections: list[dict], verbose: bool = False) -> CocoEvaluation:
+    """``coco_metrics`` plus per-class AP and precision-recall curves (COCOeval's
+    ``eval["precision"]``, shape (IoU, recall, class, area, max detections))."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    categories = ground_truth.get("categories", [])
+    counts = {c["id"]: 0 for c in categories}
+    for ann in ground_truth.get("annotations", []):
+        if not ann.get("iscrowd"):
+            counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
     if not detections:
-        return dict.fromkeys(METRIC_NAMES, 0.0)
+        zero = dict.fromkeys(("AP", "AP50", "AP75"), 0.0)
+        return CocoEvaluation(
+            dict.fromkeys(METRIC_NAMES, 0.0),
+            {c["name"]: {**zero, "ground_truth": counts[c["id"]]} for c in categories},
+            {c["name"]: [0.0] * len(RECALL_LEVELS) for c in categories})
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         gt = COCO()
@@ -44,7 +80,22 @@ def coco_metrics(ground_truth: dict, detections: list[dict], verbose: bool = Fal
     if verbose:
         print(out.getvalue())
     # pycocotools reports -1 where a size range has no ground truth.
-    return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    metrics = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats)}
+    precision = evaluator.eval["precision"]  # (T, R, K, A, M); -1: no ground truth
+    ious = list(np.round(evaluator.params.iouThrs, 2))
+    per_class, curves = {}, {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        name = next(c["name"] for c in categories if c["id"] == cat_id)
+        p = precision[:, :, k, 0, -1]  # area "all", the most detections
+
+        def mean(rows, p=p):
+            valid = rows[rows > -1]
+            return float(valid.mean()) if valid.size else -1.0
+
+        per_class[name] = {"AP": mean(p), "AP50": mean(p[ious.index(0.5)]),
+                           "AP75": mean(p[ious.index(0.75)]), "ground_truth": counts.get(cat_id, 0)}
+        curves[name] = [float(max(v, 0.0)) for v in p[ious.index(0.5)]]
+    return CocoEvaluation(metrics, per_class, curves)
 
 
 def _to_xywh_pixels(boxes, fmt, size, orig):

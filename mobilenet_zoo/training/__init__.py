@@ -18,12 +18,13 @@ Modules (import the one you need; this package imports none of them, so
 resume, retained checkpoints), ``identity`` (what makes two runs the same),
 ``run`` (the run context, the loop, the finish step; it also re-exports what recipes use
 from the others), and the experiments: ``classification`` (the classifier trainer),
-``tradeoff``, ``transfer``, ``evaluate``, ``detection``, ``segmentation``, ``geo``.
+``tradeoff``, ``transfer``, ``evaluate``, ``detection``, ``segmentation``, ``geo``; and
+``finetune`` (a preset on the user's labelled photos) with its ``report``.
 """
 
 _SUBMODULES = ("flags", "config", "schedule", "strategy", "checkpoints", "identity", "run",
                "classification", "tradeoff", "transfer", "evaluate", "detection", "segmentation",
-               "geo")
+               "geo", "finetune", "report")
 
 
 def __getattr__(name: str):

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mobilenet_zoo.training.schedule import Schedule, Schedules
+
 
 @dataclass(frozen=True)
 class DetectionData:
@@ -83,3 +85,70 @@ class ClassificationConfig:
     label_smoothing: float = _f(0.0, "none: the paper trains without label smoothing (s.4)")
     augment: bool = _f(True, "little augmentation: random crop + flip only (paper s.4)")
     central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
+
+
+#: What ``finetune`` fits (issue 29); classifier and segmenter fine-tuning: later releases.
+FINETUNE_TASKS = ("detector",)
+#: ``--quantize`` of a fine-tune run: the phone file written beside ``model.tflite`` (float32).
+FINETUNE_QUANTIZE = ("none", "dynamic", "float16", "int8")
+#: The detector a fine-tune starts from by default: the face SSD that ships in the wheel
+#: (no download); its box predictor and extra layers are kept, as the TF OD API's
+#: ``fine_tune_checkpoint_type: "detection"`` does.
+DEFAULT_DETECTOR_PRESET = "ssd_mobilenet_v1_face_512"
+# A detector fine-tune's training loop, measured on 2 CPU cores (docs/finetune.md: a few
+# hundred photos in minutes). The optimizer is ssd_mobilenet_v1_coco.config's RMSProp (0.004,
+# momentum 0.9, decay 0.9, epsilon 1.0); the backbone stays frozen up to P3, as in the
+# embedded-set schedule of recipes/ssd_coco.py. ``full``: the user's folder; ``smoke``: a
+# few steps on it (``--smoke``).
+_FINETUNE = Schedule(epochs=12, batch_size=16, learning_rate=0.004, eval_batch=16, freeze_until="P3")
+FINETUNE_SCHEDULES = Schedules(
+    full=_FINETUNE, embedded=_FINETUNE,
+    smoke=Schedule(epochs=1, batch_size=2, learning_rate=0.004, steps_per_epoch=2, eval_batch=2,
+                   freeze_until="P3"),
+)
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """What a fine-tune run is asked for (``mobilenet_zoo.finetune``): checked on creation,
+    without Keras, so a wrong argument is one clear error before anything loads."""
+
+    task: str
+    data_dir: str
+    preset: str = DEFAULT_DETECTOR_PRESET
+    format: str = "auto"
+    skip_bad_labels: bool = False
+    image_size: int | None = None
+    resize_mode: str = "stretch"
+    quantize: str = "int8"
+    eval_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        import os
+
+        from mobilenet_zoo.hub import presets
+
+        if self.task not in FINETUNE_TASKS:
+            raise ValueError(f"finetune: task {self.task!r} is not one of {', '.join(FINETUNE_TASKS)} "
+                             "(classifier and segmenter fine-tuning: recipes/transfer.py and "
+                             "recipes/segmentation.py for now).")
+        if not isinstance(self.data_dir, (str, os.PathLike)) or not os.path.isdir(self.data_dir):
+            raise ValueError(f"finetune: DATA {self.data_dir!r} is not a folder. Give the folder of "
+                             "your labelled photos: COCO JSON, Pascal VOC or YOLO (docs/finetune.md).")
+        meta = presets.get_preset(self.preset)  # ValueError listing the presets
+        presets.check_preset_fits(meta, "SSD")  # ValueError naming what fits
+        if self.format not in ("auto", "coco", "voc", "yolo"):
+            raise ValueError(f"finetune: format must be auto, coco, voc or yolo; got {self.format!r}.")
+        if self.resize_mode not in ("stretch", "pad"):
+            raise ValueError(f"finetune: resize_mode must be 'stretch' (what MediaPipe does) or 'pad'; "
+                             f"got {self.resize_mode!r}.")
+        if self.quantize not in FINETUNE_QUANTIZE:
+            raise ValueError(f"finetune: quantize must be one of {', '.join(FINETUNE_QUANTIZE)}; "
+                             f"got {self.quantize!r}.")
+        for name in ("image_size", "eval_batches"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"finetune: {name} must be a positive integer or None; got {value!r}.")
+        if self.image_size is not None and self.image_size < 64:
+            raise ValueError(f"finetune: image_size must be at least 64 (an SSD's smallest feature "
+                             f"map); got {self.image_size}.")

@@ -109,7 +109,7 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
                           ddata.tfds_voc(data.train_split or "train+validation", data_dir),
                           ddata.tfds_voc(data.eval_split or "test", data_dir))
     if given and data.format != "auto":
-        return _labelled_folder(data_dir, data.format, data.skip_bad_labels)
+        return labelled_folder(data_dir, data.format, data.skip_bad_labels)
     found = find_coco_json(data_dir) if want in ("auto", "coco") and given else None
     if found:
         (train_ann, train_img), (val_ann, val_img) = found
@@ -120,7 +120,7 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
         return DataChoice("full", f"COCO-format annotations {train_ann} (train) and {val_ann} (eval)",
                           train, val)
     if given and want == "auto" and found_formats(data_dir):
-        return _labelled_folder(data_dir, None, data.skip_bad_labels)
+        return labelled_folder(data_dir, None, data.skip_bad_labels)
     if given or want == "coco":
         raise SystemExit(
             f"error: --data-dir {data_dir} holds no dataset this recipe reads (--dataset {want}). "
@@ -131,7 +131,7 @@ def choose_data(data: DetectionData, image_size: int | None = None, smoke: bool 
                      f"no --data-dir given and TFDS coco/2017 is not prepared under {data_dir}")
 
 
-def _labelled_folder(data_dir: str, fmt: str | None, skip_bad_labels: bool) -> DataChoice:
+def labelled_folder(data_dir: str, fmt: str | None, skip_bad_labels: bool) -> DataChoice:
     """A folder the user labelled (COCO JSON, Pascal VOC, YOLO: ``data.layouts``), its labels
     checked before anything trains; the classes in the data's order."""
     try:

@@ -1,0 +1,120 @@
+"""``mobilenet-zoo finetune`` (= ``python -m mobilenet_zoo.finetune``): your labelled photos
+to a phone model in one command.
+
+    python -m mobilenet_zoo.finetune detector photos/ --out runs/mine
+    python -m mobilenet_zoo.finetune detector photos/ --preset mobilenet_v1_1.0_224_imagenet \\
+        --format voc --epochs 20 --quantize int8
+
+DATA is a folder labelled as COCO JSON, Pascal VOC or YOLO (detected, or --format); its
+labels are checked before anything trains. The preset's backbone, extra layers and box
+predictor are kept and the class predictor starts anew for your classes (a detection
+preset; an ImageNet preset gives the backbone). OUT gets model.keras, model.tflite
+(float32), the --quantize file (default int8, uint8 camera pixels in), each with the
+labels and post-processing MediaPipe reads, and report.json / report.md: COCO AP of every
+file on the same validation photos, precision-recall curves, detections and the MediaPipe
+Tasks snippet. Details: docs/finetune.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mobilenet_zoo.training import flags
+from mobilenet_zoo.training.config import (
+    DEFAULT_DETECTOR_PRESET,
+    FINETUNE_QUANTIZE,
+    FINETUNE_SCHEDULES,
+    FINETUNE_TASKS,
+    FinetuneOptions,
+)
+
+OUT_DEFAULT = "runs/finetune"
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """The parser ``finetune(...)`` uses: a bad value is a ValueError, not an exit."""
+
+    def error(self, message: str):
+        raise ValueError(f"finetune: {message}")
+
+
+def build_parser(raising: bool = False) -> argparse.ArgumentParser:
+    """The command's parser; ``raising``: errors raise ValueError (the Python call)."""
+    p = (_RaisingParser if raising else argparse.ArgumentParser)(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.prog = "python -m mobilenet_zoo.finetune"
+    p.add_argument("task", choices=FINETUNE_TASKS, help="what to fine-tune")
+    p.add_argument("data", metavar="DATA", help="the folder of labelled photos")
+    d = p.add_argument_group("data")
+    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo"], default="auto",
+                   help="the layout of DATA: COCO JSON, Pascal VOC (Annotations/, JPEGImages/, "
+                        "ImageSets/Main/) or YOLO (data.yaml, labels/); auto: detected")
+    d.add_argument("--skip-bad-labels", action="store_true",
+                   help="drop wrong boxes and unreadable images and say how many; default: list "
+                        "them all and train nothing")
+    m = p.add_argument_group("model")
+    m.add_argument("--preset", default=DEFAULT_DETECTOR_PRESET,
+                   help=f"where to start: a detection preset (its box predictor kept) or an "
+                        f"ImageNet preset (its backbone) (default: {DEFAULT_DETECTOR_PRESET}, "
+                        "which ships)")
+    m.add_argument("--image-size", type=int, default=None,
+                   help="input side (default: the preset's, at most 320)")
+    m.add_argument("--resize-mode", choices=["stretch", "pad"], default="stretch",
+                   help="how photos fit the square input: stretch (default; what MediaPipe's "
+                        "ObjectDetector does) or pad (keeps the aspect ratio)")
+    o = flags.add_schedule_flags(p, FINETUNE_SCHEDULES, "training (RMSProp, ssd_mobilenet_v1_coco.config)")
+    o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
+                   help="freeze the backbone up to this level " + FINETUNE_SCHEDULES.help("freeze_until"))
+    e = p.add_argument_group("evaluation and export")
+    e.add_argument("--quantize", choices=FINETUNE_QUANTIZE, default="int8",
+                   help="the phone file written beside model.tflite (float32): int8 (default; "
+                        "calibrated on the training photos, uint8 input), float16, dynamic or none")
+    e.add_argument("--eval-batches", type=int, default=None,
+                   help="evaluate on this many validation batches only (default: all)")
+    flags.add_common_flags(p, OUT_DEFAULT)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the flags, checks them without Keras, then fine-tunes; the exit code."""
+    from mobilenet_zoo.cli import common
+
+    args = build_parser().parse_args(argv)
+    try:
+        options = checked_options(args)
+    except ValueError as err:
+        common.usage_exit(str(err))
+    from mobilenet_zoo.cli import start_backend
+
+    start_backend()
+    kept = f"{args.out} keeps the last finished epoch's backup (continue with --resume)"
+    return common.run_guarded(lambda: _run(options, args), kept=kept)
+
+
+def checked_options(args: argparse.Namespace) -> FinetuneOptions:
+    """The parsed flags as ``FinetuneOptions``; ValueError naming a bad one (no Keras)."""
+    if args.strategy != "default":
+        raise ValueError("finetune runs on one machine (--strategy default); the recipes take "
+                         "--strategy for multi-worker training.")
+    for name in ("epochs", "batch_size", "steps_per_epoch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"finetune: --{name.replace('_', '-')} must be at least 1; got {value}.")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise ValueError(f"finetune: --learning-rate must be positive; got {args.learning_rate}.")
+    return FinetuneOptions(task=args.task, data_dir=args.data, preset=args.preset, format=args.format,
+                           skip_bad_labels=args.skip_bad_labels, image_size=args.image_size,
+                           resize_mode=args.resize_mode, quantize=args.quantize,
+                           eval_batches=args.eval_batches)
+
+
+def _run(options: FinetuneOptions, args: argparse.Namespace) -> int:
+    from mobilenet_zoo.training.finetune import run_detector
+
+    run_detector(options, flags.run_options(args), flags.train_flags(args))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Your labelled photos to a phone model (issue 29): ``python -m mobilenet_zoo.finetune`` (the
+command, ``mobilenet_zoo.cli.finetune``) and ``finetune(...)``, the same as one call.
+
+```python
+from mobilenet_zoo.finetune import finetune
+
+run = finetune("detector", "photos/", out="runs/mine")   # COCO JSON, Pascal VOC or YOLO
+run.model                        # the trained SSD (keras.Model)
+run.report["models"]             # AP of model.keras, model.tflite and model_int8.tflite
+run.file("model_int8.tflite")    # the phone file, with labels for MediaPipe
+```
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mobilenet_zoo.cli.finetune import OUT_DEFAULT, main
+from mobilenet_zoo.training.config import DEFAULT_DETECTOR_PRESET
+
+__all__ = ["finetune", "main"]
+
+
+def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECTOR_PRESET,
+             out: str | os.PathLike = OUT_DEFAULT, format: str = "auto", epochs: int | None = None,
+             batch_size: int | None = None, learning_rate: float | None = None,
+             image_size: int | None = None, resize_mode: str = "stretch", quantize: str = "int8",
+             skip_bad_labels: bool = False, freeze_until: str | None = None,
+             eval_batches: int | None = None, resume: bool = False, overwrite: bool = False,
+             seed: int = 0, smoke: bool = False, verbose: int | None = None) -> Any:
+    """Fine-tunes ``preset`` on the labelled photos in ``data``, as the command does.
+
+    Args:
+        task: ``"detector"`` (classifier and segmenter: later releases).
+        data: a folder labelled as COCO JSON, Pascal VOC or YOLO (``format``: detected, or
+            ``"coco"``, ``"voc"``, ``"yolo"``); its labels are checked first
+            (``skip_bad_labels``: drop the wrong ones and say how many).
+        preset: a detection preset (backbone, extra layers and box predictor kept, the class
+            predictor new) or an ImageNet preset (the backbone).
+        out: the run folder (``model.keras``, ``model.tflite``, the ``quantize`` file,
+            ``report.json``, ``report.md``); a folder holding a run is refused unless
+            ``resume`` or ``overwrite``.
+        epochs, batch_size, learning_rate, freeze_until: the training loop (None: the
+            measured defaults, ``training.config.FINETUNE_SCHEDULES``).
+        image_size: the input side (None: the preset's, at most 320).
+        resize_mode: ``"stretch"`` (what MediaPipe does) or ``"pad"``.
+        quantize: the phone file beside the float32 one: ``"int8"``, ``"float16"``,
+            ``"dynamic"`` or ``"none"``.
+        eval_batches: evaluate on this many validation batches only.
+        seed, smoke, verbose: as the recipes' flags (``smoke``: two steps, one batch evaluated).
+
+    Returns:
+        ``training.finetune.Finetuned``: ``model``, ``report`` (``report.json``), ``out_dir``.
+
+    Raises:
+        ValueError: a bad argument, before anything loads. ``SystemExit``: the data's labels
+        are wrong (each named with its file and line), or ``out`` holds a run.
+    """
+    if not isinstance(task, str) or not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"finetune(task, data): task is a name ('detector') and data a folder path; "
+                        f"got {task!r}, {data!r}.")
+    argv = [task, os.fspath(data), "--preset", preset, "--out", os.fspath(out), "--format", format,
+            "--resize-mode", resize_mode, "--quantize", quantize, "--seed", str(seed)]
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size),
+                        ("--learning-rate", learning_rate), ("--image-size", image_size),
+                        ("--freeze-until", freeze_until), ("--eval-batches", eval_batches),
+                        ("--verbose", verbose)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [flag for flag, on in (("--skip-bad-labels", skip_bad_labels), ("--resume", resume),
+                                   ("--overwrite", overwrite), ("--smoke", smoke)) if on]
+    from mobilenet_zoo.cli.finetune import build_parser, checked_options
+    from mobilenet_zoo.training import flags
+    from mobilenet_zoo.training.finetune import run_detector
+
+    args = build_parser(raising=True).parse_args(argv)
+    return run_detector(checked_options(args), flags.run_options(args), flags.train_flags(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""`python -m mobilenet_zoo.finetune detector DATA` (issue 29): a labelled folder in, a trained
+model, its phone files and a report that measures every file on the same validation photos
+out; MediaPipe's ObjectDetector reads the user's label names from the int8 file.
+
+The photos are the sample set (`mobilenet_zoo.data.sample_photos`: scikit-learn digits on
+scikit-image photos), written by the test in the layouts labelling tools write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilenet_zoo.data import sample_photos
+from mobilenet_zoo.data.layouts.readers import read_detection
+
+REPO = str(Path(__file__).resolve().parents[2])
+NAMES = ["zero", "one", "two"]
+# One worker runs the module (`--dist loadgroup`), so the fine-tuned run is made once.
+pytestmark = pytest.mark.xdist_group("finetune")
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "mobilenet_zoo.finetune", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return sample_photos.write(tmp_path_factory.mktemp("photos") / "yolo", "yolo", num_train=12,
+                               num_val=6, image_size=160)
+
+
+@pytest.fixture(scope="module")
+def run(photos, tmp_path_factory):
+    from mobilenet_zoo.finetune import finetune
+
+    return finetune("detector", photos, out=tmp_path_factory.mktemp("runs") / "mine", smoke=True,
+                    image_size=128, verbose=0)
+
+
+def test_sample_photos_read_the_same_in_yolo_voc_and_coco(tmp_path):
+    sources = {layout: read_detection(sample_photos.write(tmp_path / layout, layout, num_train=6,
+                                                          num_val=3, image_size=128))
+               for layout in sample_photos.LAYOUTS}
+    assert {k: s.format for k, s in sources.items()} == {k: k for k in sources}
+    # VOC files list no classes: its reader sorts the names; each box keeps its name.
+    assert sources["yolo"].class_names == sources["coco"].class_names == NAMES
+    assert sources["voc"].class_names == sorted(NAMES)
+    rows = {k: [(e["boxes"].numpy().round(3).tolist(), [s.class_names[c] for c in e["classes"].numpy()])
+                for e in s.dataset] for k, s in sources.items()}
+    assert rows["yolo"] == rows["voc"] == rows["coco"]
+    assert sum(len(c) for _, c in rows["yolo"]) >= 6
+
+
+def test_fine_tune_writes_the_model_its_phone_files_and_a_side_by_side_report(run):
+    out = Path(run.out_dir)
+    for name in ("model.keras", "model.tflite", "model_int8.tflite", "report.json", "report.md",
+                 "pr_curves.png", "detections.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert report == run.report | {"models": report["models"]}  # what the call returned
+    assert report["classes"] == NAMES and report["preset"] == "ssd_mobilenet_v1_face_512"
+    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite"]
+    for m in report["models"]:
+        assert set(m["metrics"]) >= {"AP", "AP50", "AP75"} and m["latency_ms"] > 0
+        assert set(m["per_class"]) == set(NAMES)
+    assert report["models"][2]["size_mb"] < report["models"][1]["size_mb"] / 3  # int8 weights
+    text = (out / "report.md").read_text()
+    assert "model_int8.tflite" in text and "vision.ObjectDetector" in text and "![precision-recall]" in text
+    # The classes of the data, in the data's order, are the model's and the file's labels.
+    assert run.model.class_names == NAMES
+
+
+def test_mediapipe_object_detector_runs_the_int8_file_with_the_users_label_names(run, photos):
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+    from PIL import Image
+
+    photo = np.asarray(Image.open(next((photos / "images" / "val").iterdir())).convert("RGB"))
+    options = vision.ObjectDetectorOptions(
+        base_options=BaseOptions(model_asset_path=os.path.join(run.out_dir, "model_int8.tflite")),
+        score_threshold=0.0, max_results=20)
+    with vision.ObjectDetector.create_from_options(options) as detector:
+        found = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                         data=np.ascontiguousarray(photo))).detections
+    assert found, "a two-step model still scores every anchor; threshold 0 keeps some"
+    assert {d.categories[0].category_name for d in found} <= set(NAMES)
+
+
+def test_a_detection_preset_keeps_its_box_predictor_and_renews_the_class_predictor(run):
+    from mobilenet_zoo import SSD
+
+    source = SSD.from_preset("ssd_mobilenet_v1_face_512")
+    kept = [layer.name for layer in source.layers if layer.get_weights() and "BoxEncoding" in layer.name]
+    assert kept, "the face SSD has box-encoding predictors"
+    # Training moved the weights; a fresh build shows what the preset gave at the start.
+    fresh = SSD.from_preset("ssd_mobilenet_v1_face_512", num_classes=3, class_names=NAMES, image_size=128)
+    for name in kept:
+        np.testing.assert_array_equal(fresh.get_layer(name).get_weights()[0],
+                                      source.get_layer(name).get_weights()[0])
+    classes = next(layer.name for layer in fresh.layers if "ClassPredictor" in layer.name)
+    assert fresh.get_layer(classes).get_weights()[0].shape[-1] != source.get_layer(classes).get_weights()[0].shape[-1]
+
+
+def test_a_run_folder_is_not_replaced_without_resume_or_overwrite(run, photos):
+    before = Path(run.out_dir, "report.json").read_text()
+    done = _cli("detector", str(photos), "--out", run.out_dir, "--smoke")
+    assert done.returncode == 2, done.stderr
+    assert "--resume" in done.stderr and "--overwrite" in done.stderr and "Traceback" not in done.stderr
+    assert Path(run.out_dir, "report.json").read_text() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["detector", "NOWHERE"], "is not a folder"),
+    (["detector", "DATA", "--preset", "nope"], "Unknown preset 'nope'"),
+    (["detector", "DATA", "--epochs", "0"], "--epochs must be at least 1"),
+    (["detector", "DATA", "--strategy", "mirrored"], "one machine"),
+    (["classifier", "DATA"], "invalid choice: 'classifier'"),
+    (["detector", "DATA", "--quantize", "int4"], "invalid choice: 'int4'"),
+])
+def test_bad_flags_are_one_line_errors_before_anything_loads(photos, args, message):
+    done = _cli(*[str(photos) if a == "DATA" else a for a in args], timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_python_call_raises_value_errors_instead_of_exiting(photos, tmp_path):
+    from mobilenet_zoo.finetune import finetune
+
+    with pytest.raises(ValueError, match="invalid choice: 'classifier'"):
+        finetune("classifier", photos, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="invalid choice: 'xml'"):
+        finetune("detector", photos, out=tmp_path / "a", format="xml")
+    with pytest.raises(ValueError, match="image_size must be at least 64"):
+        finetune("detector", photos, out=tmp_path / "a", image_size=32)
+    assert not (tmp_path / "a").exists()
+
+
+def test_bad_labels_stop_the_fine_tune_naming_the_file_and_line(photos, tmp_path):
+    import shutil
+
+    data = tmp_path / "photos"
+    shutil.copytree(photos, data)
+    label = sorted((data / "labels" / "train").iterdir())[0]
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")  # class 7 of 3
+    done = _cli("detector", str(data), "--out", str(tmp_path / "run"), "--smoke")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"labels/train/{label.name}" in done.stderr and "line" in done.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()
