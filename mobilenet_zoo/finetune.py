@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mobilenet_zoo.cli.finetune import OUT_DEFAULT, main
+from mobilenet_zoo.cli.finetune import OUT_DEFAULT, main, run_call
 from mobilenet_zoo.training.config import DEFAULT_DETECTOR_PRESET
 
 __all__ = ["finetune", "main"]
@@ -70,12 +70,7 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
             argv += [flag, str(value)]
     argv += [flag for flag, on in (("--skip-bad-labels", skip_bad_labels), ("--resume", resume),
                                    ("--overwrite", overwrite), ("--smoke", smoke)) if on]
-    from mobilenet_zoo.cli.finetune import build_parser, checked_options
-    from mobilenet_zoo.training import flags
-    from mobilenet_zoo.training.finetune import run_detector
-
-    args = build_parser(raising=True).parse_args(argv)
-    return run_detector(checked_options(args), flags.run_options(args), flags.train_flags(args))
+    return run_call(argv)
 
 
 if __name__ == "__main__":

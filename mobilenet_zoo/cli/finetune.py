@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from mobilenet_zoo.training import flags
 from mobilenet_zoo.training.config import (
@@ -55,9 +56,9 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         "them all and train nothing")
     m = p.add_argument_group("model")
     m.add_argument("--preset", default=DEFAULT_DETECTOR_PRESET,
-                   help=f"where to start: a detection preset (its box predictor kept) or an "
-                        f"ImageNet preset (its backbone) (default: {DEFAULT_DETECTOR_PRESET}, "
-                        "which ships)")
+                   help=f"where to start: an ImageNet preset (its backbone) or a detection preset "
+                        f"(its backbone, extra layers and box predictor kept) (default: "
+                        f"{DEFAULT_DETECTOR_PRESET}, which ships)")
     m.add_argument("--image-size", type=int, default=None,
                    help="input side (default: the preset's, at most 320)")
     m.add_argument("--resize-mode", choices=["stretch", "pad"], default="stretch",
@@ -107,6 +108,16 @@ def checked_options(args: argparse.Namespace) -> FinetuneOptions:
                            skip_bad_labels=args.skip_bad_labels, image_size=args.image_size,
                            resize_mode=args.resize_mode, quantize=args.quantize,
                            eval_batches=args.eval_batches)
+
+
+def run_call(argv: list[str]) -> Any:
+    """The body of ``mobilenet_zoo.finetune.finetune(...)``: ``argv`` parsed with every error a
+    ValueError (never an exit), checked, then the run; returns its ``Finetuned``."""
+    args = build_parser(raising=True).parse_args(argv)
+    options = checked_options(args)
+    from mobilenet_zoo.training.finetune import run_detector
+
+    return run_detector(options, flags.run_options(args), flags.train_flags(args))
 
 
 def _run(options: FinetuneOptions, args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.detection.visualize import draw_detections
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
+from mobilenet_zoo.hub.presets import get_preset
 from mobilenet_zoo.training import report as reporting
 from mobilenet_zoo.training.config import FINETUNE_SCHEDULES, FinetuneOptions, RunOptions
 from mobilenet_zoo.training.detection import labelled_folder
@@ -102,8 +103,6 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
 
 
 def _preset_size(preset: str) -> int:
-    from mobilenet_zoo.hub.presets import get_preset
-
     meta = get_preset(preset)
     size = (meta.get("task_config") or {}).get("image_size") or meta.get("input_size") or 300
     return int(size[0] if isinstance(size, (list, tuple)) else size)

@@ -41,8 +41,9 @@ def photos(tmp_path_factory) -> Path:
 def run(photos, tmp_path_factory):
     from mobilenet_zoo.finetune import finetune
 
+    # The face SSD: a detection preset, whose box predictor the fine-tune keeps.
     return finetune("detector", photos, out=tmp_path_factory.mktemp("runs") / "mine", smoke=True,
-                    image_size=128, verbose=0)
+                    preset="ssd_mobilenet_v1_face_512", image_size=128, verbose=0)
 
 
 def test_sample_photos_read_the_same_in_yolo_voc_and_coco(tmp_path):
@@ -154,3 +155,12 @@ def test_bad_labels_stop_the_fine_tune_naming_the_file_and_line(photos, tmp_path
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"labels/train/{label.name}" in done.stderr and "line" in done.stderr
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_help_and_flag_errors_answer_without_loading_keras():
+    code = ("import sys, mobilenet_zoo.finetune; "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert "usage:" in _cli("--help", timeout=60).stdout
