@@ -32,19 +32,22 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
     """Fine-tunes ``preset`` on the labelled photos in ``data``, as the command does.
 
     Args:
-        task: ``"detector"`` (classifier and segmenter: later releases).
-        data: a folder labelled as COCO JSON, Pascal VOC or YOLO (``format``: detected, or
-            ``"coco"``, ``"voc"``, ``"yolo"``); its labels are checked first
-            (``skip_bad_labels``: drop the wrong ones and say how many).
-        preset: a detection preset (backbone, extra layers and box predictor kept, the class
-            predictor new) or an ImageNet preset (the backbone).
+        task: ``"detector"`` (an SSD) or ``"classifier"`` (a ``MobileNetClassifier``);
+            segmenter: a later release.
+        data: a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, a classifier's
+            class folders (``format``: detected, or ``"coco"``, ``"voc"``, ``"yolo"``,
+            ``"folders"``); its labels are checked first (``skip_bad_labels``: drop the wrong
+            ones and say how many).
+        preset: an ImageNet preset (the backbone; a new head) or, for a detector, a
+            detection preset (backbone, extra layers and box predictor kept, the class
+            predictor new).
         out: the run folder (``model.keras``, ``model.tflite``, the ``quantize`` file,
             ``report.json``, ``report.md``); a folder holding a run is refused unless
             ``resume`` or ``overwrite``.
         epochs, batch_size, learning_rate, freeze_until: the training loop (None: the
             measured defaults, ``training.config.FINETUNE_SCHEDULES``).
-        image_size: the input side (None: the preset's, at most 320).
-        resize_mode: ``"stretch"`` (what MediaPipe does) or ``"pad"``.
+        image_size: the input side (None: the preset's; a detector's at most 320).
+        resize_mode: a detector's ``"stretch"`` (what MediaPipe does) or ``"pad"``.
         quantize: the phone file beside the float32 one: ``"int8"``, ``"float16"``,
             ``"dynamic"`` or ``"none"``.
         eval_batches: evaluate on this many validation batches only.
@@ -60,6 +63,12 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
     if not isinstance(task, str) or not isinstance(data, (str, os.PathLike)):
         raise TypeError(f"finetune(task, data): task is a name ('detector') and data a folder path; "
                         f"got {task!r}, {data!r}.")
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"finetune: out is the run folder's path; got {out!r}.")
+    for name, value in (("skip_bad_labels", skip_bad_labels), ("resume", resume),
+                        ("overwrite", overwrite), ("smoke", smoke)):
+        if not isinstance(value, bool):
+            raise TypeError(f"finetune: {name} is True or False; got {value!r}.")
     argv = [task, os.fspath(data), "--preset", preset, "--out", os.fspath(out), "--format", format,
             "--resize-mode", resize_mode, "--quantize", quantize, "--seed", str(seed)]
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size),

@@ -2,22 +2,25 @@
 to a phone model in one command.
 
     python -m mobilenet_zoo.finetune detector photos/ --out runs/mine
-    python -m mobilenet_zoo.finetune detector photos/ --preset mobilenet_v1_1.0_224_imagenet \\
+    python -m mobilenet_zoo.finetune detector photos/ --preset ssd_mobilenet_v1_coco \\
         --format voc --epochs 20 --quantize int8
+    python -m mobilenet_zoo.finetune classifier class_folders/ --out runs/classes
 
-DATA is a folder labelled as COCO JSON, Pascal VOC or YOLO (detected, or --format); its
-labels are checked before anything trains. The preset's backbone, extra layers and box
-predictor are kept and the class predictor starts anew for your classes (a detection
-preset; an ImageNet preset gives the backbone). OUT gets model.keras, model.tflite
-(float32), the --quantize file (default int8, uint8 camera pixels in), each with the
-labels and post-processing MediaPipe reads, and report.json / report.md: COCO AP of every
-file on the same validation photos, precision-recall curves, detections and the MediaPipe
-Tasks snippet. Details: docs/finetune.md.
+DATA is a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, or a classifier's
+class folders (detected, or --format); its labels are checked before anything trains. A
+detection preset keeps its backbone, extra layers and box predictor and renews the class
+predictor for your classes; an ImageNet preset (the default) gives the backbone. OUT gets
+model.keras, model.tflite (float32) and the --quantize file (default int8, uint8 camera
+pixels in), each with the labels (and a detector's post-processing) MediaPipe reads, and
+report.json / report.md: every file measured on the same validation photos (a detector's
+COCO AP with precision-recall curves and detections, a classifier's top-1 / top-5 with a
+confusion matrix) and the MediaPipe Tasks snippet. Details: docs/finetune.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -48,9 +51,11 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
     p.add_argument("task", choices=FINETUNE_TASKS, help="what to fine-tune")
     p.add_argument("data", metavar="DATA", help="the folder of labelled photos")
     d = p.add_argument_group("data")
-    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo"], default="auto",
-                   help="the layout of DATA: COCO JSON, Pascal VOC (Annotations/, JPEGImages/, "
-                        "ImageSets/Main/) or YOLO (data.yaml, labels/); auto: detected")
+    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo", "folders"], default="auto",
+                   help="the layout of DATA: a detector's COCO JSON, Pascal VOC (Annotations/, "
+                        "JPEGImages/, ImageSets/Main/) or YOLO (data.yaml, labels/); a classifier's "
+                        "class folders (DATA/<class>/ or DATA/train/<class>/, DATA/val/<class>/); "
+                        "auto: detected")
     d.add_argument("--skip-bad-labels", action="store_true",
                    help="drop wrong boxes and unreadable images and say how many; default: list "
                         "them all and train nothing")
@@ -64,9 +69,13 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
     m.add_argument("--resize-mode", choices=["stretch", "pad"], default="stretch",
                    help="how photos fit the square input: stretch (default; what MediaPipe's "
                         "ObjectDetector does) or pad (keeps the aspect ratio)")
-    o = flags.add_schedule_flags(p, FINETUNE_SCHEDULES, "training (RMSProp, ssd_mobilenet_v1_coco.config)")
+    o = flags.add_schedule_flags(
+        p, FINETUNE_SCHEDULES, "training (the defaults shown are a detector's: RMSProp, "
+        "ssd_mobilenet_v1_coco.config; a classifier's: 10 epochs of batch 32, the first half the "
+        "head with Adam 1e-3, then the top 2 blocks at 1e-4)")
     o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
-                   help="freeze the backbone up to this level " + FINETUNE_SCHEDULES.help("freeze_until"))
+                   help="a detector's backbone frozen up to this level "
+                        + FINETUNE_SCHEDULES.help("freeze_until"))
     e = p.add_argument_group("evaluation and export")
     e.add_argument("--quantize", choices=FINETUNE_QUANTIZE, default="int8",
                    help="the phone file written beside model.tflite (float32): int8 (default; "
@@ -89,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from mobilenet_zoo.cli import start_backend
 
     start_backend()
-    kept = f"{args.out} keeps the last finished epoch's backup (continue with --resume)"
+    kept = (f"{args.out} keeps what was finished: --resume continues from its last saved epoch "
+            "(OUT/backup), if one was saved")
     return common.run_guarded(lambda: _run(options, args), kept=kept)
 
 
@@ -102,6 +112,14 @@ def checked_options(args: argparse.Namespace) -> FinetuneOptions:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"finetune: --{name.replace('_', '-')} must be at least 1; got {value}.")
+    if args.task == "classifier":
+        given = [flag for flag, on in (("--freeze-until", args.freeze_until is not None),
+                                       ("--resize-mode pad", args.resize_mode != "stretch"),
+                                       ("--steps-per-epoch", args.steps_per_epoch is not None)) if on]
+        if given:
+            raise ValueError(f"finetune: {', '.join(given)} applies to a detector only; a classifier "
+                             "trains its head, then its top 2 blocks, on photos stretched to its input.")
+    _check_out(args.out)
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise ValueError(f"finetune: --learning-rate must be positive; got {args.learning_rate}.")
     return FinetuneOptions(task=args.task, data_dir=args.data, preset=args.preset, format=args.format,
@@ -115,15 +133,31 @@ def run_call(argv: list[str]) -> Any:
     ValueError (never an exit), checked, then the run; returns its ``Finetuned``."""
     args = build_parser(raising=True).parse_args(argv)
     options = checked_options(args)
-    from mobilenet_zoo.training.finetune import run_detector
+    from mobilenet_zoo.training import finetune
 
-    return run_detector(options, flags.run_options(args), flags.train_flags(args))
+    run = finetune.run_detector if options.task == "detector" else finetune.run_classifier
+    return run(options, flags.run_options(args), flags.train_flags(args))
+
+
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder, or a new one under a writable folder: said before anything
+    loads, not after the training."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"finetune: --out {out} is a file; give a folder for the run.")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"finetune: --out {out} is under {parent}, which is a file; give a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"finetune: --out {out}: {parent} is not writable; give a folder you can write.")
 
 
 def _run(options: FinetuneOptions, args: argparse.Namespace) -> int:
-    from mobilenet_zoo.training.finetune import run_detector
+    from mobilenet_zoo.training import finetune
 
-    run_detector(options, flags.run_options(args), flags.train_flags(args))
+    run = finetune.run_detector if options.task == "detector" else finetune.run_classifier
+    run(options, flags.run_options(args), flags.train_flags(args))
     return 0
 
 

@@ -1,5 +1,5 @@
 """A small labelled folder to try ``python -m mobilenet_zoo.finetune`` on, in the layouts
-labelling tools write: YOLO, Pascal VOC or COCO JSON.
+labelling tools write: YOLO, Pascal VOC or COCO JSON, or class folders for a classifier.
 
 The photos are the embedded digits-on-photos set's (``digits_on_photos``: scikit-learn's
 handwritten digits pasted onto scikit-image and scikit-learn photos), restricted to a few
@@ -7,6 +7,8 @@ digits, named as words ("zero", "one", ...), so it is a new task for any preset:
 
     python -m mobilenet_zoo.data.sample_photos sample/ --layout yolo
     python -m mobilenet_zoo.finetune detector sample/ --out runs/sample
+    python -m mobilenet_zoo.data.sample_photos digits/ --layout folders
+    python -m mobilenet_zoo.finetune classifier digits/ --out runs/digits
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from mobilenet_zoo.data import digits_on_photos
 
-LAYOUTS = ("yolo", "voc", "coco")
+LAYOUTS = ("yolo", "voc", "coco", "folders")  # folders: each digit cropped, for a classifier
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -62,7 +64,7 @@ def write(out: str | os.PathLike, layout: str = "yolo", digits: Sequence[int] = 
             rows.append((f"{split}_{i:04d}", Image.fromarray(pixels), boxes))
         splits[split] = rows
     root.mkdir(parents=True, exist_ok=True)
-    {"yolo": _yolo, "voc": _voc, "coco": _coco}[layout](root, splits, names, image_size)
+    {"yolo": _yolo, "voc": _voc, "coco": _coco, "folders": _folders}[layout](root, splits, names, image_size)
     return root
 
 
@@ -94,6 +96,19 @@ def _voc(root: Path, splits: dict, names: list[str], size: int) -> None:
                 f"<annotation><filename>{stem}.jpg</filename><size><width>{size}</width><height>"
                 f"{size}</height><depth>3</depth></size>{objects}</annotation>")
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(r[0] for r in rows) + "\n")
+
+
+def _folders(root: Path, splits: dict, names: list[str], size: int) -> None:
+    """Each digit cut out with a quarter of its size around it: ``<split>/<class>/<photo>_<k>.jpg``."""
+    for split, rows in splits.items():
+        for name in names:
+            (root / split / name).mkdir(parents=True)
+        for stem, image, boxes in rows:
+            for k, (x, y, w, h, c) in enumerate(boxes):
+                m = max(w, h) / 4
+                crop = image.crop((max(0, round(x - m)), max(0, round(y - m)),
+                                   min(size, round(x + w + m)), min(size, round(y + h + m))))
+                crop.save(root / split / names[c] / f"{stem}_{k}.jpg", quality=92)
 
 
 def _coco(root: Path, splits: dict, names: list[str], size: int) -> None:

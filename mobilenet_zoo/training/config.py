@@ -89,8 +89,12 @@ class ClassificationConfig:
     central_fraction: float = _f(0.875, "evaluation central crop (Inception / TF-slim eval); 1.0 = none")
 
 
-#: What ``finetune`` fits (issue 29); classifier and segmenter fine-tuning: later releases.
-FINETUNE_TASKS = ("detector",)
+#: What ``finetune`` fits (issue 29), and the model class a preset must fit for each
+#: (``hub.presets.check_preset_fits``); segmenter fine-tuning: a later release.
+FINETUNE_TASKS = ("detector", "classifier")
+_FINETUNE_MODEL = {"detector": "SSD", "classifier": "MobileNetClassifier"}
+#: The data layouts each task reads (``--format``; ``auto``: detected).
+FINETUNE_FORMATS = {"detector": ("auto", "coco", "voc", "yolo"), "classifier": ("auto", "folders")}
 #: ``--quantize`` of a fine-tune run: the phone file written beside ``model.tflite`` (float32).
 FINETUNE_QUANTIZE = ("none", "dynamic", "float16", "int8")
 #: Where a detector fine-tune starts by default: the ImageNet weights that ship in the wheel
@@ -109,6 +113,13 @@ FINETUNE_SCHEDULES = Schedules(
     full=_FINETUNE, embedded=_FINETUNE,
     smoke=Schedule(epochs=1, batch_size=2, learning_rate=0.004, steps_per_epoch=2, eval_batch=2,
                    freeze_until="P3"),
+)
+# A classifier fine-tune: the two stages of the Keras transfer-learning guide (training.transfer):
+# half the epochs train the new head with Adam 1e-3, the rest the top blocks at a tenth of it.
+_CLASSIFIER = Schedule(epochs=10, batch_size=32, learning_rate=1e-3)
+FINETUNE_CLASSIFIER_SCHEDULES = Schedules(
+    full=_CLASSIFIER, embedded=_CLASSIFIER,
+    smoke=Schedule(epochs=2, batch_size=4, learning_rate=1e-3, eval_batch=4),
 )
 
 
@@ -130,15 +141,16 @@ class FinetuneOptions:
     def __post_init__(self) -> None:
         if self.task not in FINETUNE_TASKS:
             raise ValueError(f"finetune: task {self.task!r} is not one of {', '.join(FINETUNE_TASKS)} "
-                             "(classifier and segmenter fine-tuning: recipes/transfer.py and "
-                             "recipes/segmentation.py for now).")
+                             "(segmenter fine-tuning: recipes/segmentation.py for now).")
         if not isinstance(self.data_dir, (str, os.PathLike)) or not os.path.isdir(self.data_dir):
             raise ValueError(f"finetune: DATA {self.data_dir!r} is not a folder. Give the folder of "
                              "your labelled photos: COCO JSON, Pascal VOC or YOLO (docs/finetune.md).")
         meta = presets.get_preset(self.preset)  # ValueError listing the presets
-        presets.check_preset_fits(meta, "SSD")  # ValueError naming what fits
-        if self.format not in ("auto", "coco", "voc", "yolo"):
-            raise ValueError(f"finetune: format must be auto, coco, voc or yolo; got {self.format!r}.")
+        presets.check_preset_fits(meta, _FINETUNE_MODEL[self.task])  # ValueError naming what fits
+        formats = FINETUNE_FORMATS[self.task]
+        if self.format not in formats:
+            raise ValueError(f"finetune: a {self.task}'s data format is one of {', '.join(formats)}; "
+                             f"got {self.format!r}.")
         if self.resize_mode not in ("stretch", "pad"):
             raise ValueError(f"finetune: resize_mode must be 'stretch' (what MediaPipe does) or 'pad'; "
                              f"got {self.resize_mode!r}.")
@@ -149,6 +161,9 @@ class FinetuneOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"finetune: {name} must be a positive integer or None; got {value!r}.")
-        if self.image_size is not None and self.image_size < 64:
+        if self.task == "detector" and self.image_size is not None and self.image_size < 64:
             raise ValueError(f"finetune: image_size must be at least 64 (an SSD's smallest feature "
                              f"map); got {self.image_size}.")
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(f"finetune: image_size must be at least 32 (the backbone's stride); "
+                             f"got {self.image_size}.")

@@ -141,7 +141,7 @@ def labelled_folder(data_dir: str, fmt: str | None, skip_bad_labels: bool) -> Da
     except LabelError as err:
         raise SystemExit(f"error: --data-dir {data_dir}: {err}\nNothing was trained: fix the "
                          "labels, or pass --skip-bad-labels to drop them.") from None
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # a layout forced with --format that is not there
         raise SystemExit(f"error: --data-dir {data_dir}: {err} Nothing was run.") from None
     if list(train.class_names) != list(val.class_names):
         raise SystemExit(f"error: --data-dir {data_dir}: the train and val splits name other classes "

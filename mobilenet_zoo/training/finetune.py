@@ -8,34 +8,58 @@ class predictor for the data's classes: the TF OD API's ``fine_tune_checkpoint_t
 "detection"``, formerly ``from_detection_checkpoint: true``; an ImageNet preset initialises the
 backbone), trained with the recipes' loop (progress, ``--resume``, checkpoints), then saved,
 exported for phones and measured side by side (``training.report``).
+
+``run_classifier`` is ``... classifier DATA``: class folders (``data.layouts.folders``), a
+``MobileNetClassifier`` on the preset's backbone with a new head, trained in the two stages of
+``training.transfer`` (the head with the backbone frozen, then the top blocks), the same files
+and report (top-1 / top-5, accuracy per class, a confusion matrix).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
+from mobilenet_zoo import presets
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.data.layouts import LabelError
+from mobilenet_zoo.data.layouts.readers import read_folders
+from mobilenet_zoo.data.seeds import with_example_seeds
 from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.detection.visualize import draw_detections
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.hub.presets import get_preset
+from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training import report as reporting
-from mobilenet_zoo.training.config import FINETUNE_SCHEDULES, FinetuneOptions, RunOptions
+from mobilenet_zoo.training import transfer
+from mobilenet_zoo.training.config import (
+    FINETUNE_CLASSIFIER_SCHEDULES,
+    FINETUNE_SCHEDULES,
+    FinetuneOptions,
+    RunOptions,
+)
 from mobilenet_zoo.training.detection import labelled_folder
-from mobilenet_zoo.training.run import RunContext, fit
+from mobilenet_zoo.training.run import DataChoice, RunContext, fit
 from mobilenet_zoo.training.schedule import TrainFlags, resolve
 
 #: The side a detection preset is fine-tuned at unless ``image_size`` says (a larger preset,
 #: the 512-pixel face SSD, is 2.6x slower per step at its own size on a CPU).
 DEFAULT_DETECTOR_SIZE = 320
 #: The phone file of each ``quantize`` (``model.tflite`` is always the float32 one).
+#: The top blocks a classifier fine-tune trains in its second stage (the Keras transfer-learning
+#: guide's recipe, ``training.transfer``).
+UNFREEZE_BLOCKS = 2
 QUANTIZED_FILES = {"dynamic": "model_dynamic.tflite", "float16": "model_float16.tflite",
                    "int8": "model_int8.tflite"}
+#: What a fine-tune writes besides the run state: ``--overwrite`` removes them first.
+OUTPUT_FILES = ("model.keras", "model.tflite", *QUANTIZED_FILES.values(), reporting.REPORT_JSON,
+                reporting.REPORT_MD, reporting.PR_CURVES, reporting.DETECTIONS, reporting.CONFUSION)
 
 
 @dataclass
@@ -53,15 +77,15 @@ class Finetuned:
 
 def run_detector(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags) -> Finetuned:
     """Fine-tunes an SSD on ``options.data_dir``; see the module docstring."""
-    context = RunContext.start(run_options)
     choice = labelled_folder(options.data_dir, None if options.format == "auto" else options.format,
-                              options.skip_bad_labels)
-    if context.smoke:
+                             options.skip_bad_labels)
+    if run_options.smoke:
         choice = dataclasses.replace(choice, kind="mock")
-    print(choice.line, flush=True)
+    context = _start(run_options, options, choice)
     context.set_seed()
     names = list(choice.train.class_names)
-    plan = resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples)
+    plan = _fit_batch(resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
+                      choice.train.num_examples)
     size = options.image_size or min(DEFAULT_DETECTOR_SIZE, _preset_size(options.preset))
     with context.scope():
         model = SSD.from_preset(options.preset, num_classes=len(names), class_names=names,
@@ -84,22 +108,141 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
     draw_detections(batch, {k: np.asarray(v) for k, v in dets.items()}, names,
                     model.bounding_box_format, context.path(reporting.DETECTIONS))
     reporting.pr_curves(scored, names, context.path(reporting.PR_CURVES))
+    training = (f"{_epochs(plan.epochs)} of batch {plan.batch_size}, learning "
+                f"rate {plan.learning_rate}, backbone frozen to {plan.freeze_until}, "
+                f"{fitted.train_seconds:.0f} s")
+    return _finish(context, options, "detector", model, choice, names, scored, files,
+                   {"image_size": size, "resize_mode": options.resize_mode, "training": training,
+                    "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss},
+                   {"pr_curves": reporting.PR_CURVES, "detections": reporting.DETECTIONS})
+
+
+def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags) -> Finetuned:
+    """Fine-tunes a ``MobileNetClassifier`` on class folders; see the module docstring."""
+    choice = _class_folders(options.data_dir, options.skip_bad_labels)
+    if run_options.smoke:
+        choice = dataclasses.replace(choice, kind="mock")
+    context = _start(run_options, options, choice)
+    context.set_seed()
+    names = list(choice.train.class_names)
+    plan = _fit_batch(resolve(FINETUNE_CLASSIFIER_SCHEDULES.of(choice.kind), given,
+                              choice.train.num_examples), choice.train.num_examples)
+    size = options.image_size or _preset_size(options.preset)
+    train = _class_batches(choice.train, size, plan.batch_size, True, context.seed)
+    val = _class_batches(choice.val, size, plan.eval_batch, False, context.seed)
+    if context.smoke:
+        train, val = train.take(2), val.take(1)
+    with context.scope():
+        model = MobileNetClassifier.from_preset(options.preset, input_shape=(size, size, 3),
+                                                num_classes=len(names), include_preprocessing=True,
+                                                dropout=0.2)
+    head_epochs = max(1, plan.epochs // 2)
+    print(f"model: MobileNetClassifier {size}x{size} from {options.preset}, {len(names)} classes "
+          f"({', '.join(names)}); {_epochs(head_epochs)} of the head, then "
+          f"{_epochs(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks", flush=True)
+    start = time.time()
+    transfer.fine_tune(model, train, val, head_epochs=head_epochs,
+                       fine_tune_epochs=plan.epochs - head_epochs, unfreeze_blocks=UNFREEZE_BLOCKS,
+                       learning_rate=plan.learning_rate, fine_tune_learning_rate=plan.learning_rate / 10,
+                       callbacks=lambda stage: context.callbacks(subdir=stage), verbose=context.verbose)
+    seconds = round(time.time() - start, 1)
+    context.save_model(model)
+    files = _export_files(context, model, train, options.quantize, {"metadata": {"labels": names}})
+    max_batches = options.eval_batches
+    scored = [reporting.score_classifier("Keras (float32)", context.path("model.keras"),
+                                         model.predict_on_batch, val, names, max_batches)]
+    scored += [reporting.score_classifier(label, context.path(name), TFLiteRunner(context.path(name)),
+                                          val, names, max_batches) for label, name in files]
+    reporting.confusion_matrix(scored[0].confusion, names, "Keras model, validation set",
+                               context.path(reporting.CONFUSION))
+    training = (f"{_epochs(head_epochs)} of the head at learning rate {plan.learning_rate}, then "
+                f"{_epochs(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks at "
+                f"{plan.learning_rate / 10:g}, batch {plan.batch_size}, {seconds:.0f} s")
+    return _finish(context, options, "classifier", model, choice, names, scored, files,
+                   {"image_size": size, "training": training, "train_seconds": seconds},
+                   {"confusion": reporting.CONFUSION})
+
+
+def _finish(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model, choice: Any,
+            names: list[str], scored: list, files: list[tuple[str, str]], facts: dict[str, Any],
+            pictures: dict[str, str]) -> Finetuned:
+    """``report.json`` / ``report.md`` and a line per file; the ``Finetuned``."""
     phone = files[-1][1]
-    summary = {"task": "detector", "out": context.out_dir, "data": choice.description,
-               "preset": options.preset, "image_size": size, "resize_mode": options.resize_mode,
-               "training": f"{plan.epochs} epoch{'s' * (plan.epochs != 1)} of batch {plan.batch_size}, learning rate "
-                           f"{plan.learning_rate}, backbone frozen to {plan.freeze_until}, "
-                           f"{fitted.train_seconds:.0f} s",
-               "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss,
-               "phone_file": phone, "args": context.flags}
-    report = reporting.write_report(context.out_dir, summary, scored, names,
-                                    reporting.mediapipe_snippet(phone, options.resize_mode))
+    summary = {"task": task, "out": context.out_dir, "data": choice.description,
+               "preset": options.preset, **facts, "phone_file": phone, "args": context.flags}
+    snippet = reporting.mediapipe_snippet(phone, options.resize_mode, task)
+    report = reporting.write_report(context.out_dir, summary, scored, names, snippet, pictures)
     for s in scored:
-        m = s.evaluation.metrics
-        print(f"{s.name:<24} {s.file:<22} AP {100 * m['AP']:5.1f}  AP50 {100 * m['AP50']:5.1f}  "
-              f"{s.latency_ms:6.1f} ms/image  {s.size_mb:5.1f} MB", flush=True)
+        numbers = "  ".join(f"{k} {100 * v:5.1f}" for k, v in s.metrics.items()
+                            if k in ("AP", "AP50", "top1", "top5"))
+        print(f"{s.name:<28} {s.file:<22} {numbers}  {s.latency_ms:6.1f} ms/image  {s.size_mb:5.1f} MB",
+              flush=True)
     print(f"report: {context.path(reporting.REPORT_MD)}", flush=True)
     return Finetuned(model, report, context.out_dir)
+
+
+def _class_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
+    """Class folders the user made, checked before anything trains."""
+    try:
+        train = read_folders(data_dir, "train", skip_bad_labels=skip_bad_labels)
+        val = read_folders(data_dir, "val", skip_bad_labels=skip_bad_labels)
+    except LabelError as err:
+        raise SystemExit(f"error: {data_dir}: {err}\nNothing was trained: fix the folders, or pass "
+                         "--skip-bad-labels to leave the bad images out.") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {data_dir}: {err} Nothing was run.") from None
+    for note in (*train.notes, *val.notes):
+        print(f"data: {note}", flush=True)
+    return DataChoice("full", f"class folders {data_dir} ({train.num_examples} train, {val.num_examples} "
+                      f"val images, classes {', '.join(train.class_names)})", train, val)
+
+
+def _class_batches(source: Any, size: int, batch_size: int, training: bool, seed: int) -> Any:
+    """``(images, labels)`` batches: each photo stretched to ``size`` (as MediaPipe's
+    ImageClassifier feeds the file), shuffled and flipped when ``training`` (seeded per example)."""
+    tf = import_tensorflow("the classifier's tf.data pipeline")
+    ds = source.dataset
+    if training:
+        ds = ds.shuffle(max(1, source.num_examples), seed=seed, reshuffle_each_iteration=True)
+    ds = with_example_seeds(ds, seed)
+
+    def prepare(example, example_seed):
+        image, label = example
+        image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+        if training:
+            image = tf.image.stateless_random_flip_left_right(image, example_seed)
+        return image, label
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _start(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice) -> RunContext:
+    """The run context, once the data has been read and checked and the preset is installed:
+    only then is ``--out`` claimed (``--overwrite`` clears the earlier run's state and the
+    files a fine-tune writes, so none of the old run's files is left beside the new ones)."""
+    presets.installed_preset(options.preset)  # a remote preset: downloaded now, or its error
+    context = RunContext.start(run_options)
+    if run_options.overwrite:
+        for name in OUTPUT_FILES:
+            if os.path.isfile(context.path(name)):
+                os.remove(context.path(name))
+    print(choice.line, flush=True)
+    return context
+
+
+def _fit_batch(plan: Any, num_examples: int | None) -> Any:
+    """A batch larger than the training photos would train nothing (the detector's training
+    batches drop the remainder): it becomes their number, and the run says so."""
+    if num_examples and plan.batch_size > num_examples:
+        print(f"data: batch {plan.batch_size} is more than the {num_examples} training photos: "
+              f"batch {num_examples} (--batch-size)", flush=True)
+        steps = plan.steps_per_epoch and max(1, plan.steps_per_epoch * plan.batch_size // num_examples)
+        return dataclasses.replace(plan, batch_size=num_examples, steps_per_epoch=steps)
+    return plan
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' * (n != 1)}"
 
 
 def _preset_size(preset: str) -> int:
@@ -109,18 +252,24 @@ def _preset_size(preset: str) -> int:
 
 
 def _export(context: RunContext, model: SSD, choice: Any, plan: Any, quantize: str) -> list[tuple[str, str]]:
-    """``model.tflite`` (float32) and the ``quantize`` file, each with MediaPipe metadata and
-    the post-processing op the export CLI writes; int8 calibrated on training images
-    through the model's own pipeline, with uint8 camera pixels in. Returns (label, file)."""
-    common = {"postprocess": "detection_postprocess_fast"}  # the export CLI's choice for SSDs
+    """A detector's files: the post-processing op the export CLI writes (class-agnostic NMS,
+    what MediaPipe reads); int8 calibrated on training images through its own pipeline."""
+    return _export_files(context, model, model.preprocessor.pipeline(choice.train, plan.batch_size),
+                         quantize, {"postprocess": "detection_postprocess_fast"})
+
+
+def _export_files(context: RunContext, model: keras.Model, calibration: Any, quantize: str,
+                  common: dict[str, Any]) -> list[tuple[str, str]]:
+    """``model.tflite`` (float32) and the ``quantize`` file, each with MediaPipe metadata;
+    ``"int8"``: calibrated on ``calibration`` batches, uint8 camera pixels in. Returns
+    (label, file) of each."""
     to_tflite(model, context.path("model.tflite"), **common)
     files = [("TFLite float32", "model.tflite")]
     if quantize == "none":
         return files
     extra: dict[str, Any] = {}
     if quantize == "int8":
-        extra = {"representative_data": model.preprocessor.pipeline(choice.train, plan.batch_size),
-                 "uint8_io": True}
+        extra = {"representative_data": calibration, "uint8_io": True}
     to_tflite(model, context.path(QUANTIZED_FILES[quantize]), quantize=quantize, **common, **extra)
     files.append((f"TFLite {quantize}" + (" (post-training)" if quantize == "int8" else ""),
                   QUANTIZED_FILES[quantize]))

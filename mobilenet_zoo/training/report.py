@@ -23,7 +23,6 @@ import numpy as np
 
 from mobilenet_zoo.detection.coco_eval import (
     RECALL_LEVELS,
-    CocoEvaluation,
     coco_evaluation,
     collect,
 )
@@ -33,6 +32,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PR_CURVES = "pr_curves.png"
 DETECTIONS = "detections.png"
+CONFUSION = "confusion.png"
 
 
 @dataclass
@@ -41,15 +41,21 @@ class Scored:
 
     name: str  #: for people: "Keras (float32)", "TFLite int8"...
     file: str  #: its file name in the run folder
-    evaluation: CocoEvaluation
+    metrics: dict[str, float]  #: detectors: pycocotools' 12; classifiers: top1, top5
+    per_class: dict[str, dict[str, float]]  #: detectors: AP, AP50, AP75; classifiers: accuracy
     latency_ms: float  #: median time for one image (batch 1), this machine
     size_mb: float
-    notes: list[str] = field(default_factory=list)
+    images: int = 0  #: validation photos scored
+    curves: dict[str, list[float]] = field(default_factory=dict)  #: detectors: PR at IoU 0.5
+    confusion: list[list[int]] | None = None  #: classifiers: [true][predicted] counts
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "size_mb": round(self.size_mb, 2),
-                "latency_ms": round(self.latency_ms, 2), "metrics": self.evaluation.metrics,
-                "per_class": self.evaluation.per_class, "notes": self.notes}
+        out = {"name": self.name, "file": self.file, "size_mb": round(self.size_mb, 2),
+               "latency_ms": round(self.latency_ms, 2), "images": self.images, "metrics": self.metrics,
+               "per_class": self.per_class}
+        if self.confusion is not None:
+            out["confusion"] = self.confusion
+        return out
 
 
 def median_latency_ms(predict: Callable[[np.ndarray], Any], image: np.ndarray, repeats: int = 10) -> float:
@@ -77,10 +83,45 @@ def score_detector(name: str, path: str, predict: Callable[[Any], dict], val: An
 
     ground_truth, detections = collect(run, val, model.bounding_box_format, model.image_size,
                                        source.category_ids, source.class_names, max_batches)
+    evaluation = coco_evaluation(ground_truth, detections)
     first = np.asarray(next(iter(val))[0])[0]
-    size = os.path.getsize(path) / 1e6 if os.path.isfile(path) else _folder_size(path)
-    return Scored(name, os.path.basename(path), coco_evaluation(ground_truth, detections),
-                  median_latency_ms(run, first), size)
+    return Scored(name, os.path.basename(path), evaluation.metrics, evaluation.per_class,
+                  median_latency_ms(run, first), _size_mb(path), len(ground_truth["images"]),
+                  curves=evaluation.pr_curves)
+
+
+def score_classifier(name: str, path: str, predict: Callable[[Any], Any], val: Any,
+                     class_names: Sequence[str], max_batches: int | None = None) -> Scored:
+    """``predict`` (Keras ``predict_on_batch`` or a ``TFLiteRunner``: class scores) over the
+    ``(images, labels)`` batches ``val``: top-1, top-5 (top-k of all classes when fewer than
+    5), accuracy per class and the confusion matrix."""
+    def run(images):
+        out = predict(np.asarray(images))
+        return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
+
+    n = len(class_names)
+    confusion = np.zeros((n, n), np.int64)
+    top5 = total = 0
+    for b, (images, labels) in enumerate(val):
+        if max_batches is not None and b >= max_batches:
+            break
+        # float64 first: a uint8 file's scores would wrap around when negated for the sort
+        scores = run(images).astype(np.float64).reshape(len(labels), -1)
+        labels = np.asarray(labels).astype(np.int64)
+        best = np.argsort(-scores, axis=-1)
+        np.add.at(confusion, (labels, best[:, 0]), 1)
+        top5 += int((best[:, :5] == labels[:, None]).any(-1).sum())
+        total += len(labels)
+    per_class = {c: {"accuracy": float(confusion[i, i] / row) if (row := confusion[i].sum()) else -1.0,
+                     "images": int(confusion[i].sum())} for i, c in enumerate(class_names)}
+    metrics = {"top1": float(np.trace(confusion) / max(total, 1)), "top5": float(top5 / max(total, 1))}
+    first = np.asarray(next(iter(val))[0])[0]
+    return Scored(name, os.path.basename(path), metrics, per_class, median_latency_ms(run, first),
+                  _size_mb(path), total, confusion=confusion.tolist())
+
+
+def _size_mb(path: str) -> float:
+    return os.path.getsize(path) / 1e6 if os.path.isfile(path) else _folder_size(path)
 
 
 def _folder_size(path: str) -> float:
@@ -99,8 +140,8 @@ def pr_curves(scored: Sequence[Scored], class_names: Sequence[str], path: str) -
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
     for ax, name in zip(axes.flat, class_names):
         for s in scored:
-            ap50 = s.evaluation.per_class.get(name, {}).get("AP50", -1.0)
-            ax.plot(RECALL_LEVELS, s.evaluation.pr_curves.get(name, [0.0] * len(RECALL_LEVELS)),
+            ap50 = s.per_class.get(name, {}).get("AP50", -1.0)
+            ax.plot(RECALL_LEVELS, s.curves.get(name, [0.0] * len(RECALL_LEVELS)),
                     label=f"{s.name} ({ap50:.2f})" if ap50 >= 0 else s.name)
         ax.set(title=name, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.legend(fontsize=6, loc="lower left")
@@ -115,29 +156,69 @@ def pr_curves(scored: Sequence[Scored], class_names: Sequence[str], path: str) -
     return path
 
 
-def mediapipe_snippet(tflite_file: str, resize_mode: str) -> str:
-    """The MediaPipe Tasks ObjectDetector code that runs ``tflite_file`` (its metadata carries
-    the labels and the post-processing op, so no other file is needed)."""
+def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str,
+                     path: str) -> str:
+    """The confusion matrix (rows: true class, columns: predicted) as a picture."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    counts = np.asarray(confusion)
+    side = max(3.0, 0.5 * len(class_names) + 1.5)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    image = ax.imshow(counts, cmap="Blues")
+    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xlabel="predicted",
+           ylabel="true", title=title)
+    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    if len(class_names) <= 20:
+        for (i, j), v in np.ndenumerate(counts):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > counts.max() / 2 else "black")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+    return path
+
+
+#: The MediaPipe Tasks API that runs each task's file, and how it prints a result.
+_MEDIAPIPE = {
+    "detector": ("ObjectDetector", "score_threshold=0.3", "detect",
+                 "    for d in result.detections:\n"
+                 "        print(d.categories[0].category_name, d.categories[0].score, d.bounding_box)\n"),
+    "classifier": ("ImageClassifier", "max_results=3", "classify",
+                   "    for c in result.classifications[0].categories:\n"
+                   "        print(c.category_name, c.score)\n"),
+}
+
+
+def mediapipe_snippet(tflite_file: str, resize_mode: str = "stretch", task: str = "detector") -> str:
+    """The MediaPipe Tasks code that runs ``tflite_file`` (its metadata carries the labels, the
+    input normalisation and, for a detector, the post-processing op: no other file needed)."""
+    api, option, call, show = _MEDIAPIPE[task]
     note = ("" if resize_mode == "stretch" else
             "# This model was trained padded to a square; ObjectDetector stretches the photo\n"
             "# (docs/deploy.md, 'Resize mode'): crop photos to a square first, or fine-tune\n"
             "# with --resize-mode stretch.\n")
     return (f"{note}import mediapipe as mp\n"
             "from mediapipe.tasks.python import BaseOptions, vision\n\n"
-            f"options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=\"{tflite_file}\"),\n"
-            "                                       score_threshold=0.3)\n"
-            "with vision.ObjectDetector.create_from_options(options) as detector:\n"
-            "    result = detector.detect(mp.Image.create_from_file(\"photo.jpg\"))\n"
-            "    for d in result.detections:\n"
-            "        print(d.categories[0].category_name, d.categories[0].score, d.bounding_box)\n")
+            f"options = vision.{api}Options(base_options=BaseOptions(model_asset_path=\"{tflite_file}\"),\n"
+            f"                                {option})\n"
+            f"with vision.{api}.create_from_options(options) as model:\n"
+            f"    result = model.{call}(mp.Image.create_from_file(\"photo.jpg\"))\n"
+            f"{show}")
 
 
 def write_report(out_dir: str, summary: dict[str, Any], scored: Sequence[Scored],
-                 class_names: Sequence[str], snippet: str) -> dict[str, Any]:
+                 class_names: Sequence[str], snippet: str, pictures: dict[str, str]) -> dict[str, Any]:
     """``report.json`` and ``report.md`` in ``out_dir`` (each written whole or not at all);
-    the pictures (``PR_CURVES``, ``DETECTIONS``) are expected there. Returns the report."""
+    ``pictures`` (``{what: file name}``) are expected there. Returns the report."""
     report = {**summary, "classes": list(class_names), "models": [s.as_json() for s in scored],
-              "pictures": {"pr_curves": PR_CURVES, "detections": DETECTIONS}, "mediapipe": snippet}
+              "pictures": dict(pictures), "mediapipe": snippet}
     _write_text(os.path.join(out_dir, REPORT_JSON), json.dumps(report, indent=2) + "\n")
     _write_text(os.path.join(out_dir, REPORT_MD), _markdown(report, scored, class_names))
     return report
@@ -151,33 +232,43 @@ def _write_text(path: str, text: str) -> None:
     atomic_write(path, write)
 
 
+#: Per task: (headline metrics, what they are, the per-class number, the per-class count).
+_TABLES = {
+    "detector": (("AP", "AP50", "AP75"), "COCO AP (IoU 0.50:0.95), AP50 and AP75 by pycocotools",
+                 "AP50", ("boxes", "ground_truth")),
+    "classifier": (("top1", "top5"), "Top-1 and top-5 accuracy (top-k of all classes when fewer "
+                   "than 5)", "accuracy", ("images", "images")),
+}
+_PICTURES = {"pr_curves": "Precision-recall curves", "detections": "Detections on validation photos "
+             "(Keras model)", "confusion": "Confusion matrix (Keras model; rows: true class)"}
+
+
 def _markdown(report: dict[str, Any], scored: Sequence[Scored], class_names: Sequence[str]) -> str:
     def pct(v: float) -> str:
         return "n/a" if v < 0 else f"{100 * v:.1f}"
 
+    keys, what, per, (count_title, count_key) = _TABLES[report.get("task", "detector")]
     lines = [f"# Fine-tuned {report.get('task', 'model')}: {report.get('out', '')}", "",
              f"Data: {report.get('data', '')}", "",
              f"Started from `{report.get('preset', '')}`; {report.get('training', '')}", "",
-             "## Every model on the same validation set", "",
-             "COCO AP (IoU 0.50:0.95), AP50 and AP75 by pycocotools, in percent; latency: median "
-             "for one image on the machine that ran the report.", "",
-             "| model | file | MB | ms / image | AP | AP50 | AP75 |", "|---|---|---:|---:|---:|---:|---:|"]
+             "## Every model on the same validation photos", "",
+             f"{what}, in percent, on {scored[0].images if scored else 0} validation photos; latency: "
+             "median for one image on the machine that ran the report. `model.keras` also holds "
+             "the optimizer's state (to train on).",
+             "", "| model | file | MB | ms / image | " + " | ".join(keys) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(keys)]
     for s in scored:
-        m = s.evaluation.metrics
-        lines.append(f"| {s.name} | `{s.file}` | {s.size_mb:.1f} | {s.latency_ms:.1f} | {pct(m['AP'])} | "
-                     f"{pct(m['AP50'])} | {pct(m['AP75'])} |")
-    lines += ["", "## AP50 per class", "",
-              "| class | boxes | " + " | ".join(s.name for s in scored) + " |",
+        lines.append(f"| {s.name} | `{s.file}` | {s.size_mb:.1f} | {s.latency_ms:.1f} | "
+                     + " | ".join(pct(s.metrics[k]) for k in keys) + " |")
+    lines += ["", f"## {per} per class", "",
+              f"| class | {count_title} | " + " | ".join(s.name for s in scored) + " |",
               "|---|---:|" + "---:|" * len(scored)]
     for name in class_names:
-        count = scored[0].evaluation.per_class.get(name, {}).get("ground_truth", 0) if scored else 0
-        cells = [pct(s.evaluation.per_class.get(name, {}).get("AP50", -1.0)) for s in scored]
+        count = scored[0].per_class.get(name, {}).get(count_key, 0) if scored else 0
+        cells = [pct(s.per_class.get(name, {}).get(per, -1.0)) for s in scored]
         lines.append(f"| {name} | {count} | " + " | ".join(cells) + " |")
-    notes = [n for s in scored for n in s.notes]
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
-    lines += ["", "## Precision-recall curves", "", f"![precision-recall]({PR_CURVES})", "",
-              "## Detections on validation photos (Keras model)", "", f"![detections]({DETECTIONS})",
-              "", "## On the phone: MediaPipe Tasks", "", "```python", report["mediapipe"].rstrip(),
+    for key, file in report["pictures"].items():
+        lines += ["", f"## {_PICTURES[key]}", "", f"![{key}]({file})"]
+    lines += ["", "## On the phone: MediaPipe Tasks", "", "```python", report["mediapipe"].rstrip(),
               "```", ""]
     return "\n".join(lines)

@@ -3,8 +3,8 @@ shipped ImageNet preset, with the default schedule, far above the same SSD train
 scratch on the same photos with the same schedule; the int8 phone file keeps the float file's
 AP50, and MediaPipe's ObjectDetector finds the digits in it by their names.
 
-Measured (docs/finetune.md): AP50 0.566 fine-tuned vs 0.000 from scratch, int8 0.606 vs float
-TFLite 0.577 (12 epochs, 2.4 min). Marked slow: about 9 minutes."""
+Measured (docs/finetune.md): AP50 0.789 fine-tuned vs 0.001 from scratch, int8 0.733 vs float
+TFLite 0.758 (24 epochs, 3.9 min; scratch 8.3 min). Marked slow: about 13 minutes."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ def test_fine_tuning_the_imagenet_preset_learns_new_classes_far_above_scratch(tm
     assert run.report["preset"] == "mobilenet_v1_1.0_224_imagenet"
     keras_ap50 = _ap50(run.report, "model.keras")
     float_ap50, int8_ap50 = _ap50(run.report, "model.tflite"), _ap50(run.report, "model_int8.tflite")
-    assert keras_ap50 >= 0.45, run.report["models"]
+    assert keras_ap50 >= 0.6, run.report["models"]
     assert abs(int8_ap50 - float_ap50) <= 0.06, run.report["models"]
 
     # The same SSD from scratch, same photos and schedule (recipes/ssd_coco.py reads the folder).
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "recipes", "ssd_coco.py"), "--data-dir", str(data),
-         "--weights", "scratch", "--epochs", "12", "--batch-size", "16", "--image-size", "224",
+         "--weights", "scratch", "--epochs", "24", "--batch-size", "16", "--image-size", "224",
          "--learning-rate", "0.004", "--freeze-until", "none", "--no-tflite",
          "--out", str(tmp_path / "scratch")], capture_output=True, text=True, env=env, cwd=REPO,
         timeout=1200)
