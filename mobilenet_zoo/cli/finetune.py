@@ -83,6 +83,12 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
     e.add_argument("--eval-batches", type=int, default=None,
                    help="evaluate on this many validation batches only (default: all)")
     flags.add_common_flags(p, OUT_DEFAULT)
+    # One machine: the recipes take --strategy / --tpu; here they are refused (checked_options).
+    for flag in ("--strategy", "--tpu"):
+        p._option_string_actions[flag].help = argparse.SUPPRESS
+    p._option_string_actions["--smoke"].help = ("two training steps and one validation batch on "
+                                                "DATA, to check the plumbing")
+    p._option_string_actions["--out"].help = f"the run folder (default: {OUT_DEFAULT})"
     return p
 
 

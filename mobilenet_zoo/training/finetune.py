@@ -205,15 +205,8 @@ def _class_batches(source: Any, size: int, batch_size: int, training: bool, seed
     if training:
         ds = ds.shuffle(max(1, source.num_examples), seed=seed, reshuffle_each_iteration=True)
     ds = with_example_seeds(ds, seed)
-
-    def prepare(example, example_seed):
-        image, label = example
-        image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
-        if training:
-            image = tf.image.stateless_random_flip_left_right(image, example_seed)
-        return image, label
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.map(transfer.stretch_and_flip(size, training), num_parallel_calls=tf.data.AUTOTUNE).batch(
+        batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _start(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice) -> RunContext:

@@ -149,6 +149,13 @@ def pr_curves(scored: Sequence[Scored], class_names: Sequence[str], path: str) -
         ax.axis("off")
     fig.suptitle("Precision-recall at IoU 0.5 (AP50 in brackets), validation set")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str) -> str:
+    """The figure as a PNG at ``path`` (whole or not at all), then closed."""
+    from matplotlib import pyplot as plt
+
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     finally:
@@ -178,11 +185,7 @@ def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[s
                     color="white" if v > counts.max() / 2 else "black")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 #: The MediaPipe Tasks API that runs each task's file, and how it prints a result.

@@ -129,6 +129,14 @@ def array_dataset(
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = with_example_seeds(ds, seed)  # stateless flips: same seed, same run
+    return ds.map(stretch_and_flip(size, training), num_parallel_calls=tf.data.AUTOTUNE).batch(
+        batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def stretch_and_flip(size: int, training: bool) -> Callable:
+    """The map function of the classifier pipelines over ``((image, label), example_seed)``
+    (``with_example_seeds``): the image stretched to ``size`` x ``size`` as float pixels, and
+    flipped left-right by its own seed when ``training`` (the paper's little augmentation)."""
 
     def prepare(example, example_seed):
         image, label = example
@@ -137,9 +145,7 @@ def array_dataset(
             image = tf.image.stateless_random_flip_left_right(image, example_seed)
         return image, label
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return prepare
 
 
 @dataclass
