@@ -14,10 +14,13 @@ run.file("model_int8.tflite")    # the phone file, with labels for MediaPipe
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mobilenet_zoo.cli.finetune import OUT_DEFAULT, main, run_call
 from mobilenet_zoo.training.config import DEFAULT_DETECTOR_PRESET
+
+if TYPE_CHECKING:
+    from mobilenet_zoo.training.finetune import Finetuned
 
 __all__ = ["finetune", "main"]
 
@@ -28,7 +31,7 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
              image_size: int | None = None, resize_mode: str = "stretch", quantize: str = "int8",
              skip_bad_labels: bool = False, freeze_until: str | None = None,
              eval_batches: int | None = None, resume: bool = False, overwrite: bool = False,
-             seed: int = 0, smoke: bool = False, verbose: int | None = None) -> Any:
+             seed: int = 0, smoke: bool = False, verbose: int | None = None) -> Finetuned:
     """Fine-tunes ``preset`` on the labelled photos in ``data``, as the command does.
 
     Args:
@@ -57,8 +60,9 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
         ``training.finetune.Finetuned``: ``model``, ``report`` (``report.json``), ``out_dir``.
 
     Raises:
-        ValueError: a bad argument, before anything loads. ``SystemExit``: the data's labels
-        are wrong (each named with its file and line), or ``out`` holds a run.
+        ValueError: a bad argument (before anything loads), labels that are wrong (each named
+            with its file and line), or an ``out`` that holds a run (without ``resume`` or
+            ``overwrite``). TypeError: an argument of the wrong type.
     """
     if not isinstance(task, str) or not isinstance(data, (str, os.PathLike)):
         raise TypeError(f"finetune(task, data): task is a name ('detector') and data a folder path; "

@@ -65,7 +65,7 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         f"(its backbone, extra layers and box predictor kept) (default: "
                         f"{DEFAULT_DETECTOR_PRESET}, which ships)")
     m.add_argument("--image-size", type=int, default=None,
-                   help="input side (default: the preset's, at most 320)")
+                   help="input side (default: the preset's; a detector's at most 320)")
     m.add_argument("--resize-mode", choices=["stretch", "pad"], default="stretch",
                    help="how photos fit the square input: stretch (default; what MediaPipe's "
                         "ObjectDetector does) or pad (keeps the aspect ratio)")
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from mobilenet_zoo.cli import start_backend
 
     start_backend()
-    kept = (f"{args.out} keeps what was finished: --resume continues from its last saved epoch "
-            "(OUT/backup), if one was saved")
+    kept = (f"{args.out} keeps what was finished: --resume continues from the last epoch its "
+            "backup folders saved, if any")
     return common.run_guarded(lambda: _run(options, args), kept=kept)
 
 
@@ -126,6 +126,13 @@ def checked_options(args: argparse.Namespace) -> FinetuneOptions:
             raise ValueError(f"finetune: {', '.join(given)} applies to a detector only; a classifier "
                              "trains its head, then its top 2 blocks, on photos stretched to its input.")
     _check_out(args.out)
+    if os.path.isdir(args.out) and not (args.resume or args.overwrite):
+        from mobilenet_zoo.training.identity import earlier_run  # said before the data is read
+
+        if earlier_run(args.out):
+            raise ValueError(f"finetune: --out {args.out} holds an earlier run; nothing was changed. "
+                             "Pass --resume to continue it, --overwrite to replace it, or choose "
+                             "another --out.")
     if args.learning_rate is not None and not args.learning_rate > 0:
         raise ValueError(f"finetune: --learning-rate must be positive; got {args.learning_rate}.")
     return FinetuneOptions(task=args.task, data_dir=args.data, preset=args.preset, format=args.format,
@@ -142,7 +149,12 @@ def run_call(argv: list[str]) -> Any:
     from mobilenet_zoo.training import finetune
 
     run = finetune.run_detector if options.task == "detector" else finetune.run_classifier
-    return run(options, flags.run_options(args), flags.train_flags(args))
+    try:
+        return run(options, flags.run_options(args), flags.train_flags(args))
+    except SystemExit as stop:  # the command's one-line refusals: a Python error here
+        if isinstance(stop.code, str):
+            raise ValueError(stop.code.removeprefix("error: ")) from None
+        raise
 
 
 def _check_out(out: str) -> None:

@@ -62,10 +62,12 @@ def coco_evaluation(ground_truth: dict, detections: list[dict], verbose: bool = 
         if not ann.get("iscrowd"):
             counts[ann["category_id"]] = counts.get(ann["category_id"], 0) + 1
     if not detections:
-        zero = dict.fromkeys(("AP", "AP50", "AP75"), 0.0)
+        def nothing(count: int) -> dict[str, float]:  # -1: no ground truth, as COCOeval
+            return {**dict.fromkeys(("AP", "AP50", "AP75"), 0.0 if count else -1.0), "ground_truth": count}
+
         return CocoEvaluation(
             dict.fromkeys(METRIC_NAMES, 0.0),
-            {c["name"]: {**zero, "ground_truth": counts[c["id"]]} for c in categories},
+            {c["name"]: nothing(counts[c["id"]]) for c in categories},
             {c["name"]: [0.0] * len(RECALL_LEVELS) for c in categories})
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

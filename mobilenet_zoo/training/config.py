@@ -144,7 +144,8 @@ class FinetuneOptions:
                              "(segmenter fine-tuning: recipes/segmentation.py for now).")
         if not isinstance(self.data_dir, (str, os.PathLike)) or not os.path.isdir(self.data_dir):
             raise ValueError(f"finetune: DATA {self.data_dir!r} is not a folder. Give the folder of "
-                             "your labelled photos: COCO JSON, Pascal VOC or YOLO (docs/finetune.md).")
+                             "your labelled photos: COCO JSON, Pascal VOC or YOLO for a detector, "
+                             "class folders for a classifier (docs/finetune.md).")
         meta = presets.get_preset(self.preset)  # ValueError listing the presets
         presets.check_preset_fits(meta, _FINETUNE_MODEL[self.task])  # ValueError naming what fits
         formats = FINETUNE_FORMATS[self.task]
@@ -160,7 +161,8 @@ class FinetuneOptions:
         for name in ("image_size", "eval_batches"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"finetune: {name} must be a positive integer or None; got {value!r}.")
+                raise ValueError(f"finetune: {name} (--{name.replace('_', '-')}) must be a positive "
+                                 f"integer or None; got {value!r}.")
         if self.task == "detector" and self.image_size is not None and self.image_size < 64:
             raise ValueError(f"finetune: image_size must be at least 64 (an SSD's smallest feature "
                              f"map); got {self.image_size}.")

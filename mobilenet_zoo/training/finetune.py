@@ -21,6 +21,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -29,6 +30,7 @@ import numpy as np
 from mobilenet_zoo import presets
 from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.data.layouts import LabelError
+from mobilenet_zoo.data.layouts.folders import split_folder
 from mobilenet_zoo.data.layouts.readers import read_folders
 from mobilenet_zoo.data.seeds import with_example_seeds
 from mobilenet_zoo.detection.ssd import SSD
@@ -52,6 +54,8 @@ from mobilenet_zoo.training.schedule import TrainFlags, resolve
 #: the 512-pixel face SSD, is 2.6x slower per step at its own size on a CPU).
 DEFAULT_DETECTOR_SIZE = 320
 #: The phone file of each ``quantize`` (``model.tflite`` is always the float32 one).
+#: Photos held in a classifier's shuffle buffer (resized): tf.data's bounded shuffle.
+SHUFFLE_BUFFER = 1024
 #: The top blocks a classifier fine-tune trains in its second stage (the Keras transfer-learning
 #: guide's recipe, ``training.transfer``).
 UNFREEZE_BLOCKS = 2
@@ -72,6 +76,7 @@ class Finetuned:
     out_dir: str
 
     def file(self, name: str) -> str:
+        """The path of ``name`` in the run folder (``run.file("model_int8.tflite")``)."""
         return os.path.join(self.out_dir, name)
 
 
@@ -183,6 +188,11 @@ def _finish(context: RunContext, options: FinetuneOptions, task: str, model: ker
 
 def _class_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
     """Class folders the user made, checked before anything trains."""
+    val_dir = split_folder(Path(data_dir), "val")
+    if val_dir is not None and not any(f.is_file() for f in val_dir.rglob("*")):
+        raise SystemExit(f"error: {val_dir} holds no images: add some to each class, or remove "
+                         "val/ to set aside 10% of the training photos by hashed file name. "
+                         "Nothing was run.")
     try:
         train = read_folders(data_dir, "train", skip_bad_labels=skip_bad_labels)
         val = read_folders(data_dir, "val", skip_bad_labels=skip_bad_labels)
@@ -201,9 +211,13 @@ def _class_batches(source: Any, size: int, batch_size: int, training: bool, seed
     """``(images, labels)`` batches: each photo stretched to ``size`` (as MediaPipe's
     ImageClassifier feeds the file), shuffled and flipped when ``training`` (seeded per example)."""
     tf = import_tensorflow("the classifier's tf.data pipeline")
-    ds = source.dataset
+    # Resized before the shuffle buffer, which is bounded: phone photos at full size would
+    # fill the memory (the second resize, in stretch_and_flip, is then the identity).
+    ds = source.dataset.map(lambda image, label: (tf.image.resize(image, (size, size)), label),
+                            num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        ds = ds.shuffle(max(1, source.num_examples), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(max(1, source.num_examples), SHUFFLE_BUFFER), seed=seed,
+                        reshuffle_each_iteration=True)
     ds = with_example_seeds(ds, seed)
     return ds.map(transfer.stretch_and_flip(size, training), num_parallel_calls=tf.data.AUTOTUNE).batch(
         batch_size).prefetch(tf.data.AUTOTUNE)

@@ -239,8 +239,8 @@ def _write_text(path: str, text: str) -> None:
 _TABLES = {
     "detector": (("AP", "AP50", "AP75"), "COCO AP (IoU 0.50:0.95), AP50 and AP75 by pycocotools",
                  "AP50", ("boxes", "ground_truth")),
-    "classifier": (("top1", "top5"), "Top-1 and top-5 accuracy (top-k of all classes when fewer "
-                   "than 5)", "accuracy", ("images", "images")),
+    "classifier": (("top1", "top5"), "Top-1 and top-5 accuracy (top-5: n/a with 5 classes or "
+                   "fewer)", "accuracy", ("images", "images")),
 }
 _PICTURES = {"pr_curves": "Precision-recall curves", "detections": "Detections on validation photos "
              "(Keras model)", "confusion": "Confusion matrix (Keras model; rows: true class)"}
@@ -260,9 +260,12 @@ def _markdown(report: dict[str, Any], scored: Sequence[Scored], class_names: Seq
              "the optimizer's state (to train on).",
              "", "| model | file | MB | ms / image | " + " | ".join(keys) + " |",
              "|---|---|---:|---:|" + "---:|" * len(keys)]
+    def shown(s: Scored, k: str) -> str:  # top-5 of 5 classes or fewer says nothing
+        return "n/a" if k == "top5" and len(class_names) <= 5 else pct(s.metrics[k])
+
     for s in scored:
         lines.append(f"| {s.name} | `{s.file}` | {s.size_mb:.1f} | {s.latency_ms:.1f} | "
-                     + " | ".join(pct(s.metrics[k]) for k in keys) + " |")
+                     + " | ".join(shown(s, k) for k in keys) + " |")
     lines += ["", f"## {per} per class", "",
               f"| class | {count_title} | " + " | ".join(s.name for s in scored) + " |",
               "|---|---:|" + "---:|" * len(scored)]

@@ -34,7 +34,7 @@ def test_fine_tuning_the_imagenet_preset_learns_new_classes_far_above_scratch(tm
     assert run.report["preset"] == "mobilenet_v1_1.0_224_imagenet"
     keras_ap50 = _ap50(run.report, "model.keras")
     float_ap50, int8_ap50 = _ap50(run.report, "model.tflite"), _ap50(run.report, "model_int8.tflite")
-    assert keras_ap50 >= 0.6, run.report["models"]
+    assert keras_ap50 >= 0.7, run.report["models"]
     assert abs(int8_ap50 - float_ap50) <= 0.06, run.report["models"]
 
     # The same SSD from scratch, same photos and schedule (recipes/ssd_coco.py reads the folder).
@@ -66,7 +66,7 @@ def test_fine_tuning_the_imagenet_preset_learns_new_classes_far_above_scratch(tm
             found = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels)).detections
             truth = [line.split() for line in (data / "labels" / "val" / f"{photo.stem}.txt").read_text().splitlines()]
             hits += any(_matches(d, truth, names, pixels.shape[:2]) for d in found)
-    assert hits >= 0.5 * len(photos), (hits, len(photos))
+    assert hits >= 0.8 * len(photos), (hits, len(photos))  # measured: 55 of 60
 
 
 def _matches(detection, truth, names, size) -> bool:
