@@ -182,7 +182,7 @@ def test_help_and_usage_errors_answer_before_tensorflow_is_imported(command):
 def test_mobilenet_zoo_console_script_lists_its_commands_and_rejects_unknown_ones():
     from mobilenet_zoo.cli import COMMANDS, main
 
-    assert set(COMMANDS) == {"presets", "detect", "classify", "export", "convert"}
+    assert set(COMMANDS) == {"presets", "detect", "classify", "export", "convert", "finetune"}
     done = subprocess.run(["mobilenet-zoo", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and all(name in done.stdout for name in COMMANDS)
     assert main(["detcet"]) == 2
