@@ -41,8 +41,14 @@ def photos(tmp_path_factory) -> Path:
 def run(photos, tmp_path_factory):
     from mobilenet_zoo.finetune import finetune
 
+    # --overwrite into a folder that holds an earlier run, whose phone file of another
+    # --quantize must not be left beside the new files.
+    out = tmp_path_factory.mktemp("runs") / "mine"
+    out.mkdir()
+    (out / "log.csv").write_text("epoch,loss\n0,1.0\n")
+    (out / "model_float16.tflite").write_bytes(b"an earlier run's phone file")
     # The face SSD: a detection preset, whose box predictor the fine-tune keeps.
-    return finetune("detector", photos, out=tmp_path_factory.mktemp("runs") / "mine", smoke=True,
+    return finetune("detector", photos, out=out, smoke=True, overwrite=True,
                     preset="ssd_mobilenet_v1_face_512", image_size=128, verbose=0)
 
 
@@ -78,6 +84,7 @@ def test_fine_tune_writes_the_model_its_phone_files_and_a_side_by_side_report(ru
     assert "model_int8.tflite" in text and "vision.ObjectDetector" in text and "![pr_curves](pr_curves.png)" in text
     # The classes of the data, in the data's order, are the model's and the file's labels.
     assert run.model.class_names == NAMES
+    assert not (out / "model_float16.tflite").exists()  # --overwrite removed the earlier run's
 
 
 @ONE_RUN
@@ -156,14 +163,15 @@ def test_the_python_call_raises_value_errors_instead_of_exiting(photos, tmp_path
 def test_bad_labels_stop_the_fine_tune_naming_the_file_and_line(photos, tmp_path):
     import shutil
 
+    from mobilenet_zoo.finetune import finetune
+
     data = tmp_path / "photos"
     shutil.copytree(photos, data)
     label = sorted((data / "labels" / "train").iterdir())[0]
     label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")  # class 7 of 3
-    done = _cli("detector", str(data), "--out", str(tmp_path / "run"), "--smoke")
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert f"labels/train/{label.name}" in done.stderr and "line" in done.stderr
-    assert not (tmp_path / "run" / "model.keras").exists()
+    with pytest.raises(ValueError, match=rf"labels/train/{label.name}.*line"):
+        finetune("detector", data, out=tmp_path / "run", smoke=True)
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
 def test_help_and_flag_errors_answer_without_loading_keras():
@@ -238,46 +246,44 @@ def test_a_uint8_files_scores_rank_as_their_values():
 
 
 # ------------------------------------------------------------------ careless use (sweep)
-def test_a_batch_larger_than_the_photos_still_trains_and_overwrite_leaves_no_old_file(photos, tmp_path):
-    from mobilenet_zoo.finetune import finetune
+def test_a_batch_larger_than_the_photos_becomes_their_number(capsys):
+    """The detector's training batches drop the remainder: a batch of 16 on 12 photos ran zero
+    steps and exported an untrained model, exit 0."""
+    from mobilenet_zoo.training.finetune import _fit_batch
+    from mobilenet_zoo.training.schedule import Schedule, TrainFlags, resolve
 
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "log.csv").write_text("epoch,loss\n0,1.0\n")  # an earlier run's state
-    (out / "model_int8.tflite").write_bytes(b"an earlier run's phone file")
-    run = finetune("detector", photos, out=out, overwrite=True, epochs=1, batch_size=64,
-                   image_size=64, quantize="none", eval_batches=1, verbose=0)
-    assert run.report["final_loss"] is not None  # 12 photos, batch 64: a batch of 12, not none
-    assert "batch 12" in run.report["training"]
-    assert not (out / "model_int8.tflite").exists()  # not left beside the new float file
-    assert [m["file"] for m in run.report["models"]] == ["model.keras", "model.tflite"]
+    plan = _fit_batch(resolve(Schedule(epochs=2, batch_size=16, learning_rate=0.1), TrainFlags(), 12), 12)
+    assert (plan.batch_size, plan.steps_per_epoch) == (12, 1)
+    assert "batch 16 is more than the 12 training photos: batch 12" in capsys.readouterr().out
+    kept = resolve(Schedule(epochs=2, batch_size=4, learning_rate=0.1), TrainFlags(), 12)
+    assert _fit_batch(kept, 12) == kept
 
 
 @ONE_RUN
 def test_overwrite_with_bad_labels_keeps_the_earlier_run(run, photos, tmp_path):
     import shutil
 
+    from mobilenet_zoo.finetune import finetune
+
     data = tmp_path / "bad"
     shutil.copytree(photos, data)
     label = sorted((data / "labels" / "train").iterdir())[0]
     label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
     state = sorted(p.name for p in Path(run.out_dir).iterdir())
-    done = _cli("detector", str(data), "--out", run.out_dir, "--overwrite", "--smoke")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    with pytest.raises(ValueError, match="Nothing was trained"):
+        finetune("detector", data, out=run.out_dir, overwrite=True, smoke=True)
     assert sorted(p.name for p in Path(run.out_dir).iterdir()) == state  # nothing removed
 
 
-@pytest.mark.parametrize("case", ["forced_format", "out_is_a_file"])
-def test_a_wrong_format_or_out_is_one_line_not_a_traceback(photos, tmp_path, case):
-    if case == "forced_format":
-        done = _cli("detector", str(photos), "--format", "voc", "--out", str(tmp_path / "r"))
-        assert done.returncode == 1 and "Nothing was run" in done.stderr
-    else:
-        (tmp_path / "r").write_text("mine")
-        done = _cli("detector", str(photos), "--out", str(tmp_path / "r"), timeout=60)
-        assert done.returncode == 2 and "is a file" in done.stderr
-        assert (tmp_path / "r").read_text() == "mine"
-    assert "Traceback" not in done.stderr
+def test_a_wrong_format_or_out_is_one_clear_error(photos, tmp_path):
+    from mobilenet_zoo.finetune import finetune
+
+    with pytest.raises(ValueError, match="Nothing was run"):  # a YOLO folder forced as VOC
+        finetune("detector", photos, out=tmp_path / "r", format="voc")
+    (tmp_path / "r").write_text("mine")
+    done = _cli("detector", str(photos), "--out", str(tmp_path / "r"), timeout=60)
+    assert done.returncode == 2 and "is a file" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "r").read_text() == "mine"
 
 
 def test_coco_evaluation_gives_per_class_ap_and_curves_by_name():
@@ -302,9 +308,11 @@ def test_coco_evaluation_gives_per_class_ap_and_curves_by_name():
     assert nothing.per_class["dog"]["AP"] == -1.0 and nothing.per_class["cat"]["AP"] == 0.0
 
 
-def test_a_classifier_with_an_empty_val_folder_is_one_line(tmp_path):
+def test_a_classifier_with_an_empty_val_folder_is_one_clear_error(tmp_path):
+    from mobilenet_zoo.finetune import finetune
+
     folders = sample_photos.write(tmp_path / "f", "folders", num_train=6, num_val=2, image_size=96)
     for image in (folders / "val").rglob("*.jpg"):
         image.unlink()
-    done = _cli("classifier", str(folders), "--out", str(tmp_path / "r"), timeout=120)
-    assert done.returncode == 1 and "holds no images" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ValueError, match="holds no images"):
+        finetune("classifier", folders, out=tmp_path / "r")
