@@ -442,9 +442,11 @@ def test_faster_rcnn_file_describes_its_keras_layout_and_mediapipe_refuses_it_cl
 
 def test_every_tflite_file_the_recipes_write_has_metadata(tmp_path):
     """The recipes write ``model.tflite`` only through ``training.finish`` (one
-    ``to_tflite`` call with each task report's keyword arguments; nothing else in the
-    package or the recipes converts to TFLite). Each report's arguments, with every
-    export flag the recipes take (--quantize, --tflite-argmax), keep the metadata on."""
+    ``to_tflite`` call with each task report's keyword arguments); the only other writer is
+    ``training.finetune``, whose files MediaPipe reads with the user's labels
+    (tests/finetune). Nothing else in the package or the recipes converts to TFLite. Each
+    report's arguments, with every export flag the recipes take (--quantize,
+    --tflite-argmax), keep the metadata on."""
     import ast
     import glob
 
@@ -462,7 +464,8 @@ def test_every_tflite_file_the_recipes_write_has_metadata(tmp_path):
             name = getattr(node, "attr", None) or getattr(node, "id", None)
             if name in ("to_tflite", "TFLiteConverter"):
                 writers.append(os.path.relpath(path, REPO))
-    assert sorted(set(writers)) == [os.path.join("mobilenet_zoo", "training", "run.py")]
+    assert sorted(set(writers)) == [os.path.join("mobilenet_zoo", "training", name)
+                                    for name in ("finetune.py", "run.py")]
     ssd = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=2, image_size=128)
     deeplab = DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(None, None, 3), output_stride=16),
                         num_classes=3)
