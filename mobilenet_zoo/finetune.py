@@ -30,7 +30,8 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
              batch_size: int | None = None, learning_rate: float | None = None,
              image_size: int | None = None, resize_mode: str = "stretch", quantize: str = "int8",
              skip_bad_labels: bool = False, freeze_until: str | None = None,
-             eval_batches: int | None = None, resume: bool = False, overwrite: bool = False,
+             eval_batches: int | None = None, qat: bool = False, qat_epochs: int | None = None,
+             resume: bool = False, overwrite: bool = False,
              seed: int = 0, smoke: bool = False, verbose: int | None = None) -> Finetuned:
     """Fine-tunes ``preset`` on the labelled photos in ``data``, as the command does.
 
@@ -54,6 +55,8 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
         quantize: the phone file beside the float32 one: ``"int8"``, ``"float16"``,
             ``"dynamic"`` or ``"none"``.
         eval_batches: evaluate on this many validation batches only.
+        qat: then train a quantization-aware copy (``mobilenet_zoo.qat``) for ``qat_epochs``
+            (None: the measured default) and write its int8 file, ``model_qat_int8.tflite``.
         seed, smoke, verbose: as the recipes' flags (``smoke``: two steps, one batch evaluated).
 
     Returns:
@@ -69,7 +72,7 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
                         f"got {task!r}, {data!r}.")
     if not isinstance(out, (str, os.PathLike)):
         raise TypeError(f"finetune: out is the run folder's path; got {out!r}.")
-    for name, value in (("skip_bad_labels", skip_bad_labels), ("resume", resume),
+    for name, value in (("skip_bad_labels", skip_bad_labels), ("qat", qat), ("resume", resume),
                         ("overwrite", overwrite), ("smoke", smoke)):
         if not isinstance(value, bool):
             raise TypeError(f"finetune: {name} is True or False; got {value!r}.")
@@ -78,10 +81,11 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size),
                         ("--learning-rate", learning_rate), ("--image-size", image_size),
                         ("--freeze-until", freeze_until), ("--eval-batches", eval_batches),
+                        ("--qat-epochs", qat_epochs),
                         ("--verbose", verbose)):
         if value is not None:
             argv += [flag, str(value)]
-    argv += [flag for flag, on in (("--skip-bad-labels", skip_bad_labels), ("--resume", resume),
+    argv += [flag for flag, on in (("--skip-bad-labels", skip_bad_labels), ("--qat", qat), ("--resume", resume),
                                    ("--overwrite", overwrite), ("--smoke", smoke)) if on]
     return run_call(argv)
 

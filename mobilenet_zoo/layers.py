@@ -21,7 +21,8 @@ def batch_norm(x, name: str, folded: bool, momentum: float = 0.99):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=name)(x)
 
 
-def _bias_add(layer, outputs):
+def bias_add(layer, outputs):
+    """``outputs + layer.bias`` (channels last), TF's ``BiasAdd`` on TensorFlow."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf  # TF's BiasAdd: the fused conv kernels absorb it
 
@@ -41,7 +42,7 @@ class FoldedConv2D(layers.Conv2D):
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.kernel)
         if self.use_bias:
-            outputs = _bias_add(self, outputs)
+            outputs = bias_add(self, outputs)
         return outputs if self.activation is None else self.activation(outputs)
 
 
@@ -55,7 +56,7 @@ class FoldedDepthwiseConv2D(layers.DepthwiseConv2D):
             dilation_rate=self.dilation_rate, data_format=self.data_format,
         )
         if self.use_bias:
-            outputs = _bias_add(self, outputs)
+            outputs = bias_add(self, outputs)
         return outputs if self.activation is None else self.activation(outputs)
 
 

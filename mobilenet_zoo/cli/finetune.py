@@ -10,8 +10,8 @@ DATA is a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, or a clas
 class folders (detected, or --format); its labels are checked before anything trains. A
 detection preset keeps its backbone, extra layers and box predictor and renews the class
 predictor for your classes; an ImageNet preset (the default) gives the backbone. OUT gets
-model.keras, model.tflite (float32) and the --quantize file (default int8, uint8 camera
-pixels in), each with the labels (and a detector's post-processing) MediaPipe reads, and
+model.keras, model.tflite (float32), the --quantize file (default int8, uint8 camera
+pixels in) and with --qat a quantization-aware int8 file, each with the labels (and a detector's post-processing) MediaPipe reads, and
 report.json / report.md: every file measured on the same validation photos (a detector's
 COCO AP with precision-recall curves and detections, a classifier's top-1 / top-5 with a
 confusion matrix) and the MediaPipe Tasks snippet. Details: docs/finetune.md.
@@ -30,6 +30,7 @@ from mobilenet_zoo.training.config import (
     FINETUNE_QUANTIZE,
     FINETUNE_SCHEDULES,
     FINETUNE_TASKS,
+    QAT_EPOCHS,
     FinetuneOptions,
 )
 
@@ -80,6 +81,13 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
     e.add_argument("--quantize", choices=FINETUNE_QUANTIZE, default="int8",
                    help="the phone file written beside model.tflite (float32): int8 (default; "
                         "calibrated on the training photos, uint8 input), float16, dynamic or none")
+    e.add_argument("--qat", action="store_true",
+                   help="then quantization-aware training of a copy (BatchNorm folded, weights "
+                        "and activations fake-quantised as TFLite's int8 kernels) and its int8 "
+                        "file, model_qat_int8.tflite, written from the learned ranges")
+    e.add_argument("--qat-epochs", type=int, default=None,
+                   help="epochs of quantization-aware training (default: a detector's "
+                        f"{QAT_EPOCHS['detector']}, a classifier's {QAT_EPOCHS['classifier']})")
     e.add_argument("--eval-batches", type=int, default=None,
                    help="evaluate on this many validation batches only (default: all)")
     flags.add_common_flags(p, OUT_DEFAULT)
@@ -138,7 +146,7 @@ def checked_options(args: argparse.Namespace) -> FinetuneOptions:
     return FinetuneOptions(task=args.task, data_dir=args.data, preset=args.preset, format=args.format,
                            skip_bad_labels=args.skip_bad_labels, image_size=args.image_size,
                            resize_mode=args.resize_mode, quantize=args.quantize,
-                           eval_batches=args.eval_batches)
+                           eval_batches=args.eval_batches, qat=args.qat, qat_epochs=args.qat_epochs)
 
 
 def run_call(argv: list[str]) -> Any:

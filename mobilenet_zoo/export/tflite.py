@@ -265,6 +265,10 @@ def to_tflite(
             ``include_preprocessing=True``) and uint8 outputs for classifiers and
             segmenters (detector outputs stay float32).
 
+    A quantization-aware model (``mobilenet_zoo.qat.quantization_aware``) exports with
+    ``quantize="int8"`` only, without ``representative_data`` (its trained FakeQuant ranges
+    are the file's) and at its own size.
+
     Returns:
         The flatbuffer bytes.
 
@@ -289,6 +293,9 @@ def to_tflite(
     if serving_function is None:
         postprocess = check_postprocess(model, postprocess)
     info = check_metadata(metadata)
+    qat = bool(getattr(model, "quantization_aware", False))  # mobilenet_zoo.qat's models
+    if qat:
+        _check_quantization_aware(model, quantize, representative_data, image_size)
     if uint8_io and quantize != "int8":
         raise ValueError(f"`uint8_io=True` needs quantize='int8' (got quantize={quantize!r}): only a "
                          "fully quantised model has uint8 inputs and outputs.")
@@ -296,13 +303,13 @@ def to_tflite(
         path = os.fspath(path)
         check_target_file(path)
     if serving_function is None:
-        model, serving_function = _serving_model(model, image_size, argmax, fold, postprocess)
+        model, serving_function = _serving_model(model, None if qat else image_size, argmax, fold, postprocess)
     samples = None
     if quantize == "int8":
         signature = getattr(serving_function, "input_signature", None)
         shape = tuple(signature[0].shape) if signature else (1, *model.inputs[0].shape[1:])
-        samples = representative_samples(representative_data, shape, model)
-        if uint8_io:
+        samples = None if qat else representative_samples(representative_data, shape, model)
+        if uint8_io and not qat:
             samples = pixel_range_samples(model, samples)
     tmp_path, target = open_target(path) if path is not None else (None, None)
     try:
@@ -311,7 +318,7 @@ def to_tflite(
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
             flatbuffer = _convert(converter, quantize, samples,
                                   custom_ops=str(postprocess).startswith("detection_postprocess"),
-                                  uint8_io=uint8_io, float_outputs=postprocess is not None)
+                                  uint8_io=uint8_io, float_outputs=postprocess is not None, qat=qat)
         if quantize == "int8" and str(postprocess).startswith("detection_postprocess"):
 
             # The clip of the op's float boxes stays float (not rounded to 1/255).
@@ -335,8 +342,23 @@ def to_tflite(
 
 
 
+def _check_quantization_aware(model, quantize, representative_data, image_size) -> None:
+    if quantize != "int8":
+        raise ValueError(f"`{model.name}` is quantization-aware: its file is int8 (quantize='int8'); "
+                         f"got quantize={quantize!r}. Export the float model for a float file.")
+    if representative_data is not None:
+        raise ValueError(f"`{model.name}` is quantization-aware: its trained ranges are the file's, "
+                         "so `representative_data` is not used; leave it out.")
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if size != tuple(model.inputs[0].shape[1:3]):
+            raise ValueError(f"`{model.name}` is quantization-aware at {tuple(model.inputs[0].shape[1:3])}: "
+                             "a rebuild at another size would lose its ranges. Leave `image_size` out, "
+                             "or build the float model at that size first.")
+
+
 def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: bool = False,
-             float_outputs: bool = False) -> bytes:
+             float_outputs: bool = False, qat: bool = False) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if custom_ops:  # TFLite_Detection_PostProcess, registered by every TFLite runtime
         converter.allow_custom_ops = True
@@ -344,7 +366,14 @@ def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: b
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
+    if quantize == "int8" and qat:
+        # The ranges come from the graph's FakeQuant ops: the converter's quantization-aware
+        # mode, which (TF 2.x lite.py) needs the default op set and no representative data.
+        if uint8_io:
+            converter.inference_input_type = tf.uint8
+            if not float_outputs:
+                converter.inference_output_type = tf.uint8
+    elif quantize == "int8":
         converter.representative_dataset = lambda: ([x] for x in samples)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,

@@ -37,12 +37,15 @@ from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.detection.visualize import draw_detections
 from mobilenet_zoo.export import TFLiteRunner, to_tflite
 from mobilenet_zoo.hub.presets import get_preset
+from mobilenet_zoo.qat import quantization_aware
 from mobilenet_zoo.tensorflow_support import import_tensorflow
 from mobilenet_zoo.training import report as reporting
 from mobilenet_zoo.training import transfer
 from mobilenet_zoo.training.config import (
     FINETUNE_CLASSIFIER_SCHEDULES,
     FINETUNE_SCHEDULES,
+    QAT_EPOCHS,
+    QAT_LEARNING_RATE_FACTOR,
     FinetuneOptions,
     RunOptions,
 )
@@ -61,8 +64,10 @@ SHUFFLE_BUFFER = 1024
 UNFREEZE_BLOCKS = 2
 QUANTIZED_FILES = {"dynamic": "model_dynamic.tflite", "float16": "model_float16.tflite",
                    "int8": "model_int8.tflite"}
+#: The int8 file of the quantization-aware copy (``--qat``).
+QAT_FILE = "model_qat_int8.tflite"
 #: What a fine-tune writes besides the run state: ``--overwrite`` removes them first.
-OUTPUT_FILES = ("model.keras", "model.tflite", *QUANTIZED_FILES.values(), reporting.REPORT_JSON,
+OUTPUT_FILES = ("model.keras", "model.tflite", *QUANTIZED_FILES.values(), QAT_FILE, reporting.REPORT_JSON,
                 reporting.REPORT_MD, reporting.PR_CURVES, reporting.DETECTIONS, reporting.CONFUSION)
 
 
@@ -103,6 +108,14 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
     max_batches = options.eval_batches or (1 if context.smoke else None)
     context.save_model(model)
     files = _export(context, model, choice, plan, options.quantize)
+    qat_facts = {}
+    if options.qat:
+        train = model.preprocessor.pipeline(choice.train, plan.batch_size, training=True, seed=context.seed)
+        optimizer = keras.optimizers.RMSprop(plan.learning_rate * QAT_LEARNING_RATE_FACTOR, rho=0.9,
+                                             momentum=0.9, epsilon=1.0)
+        qat_facts = _quantization_aware(context, options, "detector", model, train, optimizer, None,
+                                        {"postprocess": "detection_postprocess_fast",
+                                         "metadata": {"labels": names}}, files)
     scored = [reporting.score_detector("Keras (float32)", context.path("model.keras"),
                                        model.predict_on_batch, fitted.val, model, choice.val, max_batches)]
     for label, name in files:
@@ -118,7 +131,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
                 f"{fitted.train_seconds:.0f} s")
     return _finish(context, options, "detector", model, choice, names, scored, files,
                    {"image_size": size, "resize_mode": options.resize_mode, "training": training,
-                    "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss},
+                    "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss, **qat_facts},
                    {"pr_curves": reporting.PR_CURVES, "detections": reporting.DETECTIONS})
 
 
@@ -153,6 +166,12 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
     seconds = round(time.time() - start, 1)
     context.save_model(model)
     files = _export_files(context, model, train, options.quantize, {"metadata": {"labels": names}})
+    qat_facts = {}
+    if options.qat:
+        optimizer = keras.optimizers.Adam(plan.learning_rate / 10 * QAT_LEARNING_RATE_FACTOR)
+        qat_facts = _quantization_aware(context, options, "classifier", model, train, optimizer,
+                                        keras.losses.SparseCategoricalCrossentropy(),
+                                        {"metadata": {"labels": names}}, files)
     max_batches = options.eval_batches
     scored = [reporting.score_classifier("Keras (float32)", context.path("model.keras"),
                                          model.predict_on_batch, val, names, max_batches)]
@@ -164,7 +183,7 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
                 f"{_epochs(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks at "
                 f"{plan.learning_rate / 10:g}, batch {plan.batch_size}, {seconds:.0f} s")
     return _finish(context, options, "classifier", model, choice, names, scored, files,
-                   {"image_size": size, "training": training, "train_seconds": seconds},
+                   {"image_size": size, "training": training, "train_seconds": seconds, **qat_facts},
                    {"confusion": reporting.CONFUSION})
 
 
@@ -184,6 +203,30 @@ def _finish(context: RunContext, options: FinetuneOptions, task: str, model: ker
               flush=True)
     print(f"report: {context.path(reporting.REPORT_MD)}", flush=True)
     return Finetuned(model, report, context.out_dir)
+
+
+def _quantization_aware(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model,
+                        train: Any, optimizer: Any, loss: Any, common: dict[str, Any],
+                        files: list[tuple[str, str]]) -> dict[str, Any]:
+    """``--qat``: a quantization-aware copy of the trained ``model`` (``mobilenet_zoo.qat``: its
+    ranges start from the training photos), trained a few epochs at a tenth of the learning
+    rate, and its int8 file written from the learned ranges (no calibration data), uint8 camera
+    pixels in. Appends the file to ``files``; returns the report's facts about it."""
+    epochs = options.qat_epochs or QAT_EPOCHS[task]
+    if context.smoke:
+        train, epochs = train.take(2), 1
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    print(f"quantization-aware training: {_epochs(epochs)} at learning rate {rate:g}, BatchNorm "
+          "folded, weights and activations fake-quantised as TFLite's int8 kernels", flush=True)
+    start = time.time()
+    with context.scope():
+        qat_model = quantization_aware(model, train)
+        qat_model.compile(optimizer, loss=loss)
+    qat_model.fit(train, epochs=epochs, verbose=context.verbose)
+    seconds = round(time.time() - start, 1)
+    to_tflite(qat_model, context.path(QAT_FILE), quantize="int8", uint8_io=True, **common)
+    files.append(("TFLite int8 (QAT)", QAT_FILE))
+    return {"qat": {"epochs": epochs, "learning_rate": rate, "train_seconds": seconds}}
 
 
 def _class_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
