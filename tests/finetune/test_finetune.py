@@ -135,6 +135,8 @@ def test_a_run_folder_is_not_replaced_without_resume_or_overwrite(run, photos):
     (["detector", "DATA", "--strategy", "mirrored"], "one machine"),
     (["segmenter", "DATA"], "invalid choice: 'segmenter'"),
     (["detector", "DATA", "--quantize", "int4"], "invalid choice: 'int4'"),
+    (["detector", "DATA", "--qat-epochs", "2"], "pass --qat as well"),
+    (["classifier", "DATA", "--qat", "--qat-epochs", "0"], "qat_epochs (--qat-epochs) must be a positive"),
 ])
 def test_bad_flags_are_one_line_errors_before_anything_loads(photos, args, message):
     done = _cli(*[str(photos) if a == "DATA" else a for a in args], timeout=60)
@@ -191,7 +193,7 @@ def classifier_run(tmp_path_factory):
     folders = sample_photos.write(tmp_path_factory.mktemp("digits") / "folders", "folders",
                                   num_train=16, num_val=8, image_size=160)
     return folders, finetune("classifier", folders, out=tmp_path_factory.mktemp("runs") / "digits",
-                             smoke=True, image_size=96, verbose=0)
+                             smoke=True, image_size=96, qat=True, verbose=0)
 
 
 @pytest.mark.xdist_group("finetune_classifier")
@@ -199,7 +201,10 @@ def test_classifier_fine_tune_reports_top1_of_every_file_and_a_confusion_matrix(
     _, run = classifier_run
     report = run.report
     assert report["task"] == "classifier" and report["classes"] == sorted(NAMES)  # folder order
-    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite"]
+    # --qat: the quantization-aware int8 file beside the post-training one, and it is the phone file.
+    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite",
+                                                     "model_qat_int8.tflite"]
+    assert report["phone_file"] == "model_qat_int8.tflite" and report["qat"]["epochs"] == 1
     for m in report["models"]:
         assert 0.0 <= m["metrics"]["top1"] <= m["metrics"]["top5"] <= 1.0
         assert sum(map(sum, m["confusion"])) == sum(c["images"] for c in m["per_class"].values()) > 0
@@ -208,7 +213,8 @@ def test_classifier_fine_tune_reports_top1_of_every_file_and_a_confusion_matrix(
 
 
 @pytest.mark.xdist_group("finetune_classifier")
-def test_mediapipe_image_classifier_reads_the_users_labels_from_the_int8_file(classifier_run):
+@pytest.mark.parametrize("phone_file", ["model_int8.tflite", "model_qat_int8.tflite"])
+def test_mediapipe_image_classifier_reads_the_users_labels_from_the_int8_files(classifier_run, phone_file):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
     from PIL import Image
@@ -216,7 +222,7 @@ def test_mediapipe_image_classifier_reads_the_users_labels_from_the_int8_file(cl
     folders, run = classifier_run
     photo = np.asarray(Image.open(next((folders / "val" / "one").iterdir())).convert("RGB"))
     options = vision.ImageClassifierOptions(
-        base_options=BaseOptions(model_asset_path=run.file("model_int8.tflite")), max_results=3)
+        base_options=BaseOptions(model_asset_path=run.file(phone_file)), max_results=3)
     with vision.ImageClassifier.create_from_options(options) as classifier:
         result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
                                               data=np.ascontiguousarray(photo)))
