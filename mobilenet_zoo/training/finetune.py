@@ -168,7 +168,7 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
     files = _export_files(context, model, train, options.quantize, {"metadata": {"labels": names}})
     qat_facts = {}
     if options.qat:
-        optimizer = keras.optimizers.Adam(plan.learning_rate / 10 * QAT_LEARNING_RATE_FACTOR)
+        optimizer = keras.optimizers.Adam(plan.learning_rate * QAT_LEARNING_RATE_FACTOR)
         qat_facts = _quantization_aware(context, options, "classifier", model, train, optimizer,
                                         keras.losses.SparseCategoricalCrossentropy(),
                                         {"metadata": {"labels": names}}, files)
@@ -209,7 +209,7 @@ def _quantization_aware(context: RunContext, options: FinetuneOptions, task: str
                         train: Any, optimizer: Any, loss: Any, common: dict[str, Any],
                         files: list[tuple[str, str]]) -> dict[str, Any]:
     """``--qat``: a quantization-aware copy of the trained ``model`` (``mobilenet_zoo.qat``: its
-    ranges start from the training photos), trained a few epochs at a tenth of the learning
+    ranges start from the training photos), trained a few epochs at a hundredth of the learning
     rate, and its int8 file written from the learned ranges (no calibration data), uint8 camera
     pixels in. Appends the file to ``files``; returns the report's facts about it."""
     epochs = options.qat_epochs or QAT_EPOCHS[task]

@@ -56,6 +56,7 @@ def test_a_yolo_folder_trains_with_its_classes_in_its_order(tmp_path):
     folder = _yolo(tmp_path / "photos")
     done = _recipe("--data-dir", str(folder), "--format", "yolo", "--epochs", "1",
                    "--steps-per-epoch", "1", "--batch-size", "2", "--no-tflite", "--eval-batches", "1",
+                   "--alpha", "0.25", "--weights", "scratch", "--image-size", "128",  # the reader, cheaply
                    "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -81,8 +81,15 @@ def test_a_killed_worker_makes_the_other_fail_clearly_within_the_timeout(tmp_pat
     args = [str(ROOT / "recipes" / "imagenet.py"), "--smoke", "--strategy", "multiworker",
             "--out", str(tmp_path / "out"), "--verbose", "0", "--epochs", "50"]
     procs = _start_workers(args, tmp_path, timeout_s=30)
-    time.sleep(40)  # both are training by now
-    os.killpg(procs[1].pid, signal.SIGKILL)
+    log = tmp_path / "out" / "log.csv"  # the chief's CSV log: a line per finished epoch
+    deadline = time.time() + 180
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 2) and time.time() < deadline:
+        time.sleep(1)
+    if time.time() >= deadline:
+        for q in procs:
+            os.killpg(q.pid, signal.SIGKILL)
+        pytest.fail("the two workers finished no epoch in 180 s")
+    os.killpg(procs[1].pid, signal.SIGKILL)  # both are training: an epoch ran in lockstep
     start = time.time()
     output = _finish(procs[:1], timeout=240)[0]
     assert procs[0].returncode != 0, output[-3000:]  # a failure, not a silent success
