@@ -125,8 +125,8 @@ FINETUNE_CLASSIFIER_SCHEDULES = Schedules(
 
 # Quantization-aware training after the float fine-tune (--qat, mobilenet_zoo.qat): a few
 # epochs of the whole network at a hundredth of the training learning rate. Measured on 2 CPU
-# cores (docs/finetune.md): a tenth of it (4e-4, RMSProp) cost the detector's int8 file 4-7
-# AP50 points; a hundredth kept AP (40.0 vs the float file's 39.2). The classifier's 2 epochs
+# cores (docs/finetune.md): a tenth of it (4e-4, RMSProp) cost the detector's int8 file 5-8
+# AP50 points; a hundredth gave AP 42.7 against the float file's 39.5. The classifier's 2 epochs
 # lift its int8 top-1 from 73.6 (post-training) to 85.1 (float: 80.2).
 QAT_EPOCHS = {"detector": 3, "classifier": 2}
 QAT_LEARNING_RATE_FACTOR = 0.01
