@@ -33,16 +33,19 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import layers, ops
-from keras.quantizers import fake_quant_with_min_max_vars
+from keras import layers, ops, quantizers
 
+from mobilenet_zoo.classification.classifier import MobileNetClassifier
+from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.layers import bias_add
-from mobilenet_zoo.task import Task
 
 #: Layers that do no arithmetic: their output keeps their input's quantisation.
-PASS_THROUGH = (layers.InputLayer, layers.Dropout, layers.Reshape, layers.Flatten)
-#: Calibration batches read unless ``batches`` says (TFLite's converter reads as many as given).
+PASS_THROUGH = (layers.InputLayer, layers.Dropout, layers.Reshape, layers.Flatten,
+                layers.ZeroPadding2D, layers.MaxPooling2D)
+#: The task models whose every layer is covered (a DeepLabV3's resize and ASPP ops are not).
+SUPPORTED = (MobileNetClassifier, SSD)
+#: Calibration batches read unless ``batches`` says.
 CALIBRATION_BATCHES = 8
 _CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
 
@@ -52,7 +55,8 @@ def is_quantization_aware(model: Any) -> bool:
     return bool(getattr(model, "quantization_aware", False))
 
 
-def quantization_aware(model: Task, calibration: Iterable, batches: int = CALIBRATION_BATCHES) -> Task:
+def quantization_aware(model: MobileNetClassifier | SSD, calibration: Any,
+                       batches: int = CALIBRATION_BATCHES) -> MobileNetClassifier | SSD:
     """A folded copy of ``model`` that fake-quantises as its int8 TFLite file computes.
 
     Args:
@@ -67,11 +71,17 @@ def quantization_aware(model: Task, calibration: Iterable, batches: int = CALIBR
         ``compute_loss`` is the task's), then ``to_tflite(qat, path, quantize="int8",
         uint8_io=True)`` writes the int8 file from the learned ranges. ``model`` is unchanged.
 
+    The copy is for training and export in the same process: its quantised calls are not
+    saved in a ``.keras`` file (save the float model), and it keeps its input size. Its layers
+    are all trainable (the per-layer freezing of the original is not copied), except a backbone
+    frozen as a whole.
+
     Raises:
-        ValueError: on a Keras backend other than TensorFlow, for a model without
-            preprocessing or already quantisation-aware, for layers with weights that are not
-            convolutions, or for an empty ``calibration``.
-        TypeError: for a model that is not a task model of this package.
+        ValueError: on a Keras backend other than TensorFlow or a Keras without
+            ``keras.quantizers.fake_quant_with_min_max_vars`` (3.9+), for a model without
+            preprocessing, of dynamic input size or already quantisation-aware, and for
+            calibration batches that are not camera pixels in [0, 255] or are empty.
+        TypeError: for a model other than ``MobileNetClassifier`` or ``SSD``.
 
     Example:
 
@@ -86,36 +96,37 @@ def quantization_aware(model: Task, calibration: Iterable, batches: int = CALIBR
         raise ValueError("Quantization-aware training writes TensorFlow's FakeQuant ops for the TFLite "
                          f"converter; this process runs Keras on {keras.backend.backend()!r}. Run it "
                          "with KERAS_BACKEND=tensorflow.")
-    if not isinstance(model, Task):
-        raise TypeError("quantization_aware takes a task model of mobilenet_zoo (MobileNetClassifier, "
-                        f"SSD); got {type(model).__name__}.")
+    if not hasattr(quantizers, "fake_quant_with_min_max_vars"):
+        raise ValueError(f"Quantization-aware training needs keras.quantizers.fake_quant_with_min_max_vars "
+                         f"(Keras 3.9 or later); this is Keras {keras.__version__}: pip install -U keras.")
+    if not isinstance(model, SUPPORTED):
+        raise TypeError("quantization_aware supports MobileNetClassifier and SSD (every layer of theirs "
+                        f"is covered); got {type(model).__name__}.")
     if is_quantization_aware(model):
         raise ValueError(f"`{model.name}` is already quantization-aware: train it, or start from the "
                          "float model.")
     if not getattr(model, "include_preprocessing", False):
         raise ValueError("Quantization-aware training makes a file with uint8 camera pixels in: build "
                          "the model with include_preprocessing=True.")
+    if any(side is None for side in model.inputs[0].shape[1:3]):
+        raise ValueError("Quantization-aware training needs the input size of the file: build the model "
+                         "at a fixed size (model.with_image_size((h, w))) first.")
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"`batches` must be an int >= 1, got {batches!r}.")
     qat = fold_batch_norm(model)
     if qat is model:  # already folded: a copy all the same (the original stays float)
         qat = type(model).from_config(model.get_config())
         qat.set_weights(model.get_weights())
-    found = list(_flat_layers(qat))
-    odd = [f"`{layer.name}` ({type(layer).__name__})" for layer in found
-           if layer.weights and not isinstance(layer, _CONVS)]
-    if odd:
-        raise ValueError(f"Quantization-aware training covers convolutions; {', '.join(odd)} "
-                         "have weights of another kind. Nothing was changed.")
+    found = list({id(layer): layer for layer in _flat_layers(qat)}.values())  # a shared layer once
     ranges = _calibrate(qat, found, calibration, batches)
     names = {layer.name for layer in found}
     for layer in found:
-        if isinstance(layer, PASS_THROUGH):
+        if _passes_through(layer):
             continue
+        # A conv and its ReLU6 (``<conv>_relu``, this package's naming) are one fused TFLite kernel.
         fused_relu = isinstance(layer, _CONVS) and f"{layer.name}_relu" in names
         if not fused_relu:
-            low, high, learned = _initial_range(layer, ranges[layer.name])
-            _add_range(layer, low, high, learned)
+            _add_range(layer, *_initial_range(layer, ranges[id(layer)]))
         layer.call = _quantized_call(layer, layer.call, fused_relu)
     qat.quantization_aware = True
     return qat
@@ -130,29 +141,50 @@ def _flat_layers(model: keras.Model):
             yield layer
 
 
-def _batches(calibration: Iterable, count: int) -> list[np.ndarray]:
-    images = []
+def _passes_through(layer: keras.layers.Layer) -> bool:
+    linear = isinstance(layer, layers.Activation) and layer.activation is keras.activations.linear
+    return linear or isinstance(layer, PASS_THROUGH)
+
+
+_FORMS = ("batches of images (N, H, W, 3) in [0, 255], or (images, targets) batches: a tf.data "
+          "dataset, a list, or one (N, H, W, 3) array")
+
+
+def _batches(calibration: Any, count: int):
+    """The first ``count`` image batches of ``calibration``, each checked, one at a time."""
+    if isinstance(calibration, np.ndarray):
+        calibration = [calibration]
+    read = 0
     for batch in calibration:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        images.append(np.asarray(x, np.float32))
-        if len(images) == count:
-            break
-    if not images:
-        raise ValueError("`calibration` gave no batches: pass the training batches (images in "
-                         "[0, 255]) that set the initial ranges.")
-    return images
+        try:
+            x = np.asarray(x, np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"`calibration` gave a {type(x).__name__}; it takes {_FORMS}.") from None
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"`calibration` gave an array of shape {x.shape}; it takes {_FORMS}.")
+        if x.min() < 0 or x.max() > 255 or x.max() <= 1.5:
+            raise ValueError(f"`calibration` images range over [{x.min():g}, {x.max():g}]; the model "
+                             "takes camera pixels in [0, 255] (its own Rescaling normalises them): "
+                             "pass the pixels, not normalised images.")
+        yield x
+        read += 1
+        if read == count:
+            return
+    if not read:
+        raise ValueError(f"`calibration` gave no batches; it takes {_FORMS}.")
 
 
 def _calibrate(model: keras.Model, found: list, calibration: Iterable, count: int) -> dict:
-    """{layer name: (min, max)} of each layer's float output over the calibration batches."""
-    seen: dict[str, tuple[float, float]] = {}
+    """{id(layer): (min, max)} of each layer's float output over the calibration batches."""
+    seen: dict[int, tuple[float, float]] = {}
 
     def recording(layer, call):
         def record(*args, **kwargs):
             out = call(*args, **kwargs)
             values = ops.convert_to_numpy(out)
-            low, high = seen.get(layer.name, (0.0, 0.0))
-            seen[layer.name] = (min(low, float(values.min())), max(high, float(values.max())))
+            low, high = seen.get(id(layer), (0.0, 0.0))
+            seen[id(layer)] = (min(low, float(values.min())), max(high, float(values.max())))
             return out
         return record
 
@@ -167,37 +199,43 @@ def _calibrate(model: keras.Model, found: list, calibration: Iterable, count: in
     return seen
 
 
-def _initial_range(layer: keras.layers.Layer, seen: tuple[float, float]) -> tuple[float, float, bool]:
-    """(min, max, learned) of a layer's output: a ReLU's minimum is 0 and its maximum its cap;
-    a Rescaling maps [0, 255]; softmax / sigmoid give [0, 1] (fixed, as TFLite's kernels)."""
+def _initial_range(layer: keras.layers.Layer, seen: tuple[float, float]) -> tuple[float, float, bool, bool]:
+    """(min, max, min learned, max learned) of a layer's output: a ReLU's minimum is 0 and its
+    maximum the calibrated one, at most its cap; a Rescaling maps [0, 255] (fixed); softmax /
+    sigmoid give [0, 1] (fixed; TFLite's int8 kernels fix their own output scale, 1/256)."""
     low, high = min(seen[0], 0.0), max(seen[1], 0.0)  # 0 exactly representable
     if isinstance(layer, layers.ReLU):
         cap = float(layer.max_value) if layer.max_value is not None else high
-        return 0.0, max(min(high, cap), 1e-3), True
+        return 0.0, max(min(high, cap), 1e-3), False, True
     if isinstance(layer, layers.Rescaling):
         ends = sorted(float(v) * float(layer.scale) + float(layer.offset) for v in (0.0, 255.0))
-        return ends[0], ends[1], False
+        return ends[0], ends[1], False, False
     if isinstance(layer, layers.Activation) and layer.activation in (keras.activations.softmax,
                                                                      keras.activations.sigmoid):
-        return 0.0, 1.0, False
-    return low, max(high, low + 1e-3), True
+        return 0.0, 1.0, False, False
+    return low, max(high, low + 1e-3), True, True
 
 
-def _add_range(layer: keras.layers.Layer, low: float, high: float, learned: bool) -> None:
+def _add_range(layer: keras.layers.Layer, low: float, high: float, learn_min: bool, learn_max: bool) -> None:
     """The layer's ``quant_min`` / ``quant_max`` weights (Keras locks a built layer's state;
-    ``Dense.enable_lora`` unlocks it the same way to add its weights)."""
+    ``Dense.enable_lora`` unlocks it the same way to add its weights). Learned by gradient
+    (TF's FakeQuant gradients) where Jacob et al. s.3.1 track a moving average: a deliberate
+    difference, so that the ranges follow the loss."""
     layer._tracker.unlock()
     try:
-        layer.quant_min = layer.add_weight(name="quant_min", shape=(), trainable=learned and low < 0,
+        layer.quant_min = layer.add_weight(name="quant_min", shape=(), trainable=learn_min,
                                            initializer=keras.initializers.Constant(low))
-        layer.quant_max = layer.add_weight(name="quant_max", shape=(), trainable=learned,
+        layer.quant_max = layer.add_weight(name="quant_max", shape=(), trainable=learn_max,
                                            initializer=keras.initializers.Constant(high))
     finally:
         layer._tracker.lock()
 
 
 def _fake_quant(layer: keras.layers.Layer, x):
-    return fake_quant_with_min_max_vars(x, layer.quant_min, layer.quant_max)
+    # A learned range stays a range: min <= 0 <= max and at least 1e-3 wide.
+    low = ops.minimum(layer.quant_min, 0.0)
+    high = ops.maximum(layer.quant_max, low + 1e-3)
+    return quantizers.fake_quant_with_min_max_vars(x, low, high)
 
 
 def _per_channel(kernel, depthwise: bool):
@@ -206,7 +244,7 @@ def _per_channel(kernel, depthwise: bool):
     if depthwise:  # (kh, kw, in, multiplier): output channel c * multiplier + m, last
         kernel = ops.reshape(kernel, (shape[0], shape[1], 1, shape[2] * shape[3]))
     bound = ops.maximum(ops.max(ops.abs(kernel), axis=(0, 1, 2)), 1e-8)
-    kernel = fake_quant_with_min_max_vars(kernel, -bound, bound, narrow_range=True, axis=-1)
+    kernel = quantizers.fake_quant_with_min_max_vars(kernel, -bound, bound, narrow_range=True, axis=-1)
     return ops.reshape(kernel, shape) if depthwise else kernel
 
 
@@ -232,6 +270,6 @@ def _quantized_call(layer: keras.layers.Layer, call, fused_relu: bool):
 
     def other(inputs, *args, **kwargs):
         if isinstance(layer, layers.Rescaling):  # uint8 camera pixels: scale 1, zero point 0
-            inputs = fake_quant_with_min_max_vars(inputs, 0.0, 255.0)
+            inputs = quantizers.fake_quant_with_min_max_vars(inputs, 0.0, 255.0)
         return _fake_quant(layer, call(inputs, *args, **kwargs))
     return other

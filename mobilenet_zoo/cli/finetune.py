@@ -11,8 +11,8 @@ class folders (detected, or --format); its labels are checked before anything tr
 detection preset keeps its backbone, extra layers and box predictor and renews the class
 predictor for your classes; an ImageNet preset (the default) gives the backbone. OUT gets
 model.keras, model.tflite (float32), the --quantize file (default int8, uint8 camera
-pixels in) and with --qat a quantization-aware int8 file, each with the labels (and a detector's post-processing) MediaPipe reads, and
-report.json / report.md: every file measured on the same validation photos (a detector's
+pixels in) and with --qat a quantization-aware int8 file, each with the labels (and a
+detector's post-processing) MediaPipe reads, and report.json / report.md: every file measured on the same validation photos (a detector's
 COCO AP with precision-recall curves and detections, a classifier's top-1 / top-5 with a
 confusion matrix) and the MediaPipe Tasks snippet. Details: docs/finetune.md.
 """
@@ -79,12 +79,13 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         + FINETUNE_SCHEDULES.help("freeze_until"))
     e = p.add_argument_group("evaluation and export")
     e.add_argument("--quantize", choices=FINETUNE_QUANTIZE, default="int8",
-                   help="the phone file written beside model.tflite (float32): int8 (default; "
+                   help="the file written beside model.tflite (float32): int8 (default; "
                         "calibrated on the training photos, uint8 input), float16, dynamic or none")
     e.add_argument("--qat", action="store_true",
                    help="then quantization-aware training of a copy (BatchNorm folded, weights "
                         "and activations fake-quantised as TFLite's int8 kernels) and its int8 "
-                        "file, model_qat_int8.tflite, written from the learned ranges")
+                        "file, model_qat_int8.tflite, written from the learned ranges whatever "
+                        "--quantize says (the phone file then)")
     e.add_argument("--qat-epochs", type=int, default=None,
                    help="epochs of quantization-aware training (default: a detector's "
                         f"{QAT_EPOCHS['detector']}, a classifier's {QAT_EPOCHS['classifier']})")

@@ -64,9 +64,13 @@ def test_the_float_model_is_left_as_it_was(classifier):
 
 def test_ranges_are_weights_that_training_moves(classifier):
     _, qat, photos, _ = classifier
-    ranges = [v for v in qat.trainable_weights if v.path.endswith("quant_max")]
-    assert len(ranges) >= 14  # a ReLU6 after every conv of the backbone, the head's outputs
-    assert all(0 < float(v.numpy()) <= 6.0 for v in ranges if "relu" in v.path)
+    owners = {v.path.rsplit("/", 1)[0].split("/")[-1]: v for v in qat.weights if v.path.endswith("quant_max")}
+    relus = [layer.name for layer in qat.backbone.layers if layer.name.endswith("_relu")]
+    assert len(relus) == 27 and set(relus) <= set(owners)  # each ReLU6: fused with its conv...
+    assert not {name[: -len("_relu")] for name in relus} & set(owners)  # ...which has no range
+    assert all(0 < float(owners[name].numpy()) <= 6.0 for name in relus)
+    assert not owners["preprocessing"].trainable and not owners["predictions"].trainable  # fixed
+    assert owners["conv_preds"].trainable  # the logits' range is learned
     copy = quantization_aware(MobileNetClassifier.from_preset(presets.IMAGENET, include_preprocessing=True),
                               [photos])
     before = {v.path: float(v.numpy()) for v in copy.trainable_weights if "quant_" in v.path}
@@ -87,8 +91,15 @@ def test_what_cannot_be_honoured_is_refused_before_converting(classifier):
         to_tflite(qat, quantize="int8", image_size=160)
     with pytest.raises(ValueError, match="already quantization-aware"):
         quantization_aware(qat, [photos])
-    with pytest.raises(TypeError, match="task model"):
+    with pytest.raises(TypeError, match="supports MobileNetClassifier and SSD"):
         quantization_aware(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), [photos])
+    with pytest.raises(ValueError, match="not normalised images"):
+        quantization_aware(model, [photos / 255.0])
+    with pytest.raises(ValueError, match=r"shape \(224, 224, 3\)"):
+        quantization_aware(model, [photos[0]])
+    with pytest.raises(ValueError, match="fixed size"):
+        quantization_aware(MobileNetClassifier.from_preset(presets.IMAGENET, include_preprocessing=True,
+                                                           input_shape=(None, None, 3)), [photos])
     with pytest.raises(ValueError, match="include_preprocessing=True"):
         quantization_aware(MobileNetClassifier.from_preset(presets.IMAGENET), [photos])
     with pytest.raises(ValueError, match="gave no batches"):
