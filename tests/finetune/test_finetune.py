@@ -49,7 +49,7 @@ def run(photos, tmp_path_factory):
     (out / "model_float16.tflite").write_bytes(b"an earlier run's phone file")
     # The face SSD: a detection preset, whose box predictor the fine-tune keeps.
     return finetune("detector", photos, out=out, smoke=True, overwrite=True,
-                    preset="ssd_mobilenet_v1_face_512", image_size=128, verbose=0)
+                    preset="ssd_mobilenet_v1_face_512", image_size=128, qat=True, verbose=0)
 
 
 def test_sample_photos_read_the_same_in_yolo_voc_and_coco(tmp_path):
@@ -75,11 +75,13 @@ def test_fine_tune_writes_the_model_its_phone_files_and_a_side_by_side_report(ru
     report = json.loads((out / "report.json").read_text())
     assert report == run.report | {"models": report["models"]}  # what the call returned
     assert report["classes"] == NAMES and report["preset"] == "ssd_mobilenet_v1_face_512"
-    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite"]
+    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite",
+                                                     "model_qat_int8.tflite"]  # --qat
+    assert report["phone_file"] == "model_qat_int8.tflite" and report["qat"]["learning_rate"] == pytest.approx(4e-5)
     for m in report["models"]:
         assert set(m["metrics"]) >= {"AP", "AP50", "AP75"} and m["latency_ms"] > 0
         assert set(m["per_class"]) == set(NAMES)
-    assert report["models"][2]["size_mb"] < report["models"][1]["size_mb"] / 3  # int8 weights
+    assert all(m["size_mb"] < report["models"][1]["size_mb"] / 3 for m in report["models"][2:])  # int8
     text = (out / "report.md").read_text()
     assert "model_int8.tflite" in text and "vision.ObjectDetector" in text and "![pr_curves](pr_curves.png)" in text
     # The classes of the data, in the data's order, are the model's and the file's labels.
@@ -88,14 +90,15 @@ def test_fine_tune_writes_the_model_its_phone_files_and_a_side_by_side_report(ru
 
 
 @ONE_RUN
-def test_mediapipe_object_detector_runs_the_int8_file_with_the_users_label_names(run, photos):
+@pytest.mark.parametrize("phone_file", ["model_int8.tflite", "model_qat_int8.tflite"])
+def test_mediapipe_object_detector_runs_the_int8_files_with_the_users_label_names(run, photos, phone_file):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
     from PIL import Image
 
     photo = np.asarray(Image.open(next((photos / "images" / "val").iterdir())).convert("RGB"))
     options = vision.ObjectDetectorOptions(
-        base_options=BaseOptions(model_asset_path=os.path.join(run.out_dir, "model_int8.tflite")),
+        base_options=BaseOptions(model_asset_path=os.path.join(run.out_dir, phone_file)),
         score_threshold=0.0, max_results=20)
     with vision.ObjectDetector.create_from_options(options) as detector:
         found = detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
