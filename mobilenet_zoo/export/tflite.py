@@ -366,23 +366,19 @@ def _convert(converter, quantize, samples, custom_ops: bool = False, uint8_io: b
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8" and qat:
-        # The ranges come from the graph's FakeQuant ops: the converter's quantization-aware
-        # mode, which (TF 2.x lite.py) needs the default op set and no representative data.
-        if uint8_io:
-            converter.inference_input_type = tf.uint8
-            if not float_outputs:
-                converter.inference_output_type = tf.uint8
-    elif quantize == "int8":
+    # A quantization-aware model's ranges come from its FakeQuant ops: the converter's
+    # quantization-aware mode (TFLiteConverterBase's QuantizationMode), which needs the default
+    # op set and no representative data.
+    if quantize == "int8" and not qat:
         converter.representative_dataset = lambda: ([x] for x in samples)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
-        if uint8_io:
-            converter.inference_input_type = tf.uint8
-            if not float_outputs:
-                converter.inference_output_type = tf.uint8
+    if quantize == "int8" and uint8_io:
+        converter.inference_input_type = tf.uint8
+        if not float_outputs:
+            converter.inference_output_type = tf.uint8
     return converter.convert()
 
 

@@ -62,6 +62,9 @@ SHUFFLE_BUFFER = 1024
 #: The top blocks a classifier fine-tune trains in its second stage (the Keras transfer-learning
 #: guide's recipe, ``training.transfer``).
 UNFREEZE_BLOCKS = 2
+#: A detector's post-processing in its files: the op the export CLI writes (class-agnostic NMS,
+#: what MediaPipe reads).
+DETECTOR_POSTPROCESS = {"postprocess": "detection_postprocess_fast"}
 QUANTIZED_FILES = {"dynamic": "model_dynamic.tflite", "float16": "model_float16.tflite",
                    "int8": "model_int8.tflite"}
 #: The int8 file of the quantization-aware copy (``--qat``).
@@ -114,8 +117,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
         optimizer = keras.optimizers.RMSprop(plan.learning_rate * QAT_LEARNING_RATE_FACTOR, rho=0.9,
                                              momentum=0.9, epsilon=1.0)
         qat_facts = _quantization_aware(context, options, "detector", model, train, optimizer, None,
-                                        {"postprocess": "detection_postprocess_fast",
-                                         "metadata": {"labels": names}}, files)
+                                        {**DETECTOR_POSTPROCESS, "metadata": {"labels": names}}, files)
     scored = [reporting.score_detector("Keras (float32)", context.path("model.keras"),
                                        model.predict_on_batch, fitted.val, model, choice.val, max_batches)]
     for label, name in files:
@@ -305,7 +307,7 @@ def _export(context: RunContext, model: SSD, choice: Any, plan: Any, quantize: s
     """A detector's files: the post-processing op the export CLI writes (class-agnostic NMS,
     what MediaPipe reads); int8 calibrated on training images through its own pipeline."""
     return _export_files(context, model, model.preprocessor.pipeline(choice.train, plan.batch_size),
-                         quantize, {"postprocess": "detection_postprocess_fast"})
+                         quantize, DETECTOR_POSTPROCESS)
 
 
 def _export_files(context: RunContext, model: keras.Model, calibration: Any, quantize: str,
