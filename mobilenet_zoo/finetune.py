@@ -36,12 +36,12 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
     """Fine-tunes ``preset`` on the labelled photos in ``data``, as the command does.
 
     Args:
-        task: ``"detector"`` (an SSD) or ``"classifier"`` (a ``MobileNetClassifier``);
-            segmenter: a later release.
+        task: ``"detector"`` (an SSD), ``"classifier"`` (a ``MobileNetClassifier``) or
+            ``"segmenter"`` (a ``DeepLabV3``).
         data: a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, a classifier's
-            class folders (``format``: detected, or ``"coco"``, ``"voc"``, ``"yolo"``,
-            ``"folders"``); its labels are checked first (``skip_bad_labels``: drop the wrong
-            ones and say how many).
+            class folders, a segmenter's images + PNG masks (``format``: detected, or
+            ``"coco"``, ``"voc"``, ``"yolo"``, ``"folders"``, ``"masks"``); its labels are
+            checked first (``skip_bad_labels``: drop the wrong ones and say how many).
         preset: an ImageNet preset (the backbone; a new head) or, for a detector, a
             detection preset (backbone, extra layers and box predictor kept, the class
             predictor new).
@@ -50,7 +50,8 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
             ``resume`` or ``overwrite``.
         epochs, batch_size, learning_rate, freeze_until: the training loop (None: the
             measured defaults, ``training.config.FINETUNE_SCHEDULES``).
-        image_size: the input side (None: the preset's; a detector's at most 320).
+        image_size: the input side (None: the preset's; a detector's at most 320, a
+            segmenter's at most 224).
         resize_mode: a detector's ``"stretch"`` (what MediaPipe does) or ``"pad"``.
         quantize: the phone file beside the float32 one: ``"int8"``, ``"float16"``,
             ``"dynamic"`` or ``"none"``.

@@ -17,7 +17,9 @@ Where the fake quantisation sits is where TFLite's int8 kernels quantise:
   ``max |w|`` of each channel (what the converter computes from the trained weights);
 - activations: per tensor, asymmetric, at each op's output; a conv followed by its ReLU6 is one
   fused kernel, so only the ReLU's output (within [0, 6]) is quantised;
-- the input: camera pixels in [0, 255] (uint8, scale 1), then the model's own Rescaling.
+- the input: camera pixels in [0, 255] (uint8, scale 1), then the model's own Rescaling;
+- a bilinear resize (DeepLabV3's upsampling) keeps its input's range, as TFLite's int8
+  RESIZE_BILINEAR does.
 
 Each activation range is a pair of weights of its layer, initialised from the float model's
 min / max on calibration batches (TFLite's post-training calibrator) and then learned with the
@@ -39,12 +41,14 @@ from mobilenet_zoo.classification.classifier import MobileNetClassifier
 from mobilenet_zoo.detection.ssd import SSD
 from mobilenet_zoo.fold import fold_batch_norm
 from mobilenet_zoo.layers import bias_add
+from mobilenet_zoo.segmentation.deeplab import DeepLabV3, ResizeLike
 
-#: Layers that do no arithmetic: their output keeps their input's quantisation.
+#: Layers whose output keeps their input's quantisation: no arithmetic, or TFLite's int8
+#: kernel keeps the input's scale (RESIZE_BILINEAR interpolates within the input's range).
 PASS_THROUGH = (layers.InputLayer, layers.Dropout, layers.Reshape, layers.Flatten,
-                layers.ZeroPadding2D, layers.MaxPooling2D)
-#: The task models whose every layer is covered (a DeepLabV3's resize and ASPP ops are not).
-SUPPORTED = (MobileNetClassifier, SSD)
+                layers.ZeroPadding2D, layers.MaxPooling2D, ResizeLike)
+#: The task models whose every layer is covered.
+SUPPORTED = (MobileNetClassifier, SSD, DeepLabV3)
 #: Calibration batches read unless ``batches`` says.
 CALIBRATION_BATCHES = 8
 _CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
@@ -55,12 +59,12 @@ def is_quantization_aware(model: Any) -> bool:
     return bool(getattr(model, "quantization_aware", False))
 
 
-def quantization_aware(model: MobileNetClassifier | SSD, calibration: Any,
-                       batches: int = CALIBRATION_BATCHES) -> MobileNetClassifier | SSD:
+def quantization_aware(model: MobileNetClassifier | SSD | DeepLabV3, calibration: Any,
+                       batches: int = CALIBRATION_BATCHES) -> MobileNetClassifier | SSD | DeepLabV3:
     """A folded copy of ``model`` that fake-quantises as its int8 TFLite file computes.
 
     Args:
-        model: a task model of this package (``MobileNetClassifier``, ``SSD``) built with
+        model: a task model of this package (``MobileNetClassifier``, ``SSD``, ``DeepLabV3``) built with
             ``include_preprocessing=True`` (its int8 file takes uint8 camera pixels).
         calibration: batches of images in [0, 255], or ``(images, targets)`` batches (a
             ``tf.data.Dataset`` or any iterable); the first ``batches`` set the initial ranges.
@@ -81,7 +85,7 @@ def quantization_aware(model: MobileNetClassifier | SSD, calibration: Any,
             ``keras.quantizers.fake_quant_with_min_max_vars`` (3.9+), for a model without
             preprocessing, of dynamic input size or already quantisation-aware, and for
             calibration batches that are not camera pixels in [0, 255] or are empty.
-        TypeError: for a model other than ``MobileNetClassifier`` or ``SSD``.
+        TypeError: for a model other than ``MobileNetClassifier``, ``SSD`` or ``DeepLabV3``.
 
     Example:
 
@@ -100,8 +104,8 @@ def quantization_aware(model: MobileNetClassifier | SSD, calibration: Any,
         raise ValueError(f"Quantization-aware training needs keras.quantizers.fake_quant_with_min_max_vars "
                          f"(Keras 3.9 or later); this is Keras {keras.__version__}: pip install -U keras.")
     if not isinstance(model, SUPPORTED):
-        raise TypeError("quantization_aware supports MobileNetClassifier and SSD (every layer of theirs "
-                        f"is covered); got {type(model).__name__}.")
+        raise TypeError("quantization_aware supports MobileNetClassifier, SSD and DeepLabV3 (every layer "
+                        f"of theirs is covered); got {type(model).__name__}.")
     if is_quantization_aware(model):
         raise ValueError(f"`{model.name}` is already quantization-aware: train it, or start from the "
                          "float model.")

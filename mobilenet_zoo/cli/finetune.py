@@ -5,16 +5,18 @@ to a phone model in one command.
     python -m mobilenet_zoo.finetune detector photos/ --preset ssd_mobilenet_v1_coco \\
         --format voc --epochs 20 --quantize int8
     python -m mobilenet_zoo.finetune classifier class_folders/ --out runs/classes
+    python -m mobilenet_zoo.finetune segmenter images_and_masks/ --out runs/masks
 
-DATA is a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, or a classifier's
-class folders (detected, or --format); its labels are checked before anything trains. A
-detection preset keeps its backbone, extra layers and box predictor and renews the class
-predictor for your classes; an ImageNet preset (the default) gives the backbone. OUT gets
+DATA is a detector's folder labelled as COCO JSON, Pascal VOC or YOLO, a classifier's class
+folders or a segmenter's images + PNG masks (detected, or --format); its labels are checked
+before anything trains. A detection preset keeps its backbone, extra layers and box predictor
+and renews the class predictor for your classes; an ImageNet preset (the default) gives the
+backbone (a segmenter's at output stride 16, under a new DeepLabV3 head). OUT gets
 model.keras, model.tflite (float32), the --quantize file (default int8, uint8 camera
 pixels in) and with --qat a quantization-aware int8 file, each with the labels (and a
 detector's post-processing) MediaPipe reads, and report.json / report.md: every file measured on the same validation photos (a detector's
 COCO AP with precision-recall curves and detections, a classifier's top-1 / top-5 with a
-confusion matrix) and the MediaPipe Tasks snippet. Details: docs/finetune.md.
+confusion matrix, a segmenter's mean IoU with predicted masks) and the MediaPipe Tasks snippet. Details: docs/finetune.md.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
     p.add_argument("task", choices=FINETUNE_TASKS, help="what to fine-tune")
     p.add_argument("data", metavar="DATA", help="the folder of labelled photos")
     d = p.add_argument_group("data")
-    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo", "folders"], default="auto",
+    d.add_argument("--format", choices=["auto", "coco", "voc", "yolo", "folders", "masks"],
+                   default="auto",
                    help="the layout of DATA: a detector's COCO JSON, Pascal VOC (Annotations/, "
                         "JPEGImages/, ImageSets/Main/) or YOLO (data.yaml, labels/); a classifier's "
-                        "class folders (DATA/<class>/ or DATA/train/<class>/, DATA/val/<class>/); "
-                        "auto: detected")
+                        "class folders (DATA/<class>/ or DATA/train/<class>/, DATA/val/<class>/); a "
+                        "segmenter's masks (JPEGImages/ + SegmentationClass/, or images/ + masks/: "
+                        "PNG class indices, 255 = ignore, labels.txt naming them); auto: detected")
     d.add_argument("--skip-bad-labels", action="store_true",
                    help="drop wrong boxes and unreadable images and say how many; default: list "
                         "them all and train nothing")
@@ -66,17 +70,19 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         f"(its backbone, extra layers and box predictor kept) (default: "
                         f"{DEFAULT_DETECTOR_PRESET}, which ships)")
     m.add_argument("--image-size", type=int, default=None,
-                   help="input side (default: the preset's; a detector's at most 320)")
+                   help="input side (default: the preset's; a detector's at most 320, a "
+                        "segmenter's at most 224)")
     m.add_argument("--resize-mode", choices=["stretch", "pad"], default="stretch",
                    help="how photos fit the square input: stretch (default; what MediaPipe's "
                         "ObjectDetector does) or pad (keeps the aspect ratio)")
     o = flags.add_schedule_flags(
         p, FINETUNE_SCHEDULES, "training (the defaults shown are a detector's: RMSProp, "
         "ssd_mobilenet_v1_coco.config; a classifier's: 10 epochs of batch 32, the first half the "
-        "head with Adam 1e-3, then the top 2 blocks at 1e-4)")
+        "head with Adam 1e-3, then the top 2 blocks at 1e-4; a segmenter's: 8 epochs of batch 8, "
+        "Adam 1e-3)")
     o.add_argument("--freeze-until", choices=["none", "P1", "P2", "P3", "P4"], default=None,
-                   help="a detector's backbone frozen up to this level "
-                        + FINETUNE_SCHEDULES.help("freeze_until"))
+                   help="a detector's or segmenter's backbone frozen up to this level (a "
+                        "detector's " + FINETUNE_SCHEDULES.help("freeze_until") + "; a segmenter's: none)")
     e = p.add_argument_group("evaluation and export")
     e.add_argument("--quantize", choices=FINETUNE_QUANTIZE, default="int8",
                    help="the file written beside model.tflite (float32): int8 (default; "
@@ -88,7 +94,8 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         "--quantize says (the phone file then)")
     e.add_argument("--qat-epochs", type=int, default=None,
                    help="epochs of quantization-aware training (default: a detector's "
-                        f"{QAT_EPOCHS['detector']}, a classifier's {QAT_EPOCHS['classifier']})")
+                        f"{QAT_EPOCHS['detector']}, a classifier's {QAT_EPOCHS['classifier']}, a "
+                        f"segmenter's {QAT_EPOCHS['segmenter']})")
     e.add_argument("--eval-batches", type=int, default=None,
                    help="evaluate on this many validation batches only (default: all)")
     flags.add_common_flags(p, OUT_DEFAULT)
@@ -127,6 +134,10 @@ def checked_options(args: argparse.Namespace) -> FinetuneOptions:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"finetune: --{name.replace('_', '-')} must be at least 1; got {value}.")
+    if args.task == "segmenter" and args.resize_mode != "stretch":
+        raise ValueError("finetune: --resize-mode pad applies to a detector only; a segmenter is "
+                         "trained on random crops and measured on photos stretched to its input, "
+                         "as MediaPipe's ImageSegmenter feeds it.")
     if args.task == "classifier":
         given = [flag for flag, on in (("--freeze-until", args.freeze_until is not None),
                                        ("--resize-mode pad", args.resize_mode != "stretch"),
@@ -155,11 +166,8 @@ def run_call(argv: list[str]) -> Any:
     ValueError (never an exit), checked, then the run; returns its ``Finetuned``."""
     args = build_parser(raising=True).parse_args(argv)
     options = checked_options(args)
-    from mobilenet_zoo.training import finetune
-
-    run = finetune.run_detector if options.task == "detector" else finetune.run_classifier
     try:
-        return run(options, flags.run_options(args), flags.train_flags(args))
+        return _runner(options.task)(options, flags.run_options(args), flags.train_flags(args))
     except SystemExit as stop:  # the command's one-line refusals: a Python error here
         if isinstance(stop.code, str):
             raise ValueError(stop.code.removeprefix("error: ")) from None
@@ -180,11 +188,19 @@ def _check_out(out: str) -> None:
         raise ValueError(f"finetune: --out {out}: {parent} is not writable; give a folder you can write.")
 
 
-def _run(options: FinetuneOptions, args: argparse.Namespace) -> int:
+def _runner(task: str) -> Any:
+    """The function that fine-tunes ``task`` (its module loads Keras and TensorFlow)."""
+    if task == "segmenter":
+        from mobilenet_zoo.training.finetune_segmenter import run_segmenter
+
+        return run_segmenter
     from mobilenet_zoo.training import finetune
 
-    run = finetune.run_detector if options.task == "detector" else finetune.run_classifier
-    run(options, flags.run_options(args), flags.train_flags(args))
+    return finetune.run_detector if task == "detector" else finetune.run_classifier
+
+
+def _run(options: FinetuneOptions, args: argparse.Namespace) -> int:
+    _runner(options.task)(options, flags.run_options(args), flags.train_flags(args))
     return 0
 
 

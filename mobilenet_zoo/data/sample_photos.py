@@ -1,5 +1,6 @@
 """A small labelled folder to try ``python -m mobilenet_zoo.finetune`` on, in the layouts
-labelling tools write: YOLO, Pascal VOC or COCO JSON, or class folders for a classifier.
+labelling tools write: YOLO, Pascal VOC or COCO JSON, class folders for a classifier, or
+images + PNG masks for a segmenter.
 
 The photos are the embedded digits-on-photos set's (``digits_on_photos``: scikit-learn's
 handwritten digits pasted onto scikit-image and scikit-learn photos), restricted to a few
@@ -9,6 +10,8 @@ digits, named as words ("zero", "one", ...), so it is a new task for any preset:
     python -m mobilenet_zoo.finetune detector sample/ --out runs/sample
     python -m mobilenet_zoo.data.sample_photos digits/ --layout folders
     python -m mobilenet_zoo.finetune classifier digits/ --out runs/digits
+    python -m mobilenet_zoo.data.sample_photos masks/ --layout masks
+    python -m mobilenet_zoo.finetune segmenter masks/ --out runs/masks
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 
 from mobilenet_zoo.data import digits_on_photos
 
-LAYOUTS = ("yolo", "voc", "coco", "folders")  # folders: each digit cropped, for a classifier
+# folders: each digit cropped, for a classifier; masks: each digit's pixels, for a segmenter
+LAYOUTS = ("yolo", "voc", "coco", "folders", "masks")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -31,7 +35,8 @@ def write(out: str | os.PathLike, layout: str = "yolo", digits: Sequence[int] = 
           num_train: int = 240, num_val: int = 60, image_size: int = 320, seed: int = 0) -> Path:
     """Writes the folder (which must not exist yet, or be empty); returns its path.
 
-    Train and val photos share no digit scan; classes are ``WORDS[d]`` in ``digits`` order.
+    Train and val photos share no digit scan; classes are ``WORDS[d]`` in ``digits`` order
+    (a segmenter's: ``background`` first, then those).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {LAYOUTS}; got {layout!r}.")
@@ -58,13 +63,14 @@ def write(out: str | os.PathLike, layout: str = "yolo", digits: Sequence[int] = 
         rng, pool = np.random.default_rng(split_seed), pools[split]
         rows = []
         for i in range(count):
-            pixels, objects, _ = digits_on_photos._render(rng, backgrounds, images[pool], labels[pool],
-                                                          image_size, 3)
+            pixels, objects, mask = digits_on_photos._render(rng, backgrounds, images[pool], labels[pool],
+                                                             image_size, 3)
             boxes = [(*o["bbox"], o["category_id"] - 1) for o in objects]  # x, y, w, h, class
-            rows.append((f"{split}_{i:04d}", Image.fromarray(pixels), boxes))
+            rows.append((f"{split}_{i:04d}", Image.fromarray(pixels), boxes, mask))
         splits[split] = rows
     root.mkdir(parents=True, exist_ok=True)
-    {"yolo": _yolo, "voc": _voc, "coco": _coco, "folders": _folders}[layout](root, splits, names, image_size)
+    writers = {"yolo": _yolo, "voc": _voc, "coco": _coco, "folders": _folders, "masks": _masks}
+    writers[layout](root, splits, names, image_size)
     return root
 
 
@@ -72,7 +78,7 @@ def _yolo(root: Path, splits: dict, names: list[str], size: int) -> None:
     for split, rows in splits.items():
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
-        for stem, image, boxes in rows:
+        for stem, image, boxes, _ in rows:
             image.save(root / "images" / split / f"{stem}.jpg", quality=92)
             lines = [f"{c} {(x + w / 2) / size:.6f} {(y + h / 2) / size:.6f} {w / size:.6f} {h / size:.6f}"
                      for x, y, w, h, c in boxes]
@@ -86,7 +92,7 @@ def _voc(root: Path, splits: dict, names: list[str], size: int) -> None:
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (root / folder).mkdir(parents=True)
     for split, rows in splits.items():
-        for stem, image, boxes in rows:
+        for stem, image, boxes, _ in rows:
             image.save(root / "JPEGImages" / f"{stem}.jpg", quality=92)
             objects = "".join(  # 1-based pixel coordinates, as the VOC devkit
                 f"<object><name>{names[c]}</name><difficult>0</difficult><bndbox><xmin>{round(x) + 1}"
@@ -103,7 +109,7 @@ def _folders(root: Path, splits: dict, names: list[str], size: int) -> None:
     for split, rows in splits.items():
         for name in names:
             (root / split / name).mkdir(parents=True)
-        for stem, image, boxes in rows:
+        for stem, image, boxes, _ in rows:
             for k, (x, y, w, h, c) in enumerate(boxes):
                 m = max(w, h) / 4
                 crop = image.crop((max(0, round(x - m)), max(0, round(y - m)),
@@ -111,11 +117,25 @@ def _folders(root: Path, splits: dict, names: list[str], size: int) -> None:
                 crop.save(root / split / names[c] / f"{stem}_{k}.jpg", quality=92)
 
 
+def _masks(root: Path, splits: dict, names: list[str], size: int) -> None:
+    """``images/<split>/<photo>.jpg`` and ``masks/<split>/<photo>.png`` (one channel: 0
+    background, k + 1 the k-th class's pixels), ``labels.txt`` naming them."""
+    from PIL import Image
+
+    for split, rows in splits.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for stem, image, _, mask in rows:
+            image.save(root / "images" / split / f"{stem}.jpg", quality=92)
+            Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / split / f"{stem}.png")
+    (root / "labels.txt").write_text("\n".join(["background", *names]) + "\n")
+
+
 def _coco(root: Path, splits: dict, names: list[str], size: int) -> None:
     for split, rows in splits.items():
         (root / split / "images").mkdir(parents=True)
         images, annotations = [], []
-        for i, (stem, image, boxes) in enumerate(rows):
+        for i, (stem, image, boxes, _) in enumerate(rows):
             image.save(root / split / "images" / f"{stem}.jpg", quality=92)
             images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": size, "height": size})
             annotations += [{"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1,

@@ -92,6 +92,10 @@ class DeepLabV3(Task):
     ```
     """
 
+    #: ``from_preset`` builds the backbone at output stride 16, the one DeepLabV3 trains at
+    #: (s.4) and DeepLabV3+ (s.3.1) names the speed / accuracy trade-off.
+    backbone_defaults = {"output_stride": 16}
+
     def __init__(
         self,
         backbone: keras.Model,

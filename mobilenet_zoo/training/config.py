@@ -90,11 +90,12 @@ class ClassificationConfig:
 
 
 #: What ``finetune`` fits (issue 29), and the model class a preset must fit for each
-#: (``hub.presets.check_preset_fits``); segmenter fine-tuning: a later release.
-FINETUNE_TASKS = ("detector", "classifier")
-_FINETUNE_MODEL = {"detector": "SSD", "classifier": "MobileNetClassifier"}
+#: (``hub.presets.check_preset_fits``).
+FINETUNE_TASKS = ("detector", "classifier", "segmenter")
+_FINETUNE_MODEL = {"detector": "SSD", "classifier": "MobileNetClassifier", "segmenter": "DeepLabV3"}
 #: The data layouts each task reads (``--format``; ``auto``: detected).
-FINETUNE_FORMATS = {"detector": ("auto", "coco", "voc", "yolo"), "classifier": ("auto", "folders")}
+FINETUNE_FORMATS = {"detector": ("auto", "coco", "voc", "yolo"), "classifier": ("auto", "folders"),
+                    "segmenter": ("auto", "masks")}
 #: ``--quantize`` of a fine-tune run: the phone file written beside ``model.tflite`` (float32).
 FINETUNE_QUANTIZE = ("none", "dynamic", "float16", "int8")
 #: Where a detector fine-tune starts by default: the ImageNet weights that ship in the wheel
@@ -122,13 +123,22 @@ FINETUNE_CLASSIFIER_SCHEDULES = Schedules(
     smoke=Schedule(epochs=2, batch_size=4, learning_rate=1e-3, eval_batch=4),
 )
 
+# A segmenter fine-tune: DeepLabV3 at output stride 16, the whole network trained with Adam
+# 1e-3 (recipes/segmentation.py's optimizer), DeepLab's random scale / crop / flip.
+_SEGMENTER = Schedule(epochs=8, batch_size=8, learning_rate=1e-3, eval_batch=8, freeze_until="none")
+FINETUNE_SEGMENTER_SCHEDULES = Schedules(
+    full=_SEGMENTER, embedded=_SEGMENTER,
+    smoke=Schedule(epochs=1, batch_size=2, learning_rate=1e-3, steps_per_epoch=2, eval_batch=2,
+                   freeze_until="none"),
+)
+
 
 # Quantization-aware training after the float fine-tune (--qat, mobilenet_zoo.qat): a few
 # epochs of the whole network at a hundredth of the training learning rate. Measured on 2 CPU
 # cores (docs/finetune.md): a tenth of it (4e-4, RMSProp) cost the detector's int8 file 5-8
 # AP50 points; a hundredth gave AP 42.7 against the float file's 39.5. The classifier's 2 epochs
 # lift its int8 top-1 from 73.6 (post-training) to 85.1 (float: 80.2).
-QAT_EPOCHS = {"detector": 3, "classifier": 2}
+QAT_EPOCHS = {"detector": 3, "classifier": 2, "segmenter": 2}
 QAT_LEARNING_RATE_FACTOR = 0.01
 
 
@@ -151,12 +161,12 @@ class FinetuneOptions:
 
     def __post_init__(self) -> None:
         if self.task not in FINETUNE_TASKS:
-            raise ValueError(f"finetune: task {self.task!r} is not one of {', '.join(FINETUNE_TASKS)} "
-                             "(segmenter fine-tuning: recipes/segmentation.py for now).")
+            raise ValueError(f"finetune: task {self.task!r} is not one of {', '.join(FINETUNE_TASKS)}.")
         if not isinstance(self.data_dir, (str, os.PathLike)) or not os.path.isdir(self.data_dir):
             raise ValueError(f"finetune: DATA {self.data_dir!r} is not a folder. Give the folder of "
                              "your labelled photos: COCO JSON, Pascal VOC or YOLO for a detector, "
-                             "class folders for a classifier (docs/finetune.md).")
+                             "class folders for a classifier, images + PNG masks for a segmenter "
+                             "(docs/finetune.md).")
         meta = presets.get_preset(self.preset)  # ValueError listing the presets
         presets.check_preset_fits(meta, _FINETUNE_MODEL[self.task])  # ValueError naming what fits
         formats = FINETUNE_FORMATS[self.task]

@@ -71,7 +71,8 @@ QUANTIZED_FILES = {"dynamic": "model_dynamic.tflite", "float16": "model_float16.
 QAT_FILE = "model_qat_int8.tflite"
 #: What a fine-tune writes besides the run state: ``--overwrite`` removes them first.
 OUTPUT_FILES = ("model.keras", "model.tflite", *QUANTIZED_FILES.values(), QAT_FILE, reporting.REPORT_JSON,
-                reporting.REPORT_MD, reporting.PR_CURVES, reporting.DETECTIONS, reporting.CONFUSION)
+                reporting.REPORT_MD, reporting.PR_CURVES, reporting.DETECTIONS, reporting.CONFUSION,
+                reporting.OVERLAYS)
 
 
 @dataclass
@@ -94,12 +95,12 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
                              options.skip_bad_labels)
     if run_options.smoke:
         choice = dataclasses.replace(choice, kind="mock")
-    context = _start(run_options, options, choice)
+    context = start_run(run_options, options, choice)
     context.set_seed()
     names = list(choice.train.class_names)
-    plan = _fit_batch(resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
+    plan = fit_batch(resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
                       choice.train.num_examples)
-    size = options.image_size or min(DEFAULT_DETECTOR_SIZE, _preset_size(options.preset))
+    size = options.image_size or min(DEFAULT_DETECTOR_SIZE, preset_size(options.preset))
     with context.scope():
         model = SSD.from_preset(options.preset, num_classes=len(names), class_names=names,
                                 image_size=size, resize_mode=options.resize_mode)
@@ -116,7 +117,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
         train = model.preprocessor.pipeline(choice.train, plan.batch_size, training=True, seed=context.seed)
         optimizer = keras.optimizers.RMSprop(plan.learning_rate * QAT_LEARNING_RATE_FACTOR, rho=0.9,
                                              momentum=0.9, epsilon=1.0)
-        qat_facts = _quantization_aware(context, options, "detector", model, train, optimizer, None,
+        qat_facts = train_quantization_aware(context, options, "detector", model, train, optimizer, None,
                                         {**DETECTOR_POSTPROCESS, "metadata": {"labels": names}}, files)
     scored = [reporting.score_detector("Keras (float32)", context.path("model.keras"),
                                        model.predict_on_batch, fitted.val, model, choice.val, max_batches)]
@@ -128,10 +129,10 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
     draw_detections(batch, {k: np.asarray(v) for k, v in dets.items()}, names,
                     model.bounding_box_format, context.path(reporting.DETECTIONS))
     reporting.pr_curves(scored, names, context.path(reporting.PR_CURVES))
-    training = (f"{_epochs(plan.epochs)} of batch {plan.batch_size}, learning "
+    training = (f"{epochs_text(plan.epochs)} of batch {plan.batch_size}, learning "
                 f"rate {plan.learning_rate}, backbone frozen to {plan.freeze_until}, "
                 f"{fitted.train_seconds:.0f} s")
-    return _finish(context, options, "detector", model, choice, names, scored, files,
+    return finish_run(context, options, "detector", model, choice, names, scored, files,
                    {"image_size": size, "resize_mode": options.resize_mode, "training": training,
                     "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss, **qat_facts},
                    {"pr_curves": reporting.PR_CURVES, "detections": reporting.DETECTIONS})
@@ -142,12 +143,12 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
     choice = _class_folders(options.data_dir, options.skip_bad_labels)
     if run_options.smoke:
         choice = dataclasses.replace(choice, kind="mock")
-    context = _start(run_options, options, choice)
+    context = start_run(run_options, options, choice)
     context.set_seed()
     names = list(choice.train.class_names)
-    plan = _fit_batch(resolve(FINETUNE_CLASSIFIER_SCHEDULES.of(choice.kind), given,
+    plan = fit_batch(resolve(FINETUNE_CLASSIFIER_SCHEDULES.of(choice.kind), given,
                               choice.train.num_examples), choice.train.num_examples)
-    size = options.image_size or _preset_size(options.preset)
+    size = options.image_size or preset_size(options.preset)
     train = _class_batches(choice.train, size, plan.batch_size, True, context.seed)
     val = _class_batches(choice.val, size, plan.eval_batch, False, context.seed)
     if context.smoke:
@@ -158,8 +159,8 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
                                                 dropout=0.2)
     head_epochs = max(1, plan.epochs // 2)
     print(f"model: MobileNetClassifier {size}x{size} from {options.preset}, {len(names)} classes "
-          f"({', '.join(names)}); {_epochs(head_epochs)} of the head, then "
-          f"{_epochs(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks", flush=True)
+          f"({', '.join(names)}); {epochs_text(head_epochs)} of the head, then "
+          f"{epochs_text(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks", flush=True)
     start = time.time()
     transfer.fine_tune(model, train, val, head_epochs=head_epochs,
                        fine_tune_epochs=plan.epochs - head_epochs, unfreeze_blocks=UNFREEZE_BLOCKS,
@@ -167,11 +168,11 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
                        callbacks=lambda stage: context.callbacks(subdir=stage), verbose=context.verbose)
     seconds = round(time.time() - start, 1)
     context.save_model(model)
-    files = _export_files(context, model, train, options.quantize, {"metadata": {"labels": names}})
+    files = export_files(context, model, train, options.quantize, {"metadata": {"labels": names}})
     qat_facts = {}
     if options.qat:
         optimizer = keras.optimizers.Adam(plan.learning_rate * QAT_LEARNING_RATE_FACTOR)
-        qat_facts = _quantization_aware(context, options, "classifier", model, train, optimizer,
+        qat_facts = train_quantization_aware(context, options, "classifier", model, train, optimizer,
                                         keras.losses.SparseCategoricalCrossentropy(),
                                         {"metadata": {"labels": names}}, files)
     max_batches = options.eval_batches
@@ -181,15 +182,15 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
                                           val, names, max_batches) for label, name in files]
     reporting.confusion_matrix(scored[0].confusion, names, "Keras model, validation set",
                                context.path(reporting.CONFUSION))
-    training = (f"{_epochs(head_epochs)} of the head at learning rate {plan.learning_rate}, then "
-                f"{_epochs(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks at "
+    training = (f"{epochs_text(head_epochs)} of the head at learning rate {plan.learning_rate}, then "
+                f"{epochs_text(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks at "
                 f"{plan.learning_rate / 10:g}, batch {plan.batch_size}, {seconds:.0f} s")
-    return _finish(context, options, "classifier", model, choice, names, scored, files,
+    return finish_run(context, options, "classifier", model, choice, names, scored, files,
                    {"image_size": size, "training": training, "train_seconds": seconds, **qat_facts},
                    {"confusion": reporting.CONFUSION})
 
 
-def _finish(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model, choice: Any,
+def finish_run(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model, choice: Any,
             names: list[str], scored: list, files: list[tuple[str, str]], facts: dict[str, Any],
             pictures: dict[str, str]) -> Finetuned:
     """``report.json`` / ``report.md`` and a line per file; the ``Finetuned``."""
@@ -200,14 +201,14 @@ def _finish(context: RunContext, options: FinetuneOptions, task: str, model: ker
     report = reporting.write_report(context.out_dir, summary, scored, names, snippet, pictures)
     for s in scored:
         numbers = "  ".join(f"{k} {100 * v:5.1f}" for k, v in s.metrics.items()
-                            if k in ("AP", "AP50", "top1", "top5"))
+                            if k in ("AP", "AP50", "VOC_AP50", "top1", "top5", "mIoU", "pixel_accuracy"))
         print(f"{s.name:<28} {s.file:<22} {numbers}  {s.latency_ms:6.1f} ms/image  {s.size_mb:5.1f} MB",
               flush=True)
     print(f"report: {context.path(reporting.REPORT_MD)}", flush=True)
     return Finetuned(model, report, context.out_dir)
 
 
-def _quantization_aware(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model,
+def train_quantization_aware(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model,
                         train: Any, optimizer: Any, loss: Any, common: dict[str, Any],
                         files: list[tuple[str, str]]) -> dict[str, Any]:
     """``--qat``: a quantization-aware copy of the trained ``model`` (``mobilenet_zoo.qat``: its
@@ -218,7 +219,7 @@ def _quantization_aware(context: RunContext, options: FinetuneOptions, task: str
     if context.smoke:
         train, epochs = train.take(2), 1
     rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    print(f"quantization-aware training: {_epochs(epochs)} at learning rate {rate:g}, BatchNorm "
+    print(f"quantization-aware training: {epochs_text(epochs)} at learning rate {rate:g}, BatchNorm "
           "folded, weights and activations fake-quantised as TFLite's int8 kernels", flush=True)
     start = time.time()
     with context.scope():
@@ -268,7 +269,7 @@ def _class_batches(source: Any, size: int, batch_size: int, training: bool, seed
         batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def _start(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice) -> RunContext:
+def start_run(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice) -> RunContext:
     """The run context, once the data has been read and checked and the preset is installed:
     only then is ``--out`` claimed (``--overwrite`` clears the earlier run's state and the
     files a fine-tune writes, so none of the old run's files is left beside the new ones)."""
@@ -282,7 +283,7 @@ def _start(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice
     return context
 
 
-def _fit_batch(plan: Any, num_examples: int | None) -> Any:
+def fit_batch(plan: Any, num_examples: int | None) -> Any:
     """A batch larger than the training photos would train nothing (the detector's training
     batches drop the remainder): it becomes their number, and the run says so."""
     if num_examples and plan.batch_size > num_examples:
@@ -293,11 +294,11 @@ def _fit_batch(plan: Any, num_examples: int | None) -> Any:
     return plan
 
 
-def _epochs(n: int) -> str:
+def epochs_text(n: int) -> str:
     return f"{n} epoch{'s' * (n != 1)}"
 
 
-def _preset_size(preset: str) -> int:
+def preset_size(preset: str) -> int:
     meta = get_preset(preset)
     size = (meta.get("task_config") or {}).get("image_size") or meta.get("input_size") or 300
     return int(size[0] if isinstance(size, (list, tuple)) else size)
@@ -306,11 +307,11 @@ def _preset_size(preset: str) -> int:
 def _export(context: RunContext, model: SSD, choice: Any, plan: Any, quantize: str) -> list[tuple[str, str]]:
     """A detector's files: the post-processing op the export CLI writes (class-agnostic NMS,
     what MediaPipe reads); int8 calibrated on training images through its own pipeline."""
-    return _export_files(context, model, model.preprocessor.pipeline(choice.train, plan.batch_size),
+    return export_files(context, model, model.preprocessor.pipeline(choice.train, plan.batch_size),
                          quantize, DETECTOR_POSTPROCESS)
 
 
-def _export_files(context: RunContext, model: keras.Model, calibration: Any, quantize: str,
+def export_files(context: RunContext, model: keras.Model, calibration: Any, quantize: str,
                   common: dict[str, Any]) -> list[tuple[str, str]]:
     """``model.tflite`` (float32) and the ``quantize`` file, each with MediaPipe metadata;
     ``"int8"``: calibrated on ``calibration`` batches, uint8 camera pixels in. Returns

@@ -2,7 +2,8 @@
 gets, the Keras model and the exported ``.tflite`` files run by LiteRT, side by side.
 
 ``score_detector`` measures one model (pycocotools AP, AP50, AP75 and per-class AP, through
-``detection.coco_eval``; the latency of one image); ``write_report`` writes ``report.json``
+``detection.coco_eval``; the latency of one image), ``score_classifier`` a classifier (top-1,
+top-5), ``score_segmenter`` a segmenter (mean IoU, pixel accuracy); ``write_report`` writes ``report.json``
 (the numbers) and ``report.md`` (a table, a precision-recall curve per class, detections on
 validation photos and the MediaPipe Tasks snippet for the phone file). VOC ``difficult``
 objects are ground truth marked crowd, which COCOeval neither counts as misses nor as false
@@ -26,13 +27,17 @@ from mobilenet_zoo.detection.coco_eval import (
     coco_evaluation,
     collect,
 )
+from mobilenet_zoo.detection.voc_eval import voc_evaluation
 from mobilenet_zoo.files import atomic_write
+from mobilenet_zoo.segmentation.metrics import confusion_matrix as segmentation_confusion
+from mobilenet_zoo.segmentation.metrics import segmentation_scores
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PR_CURVES = "pr_curves.png"
 DETECTIONS = "detections.png"
 CONFUSION = "confusion.png"
+OVERLAYS = "overlays.png"
 
 
 @dataclass
@@ -41,8 +46,8 @@ class Scored:
 
     name: str  #: for people: "Keras (float32)", "TFLite int8"...
     file: str  #: its file name in the run folder
-    metrics: dict[str, float]  #: detectors: pycocotools' 12; classifiers: top1, top5
-    per_class: dict[str, dict[str, float]]  #: detectors: AP, AP50, AP75; classifiers: accuracy
+    metrics: dict[str, float]  #: detectors: pycocotools' 12; classifiers: top1, top5; segmenters: mIoU
+    per_class: dict[str, dict[str, float]]  #: detectors: AP, AP50, AP75; classifiers: accuracy; IoU
     latency_ms: float  #: median time for one image (batch 1), this machine
     size_mb: float
     images: int = 0  #: validation photos scored
@@ -75,7 +80,8 @@ def score_detector(name: str, path: str, predict: Callable[[Any], dict], val: An
                    source: Any, max_batches: int | None = None) -> Scored:
     """``predict`` (a Keras ``predict_on_batch`` or a ``TFLiteRunner``) over the validation
     batches ``val`` (``model.preprocessor.pipeline``: model-size images, boxes in
-    ``model.bounding_box_format``), scored in each photo's own pixels by pycocotools."""
+    ``model.bounding_box_format``), scored in each photo's own pixels by pycocotools, and by
+    the VOC devkit's rule too (``VOC_AP50``, ``detection.voc_eval``) when ``source`` is VOC."""
     def run(images):
         out = {k: np.asarray(v) for k, v in predict(np.asarray(images)).items()}
         out["classes"] = out["classes"].astype(np.int64)  # the TFLite op gives float class ids
@@ -84,8 +90,13 @@ def score_detector(name: str, path: str, predict: Callable[[Any], dict], val: An
     ground_truth, detections = collect(run, val, model.bounding_box_format, model.image_size,
                                        source.category_ids, source.class_names, max_batches)
     evaluation = coco_evaluation(ground_truth, detections)
+    metrics, per_class = evaluation.metrics, evaluation.per_class
+    if getattr(source, "format", None) == "voc":  # the VOC devkit's AP50 beside pycocotools'
+        voc = voc_evaluation(ground_truth, detections)
+        metrics = {**metrics, "VOC_AP50": voc.ap50}
+        per_class = {c: {**v, "VOC_AP50": voc.per_class.get(c, -1.0)} for c, v in per_class.items()}
     first = np.asarray(next(iter(val))[0])[0]
-    return Scored(name, os.path.basename(path), evaluation.metrics, evaluation.per_class,
+    return Scored(name, os.path.basename(path), metrics, per_class,
                   median_latency_ms(run, first), _size_mb(path), len(ground_truth["images"]),
                   curves=evaluation.pr_curves)
 
@@ -118,6 +129,35 @@ def score_classifier(name: str, path: str, predict: Callable[[Any], Any], val: A
     first = np.asarray(next(iter(val))[0])[0]
     return Scored(name, os.path.basename(path), metrics, per_class, median_latency_ms(run, first),
                   _size_mb(path), total, confusion=confusion.tolist())
+
+
+def score_segmenter(name: str, path: str, predict: Callable[[Any], Any], val: Any,
+                    class_names: Sequence[str], max_batches: int | None = None) -> Scored:
+    """``predict`` (Keras ``predict_on_batch`` or a ``TFLiteRunner``: per-pixel class scores)
+    over the ``(images, masks)`` batches ``val`` (``model.preprocessor.pipeline``: photos
+    stretched to the input, masks by nearest neighbour, 255 ignored): mean IoU over the
+    classes present (DeepLab's measure), pixel accuracy, IoU per class."""
+    def run(images):
+        out = predict(np.asarray(images))
+        return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
+
+    n = len(class_names)
+    confusion = np.zeros((n, n), np.int64)
+    images_seen = 0
+    for b, (images, masks) in enumerate(val):
+        if max_batches is not None and b >= max_batches:
+            break
+        # float32 first: a uint8 file's scores keep their order (one scale for every class)
+        predicted = np.argmax(run(images).astype(np.float32), axis=-1)
+        confusion += segmentation_confusion(masks, predicted, n)
+        images_seen += len(predicted)
+    scores = segmentation_scores(confusion)
+    per_class = {c: {"IoU": -1.0 if iou is None else iou, "pixels": int(confusion[i].sum())}
+                 for i, (c, iou) in enumerate(zip(class_names, scores["per_class_iou"]))}
+    metrics = {"mIoU": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"]}
+    first = np.asarray(next(iter(val))[0])[0]
+    return Scored(name, os.path.basename(path), metrics, per_class, median_latency_ms(run, first),
+                  _size_mb(path), images_seen, confusion=confusion.tolist())
 
 
 def _size_mb(path: str) -> float:
@@ -196,6 +236,10 @@ _MEDIAPIPE = {
     "classifier": ("ImageClassifier", "max_results=3", "classify",
                    "    for c in result.classifications[0].categories:\n"
                    "        print(c.category_name, c.score)\n"),
+    "segmenter": ("ImageSegmenter", "output_category_mask=True", "segment",
+                  "    mask = result.category_mask.numpy_view()  # the photo's size: a class index "
+                  "per pixel\n"
+                  "    print(model.labels, mask.shape)\n"),
 }
 
 
@@ -241,9 +285,14 @@ _TABLES = {
                  "AP50", ("boxes", "ground_truth")),
     "classifier": (("top1", "top5"), "Top-1 and top-5 accuracy (top-5: n/a with 5 classes or "
                    "fewer)", "accuracy", ("images", "images")),
+    "segmenter": (("mIoU", "pixel_accuracy"), "Mean IoU over the classes (DeepLab's measure) and "
+                  "pixel accuracy at the model's input size, 255 = ignored", "IoU",
+                  ("pixels", "pixels")),
 }
 _PICTURES = {"pr_curves": "Precision-recall curves", "detections": "Detections on validation photos "
-             "(Keras model)", "confusion": "Confusion matrix (Keras model; rows: true class)"}
+             "(Keras model)", "confusion": "Confusion matrix (Keras model; rows: true class)",
+             "overlays": "Predicted masks on validation photos (Keras model; the true masks below "
+                         "each)"}
 
 
 def _markdown(report: dict[str, Any], scored: Sequence[Scored], class_names: Sequence[str]) -> str:
@@ -251,6 +300,8 @@ def _markdown(report: dict[str, Any], scored: Sequence[Scored], class_names: Seq
         return "n/a" if v < 0 else f"{100 * v:.1f}"
 
     keys, what, per, (count_title, count_key) = _TABLES[report.get("task", "detector")]
+    if scored and "VOC_AP50" in scored[0].metrics:  # data labelled as Pascal VOC
+        keys, what = (*keys, "VOC_AP50"), what + "; VOC_AP50: the VOC devkit's AP at IoU 0.5 (difficult boxes ignored)"
     lines = [f"# Fine-tuned {report.get('task', 'model')}: {report.get('out', '')}", "",
              f"Data: {report.get('data', '')}", "",
              f"Started from `{report.get('preset', '')}`; {report.get('training', '')}", "",

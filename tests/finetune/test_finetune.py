@@ -136,7 +136,7 @@ def test_a_run_folder_is_not_replaced_without_resume_or_overwrite(run, photos):
     (["detector", "DATA", "--preset", "nope"], "Unknown preset 'nope'"),
     (["detector", "DATA", "--epochs", "0"], "--epochs must be at least 1"),
     (["detector", "DATA", "--strategy", "mirrored"], "one machine"),
-    (["segmenter", "DATA"], "invalid choice: 'segmenter'"),
+    (["segment", "DATA"], "invalid choice: 'segment'"),
     (["detector", "DATA", "--quantize", "int4"], "invalid choice: 'int4'"),
     (["detector", "DATA", "--qat-epochs", "2"], "pass --qat as well"),
     (["classifier", "DATA", "--qat", "--qat-epochs", "0"], "qat_epochs (--qat-epochs) must be a positive"),
@@ -150,8 +150,8 @@ def test_bad_flags_are_one_line_errors_before_anything_loads(photos, args, messa
 def test_the_python_call_raises_value_errors_instead_of_exiting(photos, tmp_path):
     from mobilenet_zoo.finetune import finetune
 
-    with pytest.raises(ValueError, match="invalid choice: 'segmenter'"):
-        finetune("segmenter", photos, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="invalid choice: 'segment'"):
+        finetune("segment", photos, out=tmp_path / "a")
     with pytest.raises(ValueError, match="invalid choice: 'xml'"):
         finetune("detector", photos, out=tmp_path / "a", format="xml")
     with pytest.raises(ValueError, match="image_size must be at least 64"):
@@ -258,14 +258,14 @@ def test_a_uint8_files_scores_rank_as_their_values():
 def test_a_batch_larger_than_the_photos_becomes_their_number(capsys):
     """The detector's training batches drop the remainder: a batch of 16 on 12 photos ran zero
     steps and exported an untrained model, exit 0."""
-    from mobilenet_zoo.training.finetune import _fit_batch
+    from mobilenet_zoo.training.finetune import fit_batch
     from mobilenet_zoo.training.schedule import Schedule, TrainFlags, resolve
 
-    plan = _fit_batch(resolve(Schedule(epochs=2, batch_size=16, learning_rate=0.1), TrainFlags(), 12), 12)
+    plan = fit_batch(resolve(Schedule(epochs=2, batch_size=16, learning_rate=0.1), TrainFlags(), 12), 12)
     assert (plan.batch_size, plan.steps_per_epoch) == (12, 1)
     assert "batch 16 is more than the 12 training photos: batch 12" in capsys.readouterr().out
     kept = resolve(Schedule(epochs=2, batch_size=4, learning_rate=0.1), TrainFlags(), 12)
-    assert _fit_batch(kept, 12) == kept
+    assert fit_batch(kept, 12) == kept
 
 
 @ONE_RUN
@@ -325,3 +325,35 @@ def test_a_classifier_with_an_empty_val_folder_is_one_clear_error(tmp_path):
         image.unlink()
     with pytest.raises(ValueError, match="holds no images"):
         finetune("classifier", folders, out=tmp_path / "r")
+
+
+def test_voc_data_is_scored_by_the_voc_devkit_rule_beside_pycocotools(tmp_path):
+    """Data labelled as Pascal VOC gets VOC_AP50 (difficult boxes ignored, as the devkit) beside
+    COCO AP; a detector that returns the ground truth, difficult boxes included, scores 1.0."""
+    from mobilenet_zoo import MobileNetBackbone
+    from mobilenet_zoo.data.layouts.readers import read_voc
+    from mobilenet_zoo.detection.ssd import SSD
+    from mobilenet_zoo.training.report import score_detector
+
+    data = sample_photos.write(tmp_path / "voc", "voc", num_train=4, num_val=8, image_size=128)
+    xml = sorted((data / "Annotations").glob("val_*.xml"))[0]
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
+    source = read_voc(data, "val")
+    model = SSD(MobileNetBackbone(alpha=0.25, min_depth=16), num_classes=3, image_size=128)
+    val = model.preprocessor.pipeline(source, 2)
+    truths = iter([y for _, y in val])
+
+    def ground_truth(images):
+        y = next(truths, None)
+        if y is None:  # the latency runs after the scoring: any answer
+            return {"boxes": np.zeros((1, 1, 4)), "classes": np.zeros((1, 1)), "scores": np.zeros((1, 1)),
+                    "num_detections": np.zeros(1, int)}
+        classes = np.asarray(y["classes"])
+        return {"boxes": np.asarray(y["boxes"]), "classes": np.maximum(classes, 0),
+                "scores": (classes >= 0).astype(np.float32), "num_detections": (classes >= 0).sum(-1)}
+
+    scored = score_detector("perfect", str(xml), ground_truth, val, model, source)
+    assert scored.metrics["VOC_AP50"] == pytest.approx(1.0) and scored.metrics["AP50"] == pytest.approx(1.0)
+    assert {c: v["VOC_AP50"] for c, v in scored.per_class.items()} == pytest.approx(
+        {c: 1.0 for c in source.class_names})  # each class has a box to find in these 8 photos
+    assert int(np.asarray(next(iter(val))[1]["is_crowd"]).sum()) == 1  # the difficult box reached it

@@ -1,0 +1,131 @@
+"""`python -m mobilenet_zoo.finetune segmenter DATA` (issue 29): images + PNG masks in, a
+DeepLabV3, its phone files and a report of every file's mean IoU out; MediaPipe's
+ImageSegmenter reads the user's class names from the int8 files.
+
+The photos and masks are the sample set's (`mobilenet_zoo.data.sample_photos --layout masks`:
+scikit-learn digits on scikit-image photos, each digit's pixels its class)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilenet_zoo.data import sample_photos
+
+REPO = str(Path(__file__).resolve().parents[2])
+CLASSES = ["background", "zero", "one", "two"]
+ONE_RUN = pytest.mark.xdist_group("finetune_segmenter")
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory) -> Path:
+    return sample_photos.write(tmp_path_factory.mktemp("masks") / "masks", "masks", num_train=8,
+                               num_val=4, image_size=128)
+
+
+@pytest.fixture(scope="module")
+def run(masks, tmp_path_factory):
+    from mobilenet_zoo.finetune import finetune
+
+    return finetune("segmenter", masks, out=tmp_path_factory.mktemp("runs") / "masks", smoke=True,
+                    image_size=64, qat=True, verbose=0)
+
+
+def _cli(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "mobilenet_zoo.finetune", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+def test_the_sample_masks_label_each_digits_pixels_inside_its_box(tmp_path):
+    """The masks layout and the YOLO layout of one seed are the same photos: every labelled
+    pixel of class k lies in a YOLO box of class k - 1 (background 0 shifts the classes)."""
+    masks = sample_photos.write(tmp_path / "m", "masks", num_train=4, num_val=2, image_size=96)
+    yolo = sample_photos.write(tmp_path / "y", "yolo", num_train=4, num_val=2, image_size=96)
+    assert (masks / "labels.txt").read_text().split() == CLASSES
+    labelled = 0
+    for mask_file in sorted((masks / "masks" / "train").iterdir()):
+        mask = np.asarray(Image.open(mask_file))
+        photo = np.asarray(Image.open(masks / "images" / "train" / f"{mask_file.stem}.jpg"))
+        assert photo.shape[:2] == mask.shape
+        np.testing.assert_array_equal(photo, np.asarray(Image.open(yolo / "images" / "train" /
+                                                                   f"{mask_file.stem}.jpg")))
+        boxes = [line.split() for line in (yolo / "labels" / "train" / f"{mask_file.stem}.txt")
+                 .read_text().splitlines() if line.strip()]
+        inside = np.zeros_like(mask, bool)
+        for c, cx, cy, w, h in boxes:
+            x0, y0 = round((float(cx) - float(w) / 2) * 96), round((float(cy) - float(h) / 2) * 96)
+            x1, y1 = round((float(cx) + float(w) / 2) * 96), round((float(cy) + float(h) / 2) * 96)
+            inside[y0:y1, x0:x1] |= mask[y0:y1, x0:x1] == int(c) + 1
+        assert (inside == (mask > 0)).all()
+        labelled += int((mask > 0).sum())
+    assert labelled > 100
+
+
+@ONE_RUN
+def test_segmenter_fine_tune_reports_the_mean_iou_of_every_file(run):
+    report = run.report
+    assert report["task"] == "segmenter" and report["classes"] == CLASSES
+    assert [m["file"] for m in report["models"]] == ["model.keras", "model.tflite", "model_int8.tflite",
+                                                     "model_qat_int8.tflite"]
+    assert report["phone_file"] == "model_qat_int8.tflite" and report["qat"]["epochs"] == 1
+    for m in report["models"]:
+        assert set(m["metrics"]) == {"mIoU", "pixel_accuracy"} and 0.0 <= m["metrics"]["mIoU"] <= 1.0
+        assert list(m["per_class"]) == CLASSES and m["latency_ms"] > 0
+        assert sum(map(sum, m["confusion"])) == sum(c["pixels"] for c in m["per_class"].values()) > 0
+    keras_model, float_file = report["models"][:2]
+    assert float_file["metrics"] == pytest.approx(keras_model["metrics"], abs=0.01)  # one model
+    assert all(m["size_mb"] < float_file["size_mb"] / 3 for m in report["models"][2:])  # int8
+    assert Path(run.file("overlays.png")).stat().st_size > 0
+    text = Path(run.file("report.md")).read_text()
+    assert "vision.ImageSegmenter" in text and "![overlays](overlays.png)" in text
+    assert run.model.num_classes == 4 and run.model.backbone.output_stride == 16
+
+
+@ONE_RUN
+@pytest.mark.parametrize("phone_file", ["model_int8.tflite", "model_qat_int8.tflite"])
+def test_mediapipe_image_segmenter_runs_the_int8_files_with_the_users_classes(run, masks, phone_file):
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    photo = np.asarray(Image.open(next((masks / "images" / "val").iterdir())).convert("RGB"))
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=run.file(phone_file)), output_category_mask=True)
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        assert segmenter.labels == CLASSES
+        mask = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                          data=np.ascontiguousarray(photo))).category_mask.numpy_view()
+    assert mask.shape[:2] == photo.shape[:2] and int(mask.max()) < len(CLASSES)
+
+
+def test_bad_masks_stop_the_fine_tune_naming_the_file(masks, tmp_path):
+    import shutil
+
+    from mobilenet_zoo.finetune import finetune
+
+    data = tmp_path / "masks"
+    shutil.copytree(masks, data)
+    first, second = sorted((data / "masks" / "train").iterdir())[:2]
+    bad = np.asarray(Image.open(first)).copy()
+    bad[0, 0] = 9  # class 9 of 4
+    Image.fromarray(bad).save(first)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(second)  # not its photo's size
+    with pytest.raises(ValueError, match=rf"(?s){first.name}.*mask values \[9\].*{second.name}.*is 10x10"):
+        finetune("segmenter", data, out=tmp_path / "run", smoke=True)
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("args,message", [
+    (["segmenter", "DATA", "--preset", "ssd_mobilenet_v1_face_512"], "ssd_mobilenet_v1_face_512 is an SSD preset"),
+    (["segmenter", "DATA", "--format", "yolo"], "a segmenter's data format is one of auto, masks"),
+    (["segmenter", "DATA", "--resize-mode", "pad"], "--resize-mode pad applies to a detector only"),
+])
+def test_a_segmenter_refuses_what_fits_another_task(masks, args, message):
+    done = _cli(*[str(masks) if a == "DATA" else a for a in args])
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
