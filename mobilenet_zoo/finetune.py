@@ -42,14 +42,16 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
             class folders, a segmenter's images + PNG masks (``format``: detected, or
             ``"coco"``, ``"voc"``, ``"yolo"``, ``"folders"``, ``"masks"``); its labels are
             checked first (``skip_bad_labels``: drop the wrong ones and say how many).
-        preset: an ImageNet preset (the backbone; a new head) or, for a detector, a
+        preset: an ImageNet preset (the backbone; a new head) or a preset of the task: a
             detection preset (backbone, extra layers and box predictor kept, the class
-            predictor new).
+            predictor new) or a DeepLabV3 preset (kept whole, the class layer new for another
+            number of classes).
         out: the run folder (``model.keras``, ``model.tflite``, the ``quantize`` file,
             ``report.json``, ``report.md``); a folder holding a run is refused unless
             ``resume`` or ``overwrite``.
         epochs, batch_size, learning_rate, freeze_until: the training loop (None: the
-            measured defaults, ``training.config.FINETUNE_SCHEDULES``).
+            measured defaults, ``training.config.FINETUNE_SCHEDULES`` and its classifier and
+            segmenter siblings).
         image_size: the input side (None: the preset's; a detector's at most 320, a
             segmenter's at most 224).
         resize_mode: a detector's ``"stretch"`` (what MediaPipe does) or ``"pad"``.

@@ -342,7 +342,7 @@ class Task(ByNameWeightsMixin, keras.Model):
                 f"number of classes of your data, e.g. {cls.__name__}.from_preset({preset!r}, "
                 "num_classes=N).")
         meta = presets.installed_preset(preset)
-        backbone = MobileNetBackbone.from_preset(preset, input_shape, **cls.backbone_defaults)
+        backbone = MobileNetBackbone.from_preset(preset, input_shape, **presets.backbone_arguments(cls, meta))
         config = presets.task_config_of(meta) if own else {}
         if kwargs.get("num_classes", config.get("num_classes")) != config.get("num_classes"):
             config.pop("class_names", None)  # a new head: the preset's names do not apply

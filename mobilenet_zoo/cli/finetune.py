@@ -62,12 +62,13 @@ def build_parser(raising: bool = False) -> argparse.ArgumentParser:
                         "segmenter's masks (JPEGImages/ + SegmentationClass/, or images/ + masks/: "
                         "PNG class indices, 255 = ignore, labels.txt naming them); auto: detected")
     d.add_argument("--skip-bad-labels", action="store_true",
-                   help="drop wrong boxes and unreadable images and say how many; default: list "
-                        "them all and train nothing")
+                   help="drop wrong boxes, bad masks and unreadable images and say how many; "
+                        "default: list them all and train nothing")
     m = p.add_argument_group("model")
     m.add_argument("--preset", default=DEFAULT_DETECTOR_PRESET,
-                   help=f"where to start: an ImageNet preset (its backbone) or a detection preset "
-                        f"(its backbone, extra layers and box predictor kept) (default: "
+                   help=f"where to start: an ImageNet preset (its backbone), or a preset of the "
+                        f"task (a detection preset: its backbone, extra layers and box predictor "
+                        f"kept; a DeepLabV3 preset: kept whole), the class layer new (default: "
                         f"{DEFAULT_DETECTOR_PRESET}, which ships)")
     m.add_argument("--image-size", type=int, default=None,
                    help="input side (default: the preset's; a detector's at most 320, a "

@@ -1,10 +1,11 @@
-"""Pascal VOC AP50 as the VOC devkit computes it (``VOCevaldet.m``, VOC2012 devkit s.4.3; the
-same as ``voc_eval.py`` of py-faster-rcnn), beside pycocotools' AP for data labelled as VOC.
+"""Pascal VOC AP50 as the VOC devkit computes it (``VOCevaldet.m`` and ``VOCap.m``, VOC2012
+devkit s.4.3), beside pycocotools' AP for data labelled as VOC.
 
-Per class, detections of all images sorted by score: each one is matched to the unmatched
-ground-truth box of its image it overlaps most, a true positive at IoU > 0.5; a second
-detection of a matched box is a false positive; one whose best box is ``difficult`` counts
-neither way, and difficult boxes are not among the positives to find. AP is the area under
+Per class, detections of all images sorted by score: each one is matched to the ground-truth
+box of its image it overlaps most, a true positive at IoU >= 0.5 (the devkit's
+``ovmax>=VOCopts.minoverlap``; py-faster-rcnn's ``voc_eval.py`` has ``>``) if that box was not
+found before, else a false positive (a second detection); one whose best box is ``difficult``
+counts neither way, and difficult boxes are not among the positives to find. AP is the area under
 the precision envelope at every recall point (VOC2010 onwards), or the mean of its 11 values
 at recall 0, 0.1, ..., 1 (``use_07_metric``, VOC2007).
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-#: The overlap a detection needs to be a true positive (VOC devkit ``VOCevaldet.m``: > 0.5).
+#: The overlap a detection needs to be a true positive (VOC devkit ``VOCevaldet.m``: >= 0.5).
 IOU_THRESHOLD = 0.5
 
 
@@ -87,7 +88,7 @@ def voc_evaluation(ground_truth: dict[str, Any], detections: Sequence[dict[str, 
             overlaps = _iou(np.asarray(d["bbox"], np.float64), np.asarray([a["bbox"] for a in boxes],
                                                                           np.float64))
             best = int(np.argmax(overlaps))
-            if overlaps[best] <= IOU_THRESHOLD:
+            if overlaps[best] < IOU_THRESHOLD:
                 hits.append(0.0)
             elif boxes[best].get("iscrowd", 0):
                 continue  # difficult: neither a hit nor a false alarm

@@ -48,6 +48,7 @@ from mobilenet_zoo.lazy import lazy_dir, lazy_getattr
 
 if TYPE_CHECKING:  # loaded on first use: they need Keras (mobilenet_zoo.lazy)
     from mobilenet_zoo.presets.loading import (
+        backbone_arguments,
         build_from_metadata,
         check_metadata,
         head_matches,
@@ -65,6 +66,7 @@ __all__ = [
     "imagenet_preset", "backbone_weights", "list_presets", "get_preset", "describe", "sha256_of",
     "check_preset_fits", "preset_metadata",
     "register_preset", "preset_path", "load_into", "build_from_metadata", "task_config_of", "check_metadata", "installed_preset", "head_matches",
+    "backbone_arguments",
 ]
 
 __getattr__ = lazy_getattr(__name__, {
@@ -78,6 +80,7 @@ __getattr__ = lazy_getattr(__name__, {
         "check_metadata",
         "installed_preset",
         "head_matches",
+        "backbone_arguments",
     )},
 })
 __dir__ = lazy_dir(globals())

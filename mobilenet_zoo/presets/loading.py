@@ -65,13 +65,23 @@ def build_from_metadata(metadata: dict[str, Any], **overrides: Any) -> keras.Mod
             "min_depth": metadata.get("min_depth", 8), "variant": metadata.get("variant", "separable")}
     if cls is None:
         return MobileNetBackbone(**arch)
-    arch.update(cls.backbone_defaults)
+    arch.update(backbone_arguments(cls, metadata))
     config = task_config_of(metadata)
     # A detector preset names the resize its weights were trained with ("stretch": TF OD API
     # fixed_shape_resizer; "pad": face-api.js padToSquare); its task_config may repeat it.
     if metadata.get("resize_mode") is not None:
         config.setdefault("resize_mode", metadata["resize_mode"])
     return cls(backbone=MobileNetBackbone(**arch), **{**config, **overrides})
+
+
+def backbone_arguments(cls: type, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The backbone arguments a task's preset builds with: the task's ``backbone_defaults``
+    (SSD's ``min_depth`` 16, DeepLabV3's ``output_stride`` 16), the preset's recorded
+    ``output_stride`` first (a DeepLabV3 registered at 8 rebuilds at 8)."""
+    arguments = dict(getattr(cls, "backbone_defaults", {}))
+    if metadata.get("output_stride") is not None:
+        arguments["output_stride"] = int(metadata["output_stride"])
+    return arguments
 
 
 def task_config_of(metadata: dict[str, Any]) -> dict[str, Any]:

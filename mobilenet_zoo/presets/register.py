@@ -47,7 +47,7 @@ from mobilenet_zoo.presets.loading import (
 # from one of these (``num_clases``) is refused rather than silently ignored.
 KNOWN_METADATA_KEYS = (
     "task", "task_config", "alpha", "input_size", "num_classes", "class_names", "labels",
-    "depth_multiplier", "min_depth", "variant", "resize_mode", "source", "source_url",
+    "depth_multiplier", "min_depth", "variant", "output_stride", "resize_mode", "source", "source_url",
     "source_sha256", "sources", "license", "published_metric", "published_top1",
     "published_top5", "paper_top1", "metric_note", "preprocessing",
 )
@@ -55,7 +55,7 @@ KNOWN_METADATA_KEYS = (
 _RESERVED_KEYS = ("file", "sha256", "directory", "location", "name")
 # Keys a ``.keras`` file answers itself (the others of METADATA_KEYS come from the user).
 _ARCHITECTURE_KEYS = ("task", "alpha", "input_size", "num_classes", "depth_multiplier",
-                      "min_depth", "variant")
+                      "min_depth", "variant", "output_stride")
 _METADATA_HELP = (
     "`metadata` must be a dict of weights/manifest.json keys: `alpha` and `input_size` are "
     "required (a .keras file gives them itself); `task` (e.g. 'MobileNetClassifier', 'SSD'; "
@@ -269,6 +269,8 @@ def _metadata_of_model(model: keras.Model, metadata: dict[str, Any], label: str)
         "depth_multiplier": backbone.depth_multiplier,
         "min_depth": backbone.min_depth,
         "variant": backbone.variant,
+        # atrous: a DeepLabV3's stride (8, 16) rebuilds with it, not with the default 32
+        "output_stride": backbone.output_stride,
     }
     if task is not None:
         config = {k: v for k, v in model.get_config().items()

@@ -99,7 +99,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
     context.set_seed()
     names = list(choice.train.class_names)
     plan = fit_batch(resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
-                      choice.train.num_examples)
+                     choice.train.num_examples)
     size = options.image_size or min(DEFAULT_DETECTOR_SIZE, preset_size(options.preset))
     with context.scope():
         model = SSD.from_preset(options.preset, num_classes=len(names), class_names=names,
@@ -118,7 +118,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
         optimizer = keras.optimizers.RMSprop(plan.learning_rate * QAT_LEARNING_RATE_FACTOR, rho=0.9,
                                              momentum=0.9, epsilon=1.0)
         qat_facts = train_quantization_aware(context, options, "detector", model, train, optimizer, None,
-                                        {**DETECTOR_POSTPROCESS, "metadata": {"labels": names}}, files)
+                                             {**DETECTOR_POSTPROCESS, "metadata": {"labels": names}}, files)
     scored = [reporting.score_detector("Keras (float32)", context.path("model.keras"),
                                        model.predict_on_batch, fitted.val, model, choice.val, max_batches)]
     for label, name in files:
@@ -133,9 +133,9 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
                 f"rate {plan.learning_rate}, backbone frozen to {plan.freeze_until}, "
                 f"{fitted.train_seconds:.0f} s")
     return finish_run(context, options, "detector", model, choice, names, scored, files,
-                   {"image_size": size, "resize_mode": options.resize_mode, "training": training,
-                    "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss, **qat_facts},
-                   {"pr_curves": reporting.PR_CURVES, "detections": reporting.DETECTIONS})
+                      {"image_size": size, "resize_mode": options.resize_mode, "training": training,
+                       "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss, **qat_facts},
+                      {"pr_curves": reporting.PR_CURVES, "detections": reporting.DETECTIONS})
 
 
 def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags) -> Finetuned:
@@ -147,7 +147,7 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
     context.set_seed()
     names = list(choice.train.class_names)
     plan = fit_batch(resolve(FINETUNE_CLASSIFIER_SCHEDULES.of(choice.kind), given,
-                              choice.train.num_examples), choice.train.num_examples)
+                             choice.train.num_examples), choice.train.num_examples)
     size = options.image_size or preset_size(options.preset)
     train = _class_batches(choice.train, size, plan.batch_size, True, context.seed)
     val = _class_batches(choice.val, size, plan.eval_batch, False, context.seed)
@@ -173,8 +173,8 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
     if options.qat:
         optimizer = keras.optimizers.Adam(plan.learning_rate * QAT_LEARNING_RATE_FACTOR)
         qat_facts = train_quantization_aware(context, options, "classifier", model, train, optimizer,
-                                        keras.losses.SparseCategoricalCrossentropy(),
-                                        {"metadata": {"labels": names}}, files)
+                                             keras.losses.SparseCategoricalCrossentropy(),
+                                             {"metadata": {"labels": names}}, files)
     max_batches = options.eval_batches
     scored = [reporting.score_classifier("Keras (float32)", context.path("model.keras"),
                                          model.predict_on_batch, val, names, max_batches)]
@@ -186,13 +186,13 @@ def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: Tra
                 f"{epochs_text(plan.epochs - head_epochs)} with the top {UNFREEZE_BLOCKS} blocks at "
                 f"{plan.learning_rate / 10:g}, batch {plan.batch_size}, {seconds:.0f} s")
     return finish_run(context, options, "classifier", model, choice, names, scored, files,
-                   {"image_size": size, "training": training, "train_seconds": seconds, **qat_facts},
-                   {"confusion": reporting.CONFUSION})
+                      {"image_size": size, "training": training, "train_seconds": seconds, **qat_facts},
+                      {"confusion": reporting.CONFUSION})
 
 
 def finish_run(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model, choice: Any,
-            names: list[str], scored: list, files: list[tuple[str, str]], facts: dict[str, Any],
-            pictures: dict[str, str]) -> Finetuned:
+               names: list[str], scored: list, files: list[tuple[str, str]], facts: dict[str, Any],
+               pictures: dict[str, str]) -> Finetuned:
     """``report.json`` / ``report.md`` and a line per file; the ``Finetuned``."""
     phone = files[-1][1]
     summary = {"task": task, "out": context.out_dir, "data": choice.description,
@@ -209,8 +209,8 @@ def finish_run(context: RunContext, options: FinetuneOptions, task: str, model: 
 
 
 def train_quantization_aware(context: RunContext, options: FinetuneOptions, task: str, model: keras.Model,
-                        train: Any, optimizer: Any, loss: Any, common: dict[str, Any],
-                        files: list[tuple[str, str]]) -> dict[str, Any]:
+                             train: Any, optimizer: Any, loss: Any, common: dict[str, Any],
+                             files: list[tuple[str, str]]) -> dict[str, Any]:
     """``--qat``: a quantization-aware copy of the trained ``model`` (``mobilenet_zoo.qat``: its
     ranges start from the training photos), trained a few epochs at a hundredth of the learning
     rate, and its int8 file written from the learned ranges (no calibration data), uint8 camera
@@ -308,11 +308,11 @@ def _export(context: RunContext, model: SSD, choice: Any, plan: Any, quantize: s
     """A detector's files: the post-processing op the export CLI writes (class-agnostic NMS,
     what MediaPipe reads); int8 calibrated on training images through its own pipeline."""
     return export_files(context, model, model.preprocessor.pipeline(choice.train, plan.batch_size),
-                         quantize, DETECTOR_POSTPROCESS)
+                        quantize, DETECTOR_POSTPROCESS)
 
 
 def export_files(context: RunContext, model: keras.Model, calibration: Any, quantize: str,
-                  common: dict[str, Any]) -> list[tuple[str, str]]:
+                 common: dict[str, Any]) -> list[tuple[str, str]]:
     """``model.tflite`` (float32) and the ``quantize`` file, each with MediaPipe metadata;
     ``"int8"``: calibrated on ``calibration`` batches, uint8 camera pixels in. Returns
     (label, file) of each."""

@@ -4,8 +4,8 @@ DeepLabV3 the phone runs.
 The folder is read and every image / mask pair checked (``data.layouts.masks``: VOC
 ``SegmentationClass`` or ``images/`` + ``masks/``, 255 = ignore), a DeepLabV3 built on the
 preset's backbone at output stride 16 (an ImageNet preset: a new ASPP and classifier, as
-DeepLabV3 s.4 starts from ImageNet; a DeepLabV3 preset of the user's: kept, the class layer
-renewed), trained with the recipes' loop (``training.run.fit``: progress, ``--resume``,
+DeepLabV3 s.4 starts from ImageNet; a DeepLabV3 preset of the user's: kept whole, the class
+layer renewed for another number of classes), trained with the recipes' loop (``training.run.fit``: progress, ``--resume``,
 checkpoints), then saved, exported for phones and measured side by side: mean IoU and pixel
 accuracy of ``model.keras`` and of each ``.tflite`` file through LiteRT
 (``training.report.score_segmenter``), with predicted masks drawn on validation photos.
@@ -18,12 +18,10 @@ import dataclasses
 import keras
 import numpy as np
 
-from mobilenet_zoo.backbone import MobileNetBackbone
 from mobilenet_zoo.data.layouts import LabelError
 from mobilenet_zoo.data.layouts.readers import read_masks
 from mobilenet_zoo.export import TFLiteRunner
 from mobilenet_zoo.files import atomic_write
-from mobilenet_zoo.hub.presets import check_preset_fits, get_preset
 from mobilenet_zoo.segmentation import DeepLabV3, SegmentationPreprocessor, segmentation_loss
 from mobilenet_zoo.segmentation.visualize import save_overlays
 from mobilenet_zoo.training import report as reporting
@@ -46,8 +44,9 @@ from mobilenet_zoo.training.finetune import (
 from mobilenet_zoo.training.run import DataChoice, fit
 from mobilenet_zoo.training.schedule import TrainFlags, resolve
 
-#: The side a segmenter is fine-tuned at unless ``image_size`` says: the ImageNet presets' own
-#: at most (a DeepLabV3 at output stride 16 costs ~4x a classifier's step).
+#: The side a segmenter is fine-tuned at unless ``image_size`` says: the preset's, at most 224
+#: (measured on the sample masks, 2 CPU cores: an epoch of 240 photos 65-90 s at 224, 47-63 s
+#: at 160, where the mean IoU came out 52.8 against 44.4; docs/finetune.md section 8).
 DEFAULT_SEGMENTER_SIZE = 224
 
 
@@ -66,7 +65,8 @@ def run_segmenter(options: FinetuneOptions, run_options: RunOptions, given: Trai
         model = _deeplab(options.preset, size, len(names))
         model.backbone.freeze_until(None if plan.freeze_until in (None, "none") else plan.freeze_until)
         model.compile(keras.optimizers.Adam(plan.learning_rate), segmentation_loss())
-    print(f"model: DeepLabV3 {size}x{size} (output stride 16) from {options.preset}, {len(names)} classes "
+    print(f"model: DeepLabV3 {size}x{size} (output stride {model.backbone.output_stride}) from "
+          f"{options.preset}, {len(names)} classes "
           f"({', '.join(names)}); backbone frozen to {plan.freeze_until or 'none'}", flush=True)
     fitted = fit(context, model, choice, plan)
     context.save_model(model)
@@ -91,20 +91,18 @@ def run_segmenter(options: FinetuneOptions, run_options: RunOptions, given: Trai
                 f"{plan.learning_rate}, backbone frozen to {plan.freeze_until or 'none'}, "
                 f"{fitted.train_seconds:.0f} s")
     return finish_run(context, options, "segmenter", model, choice, names, scored, files,
-                      {"image_size": size, "output_stride": 16, "training": training,
+                      {"image_size": size, "output_stride": model.backbone.output_stride, "training": training,
                        "train_seconds": fitted.train_seconds, "final_loss": fitted.final_loss, **qat_facts},
                       {"overlays": reporting.OVERLAYS})
 
 
 def _deeplab(preset: str, size: int, num_classes: int) -> DeepLabV3:
-    """A DeepLabV3 for ``num_classes`` at ``size``: the preset's backbone (output stride 16)
-    with a new head, or a DeepLabV3 preset whole but its class layer."""
-    preprocessor = SegmentationPreprocessor(size, num_classes)
-    if check_preset_fits(get_preset(preset), DeepLabV3) == "whole":
-        return DeepLabV3.from_preset(preset, input_shape=(size, size, 3), num_classes=num_classes,
-                                     preprocessor=preprocessor)
-    backbone = MobileNetBackbone.from_preset(preset, (size, size, 3), **DeepLabV3.backbone_defaults)
-    return DeepLabV3(backbone, num_classes, preprocessor=preprocessor)
+    """A DeepLabV3 for ``num_classes`` at ``size`` (``DeepLabV3.from_preset``): an ImageNet or
+    backbone preset gives the backbone at output stride 16 and a new head; a DeepLabV3 preset
+    loads whole at its own stride, its class layer renewed when the number of classes differs
+    (kept when it is the same, as for detection presets)."""
+    return DeepLabV3.from_preset(preset, input_shape=(size, size, 3), num_classes=num_classes,
+                                 preprocessor=SegmentationPreprocessor(size, num_classes))
 
 
 def _mask_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
@@ -112,14 +110,21 @@ def _mask_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
     try:
         train = read_masks(data_dir, "train", skip_bad_labels=skip_bad_labels)
         val = read_masks(data_dir, "val", skip_bad_labels=skip_bad_labels)
-    except LabelError as err:
-        raise SystemExit(f"error: {err}\nNothing was trained: fix the masks, or pass --skip-bad-labels "
-                         "to leave those images out.") from None
+    except LabelError as err:  # it lists every bad pair and says what to do
+        raise SystemExit(f"error: {err}") from None
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {data_dir}: {err} Nothing was run.") from None
-    if not train.num_examples or not val.num_examples:
-        empty = "training" if not train.num_examples else "validation"
-        raise SystemExit(f"error: {data_dir}: no {empty} image with its mask. Nothing was run.")
+    for split, source in (("training", train), ("validation", val)):
+        if not source.num_examples:
+            dropped = " (--skip-bad-labels left out every one)" if skip_bad_labels else ""
+            raise SystemExit(f"error: {data_dir}: no {split} image with its mask{dropped}. Add image + "
+                             "mask pairs to that split (images/<split>/ + masks/<split>/, or the "
+                             "ImageSets/Segmentation list), or remove the val/ folders or val.txt to "
+                             "set aside 10% by hashed file name. Nothing was run.")
+    if len(train.class_names) < 2:
+        raise SystemExit(f"error: {data_dir}: the masks hold one class ({train.class_names[0]}): a "
+                         "segmenter needs background and at least one more. Mark your objects in the "
+                         "masks (1, 2, ...) and name them in labels.txt. Nothing was run.")
     if len(val.class_names) > len(train.class_names):
         raise SystemExit(f"error: {data_dir}: the validation masks hold class {len(val.class_names) - 1}, "
                          f"the training masks only 0-{len(train.class_names) - 1}: name the classes in "

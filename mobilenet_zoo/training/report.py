@@ -46,7 +46,9 @@ class Scored:
 
     name: str  #: for people: "Keras (float32)", "TFLite int8"...
     file: str  #: its file name in the run folder
-    metrics: dict[str, float]  #: detectors: pycocotools' 12; classifiers: top1, top5; segmenters: mIoU
+    #: detectors: pycocotools' 12 (+ VOC_AP50 on VOC data); classifiers: top1, top5; segmenters:
+    #: mIoU, pixel_accuracy
+    metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]  #: detectors: AP, AP50, AP75; classifiers: accuracy; IoU
     latency_ms: float  #: median time for one image (batch 1), this machine
     size_mb: float
@@ -136,7 +138,8 @@ def score_segmenter(name: str, path: str, predict: Callable[[Any], Any], val: An
     """``predict`` (Keras ``predict_on_batch`` or a ``TFLiteRunner``: per-pixel class scores)
     over the ``(images, masks)`` batches ``val`` (``model.preprocessor.pipeline``: photos
     stretched to the input, masks by nearest neighbour, 255 ignored): mean IoU over the
-    classes present (DeepLab's measure), pixel accuracy, IoU per class."""
+    classes in the masks or the predictions (DeepLab's measure, TF's ``mean_iou``), pixel
+    accuracy, IoU per class (-1.0: a class in neither; both -1.0 when no pixel is labelled)."""
     def run(images):
         out = predict(np.asarray(images))
         return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
@@ -154,7 +157,9 @@ def score_segmenter(name: str, path: str, predict: Callable[[Any], Any], val: An
     scores = segmentation_scores(confusion)
     per_class = {c: {"IoU": -1.0 if iou is None else iou, "pixels": int(confusion[i].sum())}
                  for i, (c, iou) in enumerate(zip(class_names, scores["per_class_iou"]))}
-    metrics = {"mIoU": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"]}
+    labelled = confusion.sum() > 0  # every pixel 255 (ignored): nothing measured, n/a not 0
+    metrics = {"mIoU": scores["mean_iou"] if labelled else -1.0,
+               "pixel_accuracy": scores["pixel_accuracy"] if labelled else -1.0}
     first = np.asarray(next(iter(val))[0])[0]
     return Scored(name, os.path.basename(path), metrics, per_class, median_latency_ms(run, first),
                   _size_mb(path), images_seen, confusion=confusion.tolist())

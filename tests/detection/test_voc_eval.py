@@ -39,12 +39,12 @@ def test_duplicates_are_false_positives_and_difficult_boxes_count_neither_way():
         pytest.approx((6 * 1 + 5 * 0.5) / 11)
 
 
-def test_a_box_found_at_iou_one_half_is_missed_and_no_detection_scores_zero():
+def test_a_box_found_at_iou_one_half_is_found_and_no_detection_scores_zero():
     edge = [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 20], "score": 0.9}]  # IoU 100/200
-    inside = [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 19.9], "score": 0.9}]  # IoU 100/199
+    outside = [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 20.1], "score": 0.9}]  # IoU 100/201
     only_image_2 = {**GROUND_TRUTH, "annotations": GROUND_TRUTH["annotations"][2:3]}
-    assert voc_evaluation(only_image_2, edge).per_class["cat"] == 0.0
-    assert voc_evaluation(only_image_2, inside).per_class["cat"] == pytest.approx(1.0)
+    assert voc_evaluation(only_image_2, edge).per_class["cat"] == pytest.approx(1.0)  # devkit: >=
+    assert voc_evaluation(only_image_2, outside).per_class["cat"] == 0.0
     assert voc_evaluation(GROUND_TRUTH, []).per_class["cat"] == 0.0
 
 

@@ -121,11 +121,13 @@ def test_a_quantization_aware_face_detector_finds_the_astronauts_face_in_int8():
     assert inter / union > 0.85, (a, b)
 
 
-def test_a_quantization_aware_deeplab_file_gives_the_class_its_keras_model_gives():
-    """DeepLabV3+ (ASPP, image pooling, bilinear upsampling, decoder concatenation) on the
-    ImageNet backbone: the int8 file's class per pixel is the quantization-aware model's."""
+@pytest.mark.parametrize("decoder", [False, True])
+def test_a_quantization_aware_deeplab_file_gives_the_class_its_keras_model_gives(decoder):
+    """DeepLabV3 (ASPP, image pooling, bilinear upsampling; the fine-tune's) and V3+ (the
+    decoder's concatenation and separable convs) on the ImageNet backbone: the int8 file's
+    class per pixel is the quantization-aware model's."""
     model = DeepLabV3.from_preset(presets.IMAGENET, input_shape=(128, 128, 3), num_classes=3,
-                                  use_decoder=True)
+                                  use_decoder=decoder)
     photos = _resized([skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket()], (128, 128))
     qat = quantization_aware(model, [photos])
     assert type(qat) is DeepLabV3
@@ -135,7 +137,8 @@ def test_a_quantization_aware_deeplab_file_gives_the_class_its_keras_model_gives
     lite = (np.asarray(scores, np.float32) - zero) * scale
     fake = np.asarray(qat.predict(photos, verbose=0))
     steps = np.abs(lite - fake) / scale
-    # Measured on this untrained head (logits within +-0.01): 97.6% of pixels agree, the
-    # upsampled logits 1.4 steps apart in the median, 10.5 at most.
+    # Measured on this untrained head (logits within +-0.01, so one output step is large):
+    # without / with the decoder 96.7% / 97.6% of the pixels agree, the logits 2.3 / 1.4 steps
+    # apart in the median, 9.8 / 5.6 at the 99th percentile, 16.6 / 10.5 at most.
     assert (lite.argmax(-1) == fake.argmax(-1)).mean() > 0.95
-    assert np.median(steps) < 3 and steps.max() < 16
+    assert np.median(steps) < 3 and np.percentile(steps, 99) < 12 and steps.max() < 24

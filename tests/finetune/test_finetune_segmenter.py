@@ -129,3 +129,50 @@ def test_bad_masks_stop_the_fine_tune_naming_the_file(masks, tmp_path):
 def test_a_segmenter_refuses_what_fits_another_task(masks, args, message):
     done = _cli(*[str(masks) if a == "DATA" else a for a in args])
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_mean_iou_ignores_255_ranks_uint8_scores_and_leaves_absent_classes_out():
+    from mobilenet_zoo.training.report import score_segmenter
+
+    masks = np.array([[[0, 0], [1, 255]]])  # one 2x2 image: background, background, class 1, ignored
+    scores = np.zeros((1, 2, 2, 3), np.uint8)  # a uint8 file's scores: class 2 is never predicted
+    scores[0, :, :, 0], scores[0, 1, 0, 1] = 200, 250  # background everywhere but (1, 0): class 1
+    s = score_segmenter("int8", __file__, lambda images: {"output": scores},
+                        [(np.zeros((1, 2, 2, 3), np.float32), masks)], ["background", "a", "b"])
+    assert s.per_class["background"]["IoU"] == 1.0 and s.per_class["a"]["IoU"] == 1.0
+    assert s.per_class["b"]["IoU"] == -1.0 and s.metrics == {"mIoU": 1.0, "pixel_accuracy": 1.0}
+    assert sum(map(sum, s.confusion)) == 3  # the 255 pixel counted nowhere
+    nothing = score_segmenter("int8", __file__, lambda images: {"output": scores},
+                              [(np.zeros((1, 2, 2, 3), np.float32), np.full((1, 2, 2), 255))], ["x", "y", "z"])
+    assert nothing.metrics == {"mIoU": -1.0, "pixel_accuracy": -1.0}  # n/a, not 0
+
+
+def _edited(masks: Path, tmp_path: Path, edit) -> Path:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(masks, data)
+    edit(data)
+    return data
+
+
+def _empty_val(data: Path) -> None:
+    for p in [*(data / "images" / "val").iterdir(), *(data / "masks" / "val").iterdir()]:
+        p.unlink()
+
+
+def _background_only(data: Path) -> None:
+    (data / "labels.txt").write_text("background\n")
+    for p in data.glob("masks/*/*.png"):
+        Image.fromarray(np.zeros_like(np.asarray(Image.open(p)))).save(p)
+
+
+@pytest.mark.parametrize("edit,message", [(_empty_val, "no validation image with its mask"),
+                                          (_background_only, "the masks hold one class (background)")])
+def test_a_split_without_pairs_or_a_single_class_is_one_clear_error(masks, tmp_path, edit, message):
+    from mobilenet_zoo.finetune import finetune
+
+    data = _edited(masks, tmp_path, edit)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        finetune("segmenter", data, out=tmp_path / "run", smoke=True)
+    assert not (tmp_path / "run").exists()

@@ -20,6 +20,7 @@ from mobilenet_zoo.data.layouts import (
     check_labels,
     hashed_split,
     parse_coco,
+    parse_masks,
     parse_voc,
     parse_yolo,
     read_detection,
@@ -314,3 +315,39 @@ def test_data_yaml_reads_the_same_without_pyyaml(text, tmp_path, monkeypatch):
     monkeypatch.setattr(yolo, "yaml", None)
     assert yolo.read_data_yaml(tmp_path / "data.yaml") == with_pyyaml
     assert with_pyyaml["names"] == NAMES and with_pyyaml["train"] == "images/train"
+
+
+@pytest.mark.parametrize("lists", [("train",), ("val",), ("train", "val"), ()])
+def test_a_voc_segmentation_folder_never_puts_a_photo_in_both_splits(photos, tmp_path, lists):
+    """VOC ``SegmentationClass`` folders with either list, both or none: train and val never
+    share a photo (a photo in both inflated the mIoU); a train.txt alone is split in two."""
+    root = tmp_path / "VOC"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    _, path, (h, w), _ = photos[2]
+    stems = [f"2008_{i:06d}" for i in range(12)]
+    for stem in stems:
+        shutil.copy(path, root / "JPEGImages" / f"{stem}.jpg")
+        Image.fromarray(np.zeros((h, w), np.uint8)).save(root / "SegmentationClass" / f"{stem}.png")
+    given = {"train": stems[:8], "val": stems[8:]}
+    for split in lists:
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(given[split]) + "\n")
+    train = {p.stem for p in parse_masks(root, "train").images}
+    val = {p.stem for p in parse_masks(root, "val").images}
+    used = set(given["train"]) if lists == ("train",) else set(stems)
+    assert not train & val and train | val == used and train and val
+    if "val" in lists:
+        assert val == set(given["val"])
+
+
+def test_a_sixteen_bit_mask_value_is_named_not_wrapped(photos, tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "masks" / split).mkdir(parents=True)
+    _, path, (h, w), _ = photos[2]
+    shutil.copy(path, tmp_path / "images" / "train" / path.name)
+    mask = np.zeros((h, w), np.uint16)
+    mask[0, 0] = 300  # would read as 44 in the uint8 pipeline
+    Image.fromarray(mask).save(tmp_path / "masks" / "train" / f"{path.stem}.png")
+    with pytest.raises(LabelError, match=r"mask values \[300\] are outside 0..254"):
+        parse_masks(tmp_path, "train")

@@ -81,8 +81,8 @@ def parse_masks(
     hashed = split in ("train", "val") and not has_val
     image_dir, mask_dir, _ = mask_folders(root, "train") if hashed else found
     notes: list[str] = []
-    if voc and listed[split]:
-        stems = [line.split()[0] for line in listed[split].read_text().splitlines() if line.strip()]
+    if voc:
+        stems = _voc_stems(lists, mask_dir, split, val_fraction, notes)
     else:
         source = mask_dir if voc else image_dir
         stems = sorted(p.stem for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -116,6 +116,29 @@ def parse_masks(
     return MaskSet(root, split, images, masks, names, num_classes, voc, notes, problems)
 
 
+def _voc_stems(lists: Path, mask_dir: Path, split: str, val_fraction: float, notes: list[str]) -> list[str]:
+    """The photos of ``split`` in a VOC ``SegmentationClass`` folder: its ``ImageSets`` list;
+    with ``val.txt`` alone, training takes the masks it does not list; with no ``val.txt``, the
+    training list (or every mask) is split by hashed names, so no photo is in both splits."""
+    def listed(name: str) -> list[str] | None:
+        path = next((lists / f"{n}.txt" for n in split_names(name) if (lists / f"{n}.txt").is_file()), None)
+        return None if path is None else [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+
+    every = sorted(p.stem for p in mask_dir.iterdir() if p.suffix.lower() == ".png")
+    own, val = listed(split), listed("val")
+    if split not in ("train", "val"):
+        return own if own is not None else every
+    if val is not None:
+        if split == "val" or own is not None:
+            return val if split == "val" else own
+        notes.append("no ImageSets/Segmentation/train.txt: training takes the masks val.txt does not list")
+        return [s for s in every if s not in set(val)]
+    pool = listed("train") or every
+    keep, note = hashed_split(pool, split, val_fraction)
+    notes.append(note)
+    return [pool[i] for i in keep]
+
+
 def _check_pair(image: Path, mask: Path, names: list[str] | None) -> tuple[str | None, np.ndarray]:
     """Why the pair cannot be used (None: it can), and the mask's values."""
     none = np.zeros(0, np.int64)
@@ -135,6 +158,9 @@ def _check_pair(image: Path, mask: Path, names: list[str] | None) -> tuple[str |
                 return f"mask is {m.size[0]}x{m.size[1]} but its image is {size[0]}x{size[1]}", none
     except (OSError, SyntaxError, ValueError) as err:
         return f"not readable ({err})", none
+    wide = [int(v) for v in values if v > IGNORE_LABEL or v < 0]
+    if wide:  # a 16-bit mask: one byte per pixel is what the pipeline reads
+        return (f"mask values {wide[:5]} are outside 0..254 (classes) and {IGNORE_LABEL} (ignore)"), none
     if names:
         bad = [int(v) for v in values if v >= len(names) and v != IGNORE_LABEL]
         if bad:

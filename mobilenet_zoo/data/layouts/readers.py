@@ -171,7 +171,8 @@ def read_masks(root: str | os.PathLike, split: str = "train", skip_bad_labels: b
         mask.set_shape((None, None, 1))
         return {"image": _decode(image_path), "mask": mask}
 
-    ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in data.images], [str(p) for p in data.masks]))
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant([str(p) for p in data.images], tf.string),
+                                             tf.constant([str(p) for p in data.masks], tf.string)))
     source = SegmentationSource(ds.map(load, num_parallel_calls=tf.data.AUTOTUNE), names,
                                 f"image + mask folders {data.root} ({split}, {len(data.images)} images)")
     source.notes, source.num_classes, source.num_examples = data.notes, len(names), len(data.images)
