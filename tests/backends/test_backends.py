@@ -43,7 +43,10 @@ def run(request, reference):
     command = [sys.executable, str(SCRIPT), "check", str(workdir)]
     if BLOCK_TENSORFLOW[backend]:
         command.append("--block-tensorflow")
-    env = dict(os.environ, KERAS_BACKEND=backend)
+    # XLA's optimisation passes are most of JAX's time here (hundreds of small programs
+    # compiled once each): off, the run took 80 s instead of 99 s (2 cores); the outputs
+    # compared are the same programs, only less fused.
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
