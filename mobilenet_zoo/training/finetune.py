@@ -51,7 +51,7 @@ from mobilenet_zoo.training.config import (
 )
 from mobilenet_zoo.training.detection import labelled_folder
 from mobilenet_zoo.training.run import DataChoice, RunContext, fit
-from mobilenet_zoo.training.schedule import TrainFlags, resolve
+from mobilenet_zoo.training.schedule import Schedules, TrainFlags, resolve
 
 #: The side a detection preset is fine-tuned at unless ``image_size`` says (a larger preset,
 #: the 512-pixel face SSD, is 2.6x slower per step at its own size on a CPU).
@@ -93,13 +93,7 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
     """Fine-tunes an SSD on ``options.data_dir``; see the module docstring."""
     choice = labelled_folder(options.data_dir, None if options.format == "auto" else options.format,
                              options.skip_bad_labels)
-    if run_options.smoke:
-        choice = dataclasses.replace(choice, kind="mock")
-    context = start_run(run_options, options, choice)
-    context.set_seed()
-    names = list(choice.train.class_names)
-    plan = fit_batch(resolve(FINETUNE_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
-                     choice.train.num_examples)
+    choice, context, names, plan = begin_run(options, run_options, given, choice, FINETUNE_SCHEDULES)
     size = options.image_size or min(DEFAULT_DETECTOR_SIZE, preset_size(options.preset))
     with context.scope():
         model = SSD.from_preset(options.preset, num_classes=len(names), class_names=names,
@@ -141,13 +135,8 @@ def run_detector(options: FinetuneOptions, run_options: RunOptions, given: Train
 def run_classifier(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags) -> Finetuned:
     """Fine-tunes a ``MobileNetClassifier`` on class folders; see the module docstring."""
     choice = _class_folders(options.data_dir, options.skip_bad_labels)
-    if run_options.smoke:
-        choice = dataclasses.replace(choice, kind="mock")
-    context = start_run(run_options, options, choice)
-    context.set_seed()
-    names = list(choice.train.class_names)
-    plan = fit_batch(resolve(FINETUNE_CLASSIFIER_SCHEDULES.of(choice.kind), given,
-                             choice.train.num_examples), choice.train.num_examples)
+    choice, context, names, plan = begin_run(options, run_options, given, choice,
+                                             FINETUNE_CLASSIFIER_SCHEDULES)
     size = options.image_size or preset_size(options.preset)
     train = _class_batches(choice.train, size, plan.batch_size, True, context.seed)
     val = _class_batches(choice.val, size, plan.eval_batch, False, context.seed)
@@ -267,6 +256,20 @@ def _class_batches(source: Any, size: int, batch_size: int, training: bool, seed
     ds = with_example_seeds(ds, seed)
     return ds.map(transfer.stretch_and_flip(size, training), num_parallel_calls=tf.data.AUTOTUNE).batch(
         batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def begin_run(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags, choice: DataChoice,
+              schedules: Schedules) -> tuple[DataChoice, RunContext, list[str], Any]:
+    """Every task's start, once its data is read and checked: ``--smoke`` (the ``mock``
+    schedule), the run context (``start_run``), the seed, the data's class names and the
+    training plan (``schedules`` with the given flags, the batch at most the photos)."""
+    if run_options.smoke:
+        choice = dataclasses.replace(choice, kind="mock")
+    context = start_run(run_options, options, choice)
+    context.set_seed()
+    plan = fit_batch(resolve(schedules.of(choice.kind), given, choice.train.num_examples),
+                     choice.train.num_examples)
+    return choice, context, list(choice.train.class_names), plan
 
 
 def start_run(run_options: RunOptions, options: FinetuneOptions, choice: DataChoice) -> RunContext:

@@ -13,8 +13,6 @@ accuracy of ``model.keras`` and of each ``.tflite`` file through LiteRT
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 
@@ -33,16 +31,15 @@ from mobilenet_zoo.training.config import (
 )
 from mobilenet_zoo.training.finetune import (
     Finetuned,
+    begin_run,
     epochs_text,
     export_files,
     finish_run,
-    fit_batch,
     preset_size,
-    start_run,
     train_quantization_aware,
 )
 from mobilenet_zoo.training.run import DataChoice, fit
-from mobilenet_zoo.training.schedule import TrainFlags, resolve
+from mobilenet_zoo.training.schedule import TrainFlags
 
 #: The side a segmenter is fine-tuned at unless ``image_size`` says: the preset's, at most 224
 #: (measured on the sample masks, 2 CPU cores: an epoch of 240 photos 65-90 s at 224, 47-63 s
@@ -53,13 +50,8 @@ DEFAULT_SEGMENTER_SIZE = 224
 def run_segmenter(options: FinetuneOptions, run_options: RunOptions, given: TrainFlags) -> Finetuned:
     """Fine-tunes a DeepLabV3 on an images + masks folder; see the module docstring."""
     choice = _mask_folders(options.data_dir, options.skip_bad_labels)
-    if run_options.smoke:
-        choice = dataclasses.replace(choice, kind="mock")
-    context = start_run(run_options, options, choice)
-    context.set_seed()
-    names = list(choice.train.class_names)
-    plan = fit_batch(resolve(FINETUNE_SEGMENTER_SCHEDULES.of(choice.kind), given, choice.train.num_examples),
-                     choice.train.num_examples)
+    choice, context, names, plan = begin_run(options, run_options, given, choice,
+                                             FINETUNE_SEGMENTER_SCHEDULES)
     size = options.image_size or min(DEFAULT_SEGMENTER_SIZE, preset_size(options.preset))
     with context.scope():
         model = _deeplab(options.preset, size, len(names))

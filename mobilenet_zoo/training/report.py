@@ -294,6 +294,8 @@ _TABLES = {
                   "pixel accuracy at the model's input size, 255 = ignored", "IoU",
                   ("pixels", "pixels")),
 }
+#: Column titles for people (the report.json keys stay as they are).
+_HEADERS = {"pixel_accuracy": "pixel accuracy", "VOC_AP50": "VOC AP50", "top1": "top-1", "top5": "top-5"}
 _PICTURES = {"pr_curves": "Precision-recall curves", "detections": "Detections on validation photos "
              "(Keras model)", "confusion": "Confusion matrix (Keras model; rows: true class)",
              "overlays": "Predicted masks on validation photos (Keras model; the true masks below "
@@ -314,7 +316,7 @@ def _markdown(report: dict[str, Any], scored: Sequence[Scored], class_names: Seq
              f"{what}, in percent, on {scored[0].images if scored else 0} validation photos; latency: "
              "median for one image on the machine that ran the report. `model.keras` also holds "
              "the optimizer's state (to train on).",
-             "", "| model | file | MB | ms / image | " + " | ".join(keys) + " |",
+             "", "| model | file | MB | ms / image | " + " | ".join(_HEADERS.get(k, k) for k in keys) + " |",
              "|---|---|---:|---:|" + "---:|" * len(keys)]
     def shown(s: Scored, k: str) -> str:  # top-5 of 5 classes or fewer says nothing
         return "n/a" if k == "top5" and len(class_names) <= 5 else pct(s.metrics[k])
