@@ -242,8 +242,8 @@ _MEDIAPIPE = {
                    "    for c in result.classifications[0].categories:\n"
                    "        print(c.category_name, c.score)\n"),
     "segmenter": ("ImageSegmenter", "output_category_mask=True", "segment",
-                  "    mask = result.category_mask.numpy_view()  # the photo's size: a class index "
-                  "per pixel\n"
+                  "    # the photo's size, a class index per pixel; copied: the view dies with `result`\n"
+                  "    mask = result.category_mask.numpy_view().copy()\n"
                   "    print(model.labels, mask.shape)\n"),
 }
 

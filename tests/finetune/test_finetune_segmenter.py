@@ -94,14 +94,23 @@ def test_mediapipe_image_segmenter_runs_the_int8_files_with_the_users_classes(ru
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    photo = np.asarray(Image.open(next((masks / "images" / "val").iterdir())).convert("RGB"))
+    from mobilenet_zoo.export import TFLiteRunner
+
+    photo = Image.open(sorted((masks / "images" / "val").iterdir())[0]).convert("RGB")
     options = vision.ImageSegmenterOptions(
         base_options=BaseOptions(model_asset_path=run.file(phone_file)), output_category_mask=True)
+    masks_found = {}
     with vision.ImageSegmenter.create_from_options(options) as segmenter:
         assert segmenter.labels == CLASSES
-        mask = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB,
-                                          data=np.ascontiguousarray(photo))).category_mask.numpy_view()
-    assert mask.shape[:2] == photo.shape[:2] and int(mask.max()) < len(CLASSES)
+        for side in (128, 64):  # the photo's own size, and the model's (no resize in MediaPipe)
+            pixels = np.asarray(photo.resize((side, side)))
+            result = segmenter.segment(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                data=np.ascontiguousarray(pixels)))
+            # numpy_view() is a view of the result's buffer: copied while the result lives
+            masks_found[side] = result.category_mask.numpy_view().copy()[..., 0]
+    assert masks_found[128].shape == (128, 128) and int(masks_found[128].max()) < len(CLASSES)
+    (scores,) = TFLiteRunner(run.file(phone_file))(np.asarray(photo.resize((64, 64)), np.float32)[None]).values()
+    assert (masks_found[64] == np.asarray(scores, np.float32)[0].argmax(-1)).mean() > 0.99
 
 
 def test_bad_masks_stop_the_fine_tune_naming_the_file(masks, tmp_path):
@@ -176,3 +185,14 @@ def test_a_split_without_pairs_or_a_single_class_is_one_clear_error(masks, tmp_p
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         finetune("segmenter", data, out=tmp_path / "run", smoke=True)
     assert not (tmp_path / "run").exists()
+
+
+@ONE_RUN
+def test_the_reports_mediapipe_snippet_runs_as_written(run, masks, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    shutil.copy(sorted((masks / "images" / "val").iterdir())[0], tmp_path / "photo.jpg")
+    shutil.copy(run.file(run.report["phone_file"]), tmp_path / run.report["phone_file"])
+    monkeypatch.chdir(tmp_path)
+    exec(run.report["mediapipe"], {})
+    assert capsys.readouterr().out.strip() == f"{CLASSES} (128, 128, 1)"
