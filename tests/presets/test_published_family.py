@@ -600,3 +600,21 @@ def test_presets_listing_and_help_start_without_tensorflow():
         assert done.returncode == 0, done.stderr[-2000:]
         imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
         assert "tensorflow" not in imported and "keras" not in imported
+
+
+def test_a_registered_deeplab_rebuilds_at_its_own_output_stride(tmp_path, monkeypatch):
+    """A DeepLabV3 trained at output stride 8 (recipes/segmentation.py --output-stride 8) is
+    registered with its stride and rebuilt with it: at DeepLabV3.from_preset's default, 16,
+    the same weights would run with other ASPP rates and give other masks."""
+    from mobilenet_zoo.segmentation import DeepLabV3
+
+    monkeypatch.setenv("MOBILENET_ZOO_CACHE", str(tmp_path / "cache"))
+    model = randomize_batch_norm(DeepLabV3(MobileNetBackbone(alpha=0.25, input_shape=(64, 64, 3),
+                                                             output_stride=8), 3), seed=1)
+    model.save(tmp_path / "mine.keras")
+    presets.register_preset("deeplab_os8", tmp_path / "mine.keras")
+    assert presets.get_preset("deeplab_os8")["output_stride"] == 8
+    loaded = DeepLabV3.from_preset("deeplab_os8")
+    assert loaded.backbone.output_stride == 8 and loaded.aspp_rates == (12, 24, 36)
+    x = np.random.default_rng(2).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
