@@ -68,7 +68,8 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
     Raises:
         ValueError: a bad argument (before anything loads), labels that are wrong (each named
             with its file and line), or an ``out`` that holds a run (without ``resume`` or
-            ``overwrite``). TypeError: an argument of the wrong type.
+            ``overwrite``). TypeError: an argument of the wrong type (``image_size=64.0``,
+            ``epochs="8"``).
     """
     if not isinstance(task, str) or not isinstance(data, (str, os.PathLike)):
         raise TypeError(f"finetune(task, data): task is a name ('detector') and data a folder path; "
@@ -79,6 +80,18 @@ def finetune(task: str, data: str | os.PathLike, *, preset: str = DEFAULT_DETECT
                         ("overwrite", overwrite), ("smoke", smoke)):
         if not isinstance(value, bool):
             raise TypeError(f"finetune: {name} is True or False; got {value!r}.")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("image_size", image_size),
+                        ("eval_batches", eval_batches), ("qat_epochs", qat_epochs), ("seed", seed),
+                        ("verbose", verbose)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"finetune: {name} is an int; got {value!r}.")
+    if learning_rate is not None and (isinstance(learning_rate, bool)
+                                      or not isinstance(learning_rate, (int, float))):
+        raise TypeError(f"finetune: learning_rate is a number; got {learning_rate!r}.")
+    for name, value in (("preset", preset), ("format", format), ("resize_mode", resize_mode),
+                        ("quantize", quantize), ("freeze_until", freeze_until)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"finetune: {name} is a name (a str); got {value!r}.")
     argv = [task, os.fspath(data), "--preset", preset, "--out", os.fspath(out), "--format", format,
             "--resize-mode", resize_mode, "--quantize", quantize, "--seed", str(seed)]
     for flag, value in (("--epochs", epochs), ("--batch-size", batch_size),

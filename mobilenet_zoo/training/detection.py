@@ -146,7 +146,7 @@ def labelled_folder(data_dir: str, fmt: str | None, skip_bad_labels: bool) -> Da
     if list(train.class_names) != list(val.class_names):
         raise SystemExit(f"error: --data-dir {data_dir}: the train and val splits name other classes "
                          f"({list(train.class_names)} vs {list(val.class_names)}). Nothing was run.")
-    for note in (*train.notes, *val.notes):
+    for note in dict.fromkeys((*train.notes, *val.notes)):  # a note of both splits once
         print(f"data: {note}", flush=True)
     return DataChoice("full", f"{train.format.upper()} folder {data_dir} ({train.num_examples} train, "
                       f"{val.num_examples} val images, classes {', '.join(train.class_names)})",

@@ -236,7 +236,7 @@ def _class_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
                          "--skip-bad-labels to leave the bad images out.") from None
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {data_dir}: {err} Nothing was run.") from None
-    for note in (*train.notes, *val.notes):
+    for note in dict.fromkeys((*train.notes, *val.notes)):  # a note of both splits once
         print(f"data: {note}", flush=True)
     return DataChoice("full", f"class folders {data_dir} ({train.num_examples} train, {val.num_examples} "
                       f"val images, classes {', '.join(train.class_names)})", train, val)

@@ -122,7 +122,7 @@ def _mask_folders(data_dir: str, skip_bad_labels: bool) -> DataChoice:
                          f"the training masks only 0-{len(train.class_names) - 1}: name the classes in "
                          "labels.txt (one a line, background first). Nothing was run.")
     val.class_names = train.class_names
-    for note in (*train.notes, *val.notes):
+    for note in dict.fromkeys((*train.notes, *val.notes)):  # a note of both splits once
         print(f"data: {note}", flush=True)
     return DataChoice("full", f"image + mask folders {data_dir} ({train.num_examples} train, "
                       f"{val.num_examples} val images, classes {', '.join(train.class_names)})", train, val)

@@ -196,3 +196,37 @@ def test_the_reports_mediapipe_snippet_runs_as_written(run, masks, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     exec(run.report["mediapipe"], {})
     assert capsys.readouterr().out.strip() == f"{CLASSES} (128, 128, 1)"
+
+
+def test_camera_file_names_a_bom_and_orphans_read_as_a_user_means_them(masks, tmp_path):
+    """Upper-case .JPG photos are found, a BOM is not part of the first class name, a mask
+    without its photo and a JPEG mask are named (sweep of issue 29)."""
+    from mobilenet_zoo.data.layouts import LabelError, parse_masks
+
+    data = _edited(masks, tmp_path, lambda d: None)
+    first = sorted((data / "images" / "train").iterdir())[0]
+    first.rename(first.with_suffix(".JPG"))
+    (data / "labels.txt").write_text("\ufeffbackground\nzero\n\none\ntwo\n", encoding="utf-8")
+    parsed = parse_masks(data, "train")
+    assert parsed.class_names == CLASSES and len(parsed.images) == 8
+    second = sorted((data / "images" / "train").glob("*.jpg"))[0]
+    second.unlink()  # its mask stays
+    mask = sorted((data / "masks" / "train").glob("*.png"))[2]
+    Image.open(mask).convert("RGB").save(mask.with_suffix(".jpg"))
+    mask.unlink()
+    with pytest.raises(LabelError) as err:
+        parse_masks(data, "train")
+    said = str(err.value)
+    assert f"image file missing for mask {second.stem}.png" in said
+    assert f"found {mask.stem}.jpg: masks are PNG" in said
+
+
+def test_the_python_call_refuses_wrong_types_before_anything_runs(masks, tmp_path):
+    from mobilenet_zoo.finetune import finetune
+
+    for kwargs, message in (({"image_size": 64.0}, "image_size is an int"), ({"epochs": "8"}, "epochs is an int"),
+                            ({"learning_rate": "1e-3"}, "learning_rate is a number"),
+                            ({"preset": 3}, "preset is a name")):
+        with pytest.raises(TypeError, match=message):
+            finetune("segmenter", masks, out=tmp_path / "run", **kwargs)
+    assert not (tmp_path / "run").exists()

@@ -84,8 +84,9 @@ def parse_masks(
     if voc:
         stems = _voc_stems(lists, mask_dir, split, val_fraction, notes)
     else:
-        source = mask_dir if voc else image_dir
-        stems = sorted(p.stem for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        # A mask without its image is listed too (as its missing image), not passed over.
+        stems = sorted({p.stem for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+                       | {p.stem for p in mask_dir.iterdir() if p.suffix.lower() == ".png"})
         if hashed:
             keep, note = hashed_split(stems, split, val_fraction)
             stems = [stems[i] for i in keep]
@@ -93,9 +94,10 @@ def parse_masks(
     names = read_class_file(root)
     problems: list[Problem] = []
     images, masks, top = [], [], 0
+    photos = {p.stem: p for p in sorted(image_dir.iterdir(), reverse=True)
+              if p.suffix.lower() in IMAGE_SUFFIXES}  # any case: camera files are .JPG
     for stem in stems:
-        image = next((image_dir / f"{stem}{s}" for s in IMAGE_SUFFIXES if (image_dir / f"{stem}{s}").is_file()),
-                     image_dir / f"{stem}.jpg")
+        image = photos.get(stem, image_dir / f"{stem}.jpg")
         mask = mask_dir / f"{stem}.png"
         why, values = _check_pair(image, mask, names)
         if why:
@@ -145,7 +147,10 @@ def _check_pair(image: Path, mask: Path, names: list[str] | None) -> tuple[str |
     if not image.is_file():
         return f"image file missing for mask {mask.name}", none
     if not mask.is_file():
-        return f"mask file missing for image {image.name} (expected {mask})", none
+        other = sorted(p.name for p in mask.parent.glob(f"{mask.stem}.*"))
+        found = (f"; found {', '.join(other)}: masks are PNG (JPEG blurs class indices at edges)"
+                 if other else "")
+        return f"mask file missing for image {image.name} (expected {mask}){found}", none
     try:
         with Image.open(image) as img:
             size = img.size

@@ -63,7 +63,8 @@ def read_class_file(folder: Path) -> list[str] | None:
     """Class names from ``labels.txt`` / ``classes.txt`` in ``folder`` (one per line)."""
     for name in CLASS_FILES:
         if (folder / name).is_file():
-            return [line.strip() for line in (folder / name).read_text().splitlines() if line.strip()]
+            text = (folder / name).read_text(encoding="utf-8-sig")  # a BOM is not part of a name
+            return [line.strip() for line in text.splitlines() if line.strip()]
     return None
 
 
