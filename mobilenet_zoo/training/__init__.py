@@ -19,12 +19,13 @@ resume, retained checkpoints), ``identity`` (what makes two runs the same),
 ``run`` (the run context, the loop, the finish step; it also re-exports what recipes use
 from the others), and the experiments: ``classification`` (the classifier trainer),
 ``tradeoff``, ``transfer``, ``evaluate``, ``detection``, ``segmentation``, ``geo``; and
-``finetune`` (a preset on the user's labelled photos) with its ``report``.
+``finetune`` and ``finetune_segmenter`` (a preset on the user's labelled photos) with their
+``report``.
 """
 
 _SUBMODULES = ("flags", "config", "schedule", "strategy", "checkpoints", "identity", "run",
                "classification", "tradeoff", "transfer", "evaluate", "detection", "segmentation",
-               "geo", "finetune", "report")
+               "geo", "finetune", "finetune_segmenter", "report")
 
 
 def __getattr__(name: str):

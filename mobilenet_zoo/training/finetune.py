@@ -13,6 +13,10 @@ exported for phones and measured side by side (``training.report``).
 ``MobileNetClassifier`` on the preset's backbone with a new head, trained in the two stages of
 ``training.transfer`` (the head with the backbone frozen, then the top blocks), the same files
 and report (top-1 / top-5, accuracy per class, a confusion matrix).
+
+The segmenter is ``training.finetune_segmenter``; what the three share is here: ``begin_run``
+(smoke schedule, run context, seed, plan), ``export_files``, ``train_quantization_aware`` and
+``finish_run`` (the report and the lines printed).
 """
 
 from __future__ import annotations

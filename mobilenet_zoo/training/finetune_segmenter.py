@@ -5,8 +5,8 @@ The folder is read and every image / mask pair checked (``data.layouts.masks``: 
 ``SegmentationClass`` or ``images/`` + ``masks/``, 255 = ignore), a DeepLabV3 built on the
 preset's backbone at output stride 16 (an ImageNet preset: a new ASPP and classifier, as
 DeepLabV3 s.4 starts from ImageNet; a DeepLabV3 preset of the user's: kept whole, the class
-layer renewed for another number of classes), trained with the recipes' loop (``training.run.fit``: progress, ``--resume``,
-checkpoints), then saved, exported for phones and measured side by side: mean IoU and pixel
+layer renewed for another number of classes), trained with the recipes' loop
+(``training.run.fit``: progress, ``--resume``, checkpoints), then saved, exported for phones and measured side by side: mean IoU and pixel
 accuracy of ``model.keras`` and of each ``.tflite`` file through LiteRT
 (``training.report.score_segmenter``), with predicted masks drawn on validation photos.
 """
