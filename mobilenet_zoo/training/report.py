@@ -108,10 +108,7 @@ def score_classifier(name: str, path: str, predict: Callable[[Any], Any], val: A
     """``predict`` (Keras ``predict_on_batch`` or a ``TFLiteRunner``: class scores) over the
     ``(images, labels)`` batches ``val``: top-1, top-5 (top-k of all classes when fewer than
     5), accuracy per class and the confusion matrix."""
-    def run(images):
-        out = predict(np.asarray(images))
-        return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
-
+    run = _one_output(predict)
     n = len(class_names)
     confusion = np.zeros((n, n), np.int64)
     top5 = total = 0
@@ -140,10 +137,7 @@ def score_segmenter(name: str, path: str, predict: Callable[[Any], Any], val: An
     stretched to the input, masks by nearest neighbour, 255 ignored): mean IoU over the
     classes in the masks or the predictions (DeepLab's measure, TF's ``mean_iou``), pixel
     accuracy, IoU per class (-1.0: a class in neither; both -1.0 when no pixel is labelled)."""
-    def run(images):
-        out = predict(np.asarray(images))
-        return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
-
+    run = _one_output(predict)
     n = len(class_names)
     confusion = np.zeros((n, n), np.int64)
     images_seen = 0
@@ -163,6 +157,15 @@ def score_segmenter(name: str, path: str, predict: Callable[[Any], Any], val: An
     first = np.asarray(next(iter(val))[0])[0]
     return Scored(name, os.path.basename(path), metrics, per_class, median_latency_ms(run, first),
                   _size_mb(path), images_seen, confusion=confusion.tolist())
+
+
+def _one_output(predict: Callable[[Any], Any]) -> Callable[[Any], np.ndarray]:
+    """``predict`` as a function of images giving its one output as an array (a
+    ``TFLiteRunner`` gives a dict of one named output, Keras the array)."""
+    def run(images):
+        out = predict(np.asarray(images))
+        return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
+    return run
 
 
 def _size_mb(path: str) -> float:
